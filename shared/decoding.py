@@ -1,0 +1,304 @@
+"""Decoding, written once for every task: greedy, temperature / top-k / top-p sampling, beam
+search with a length penalty, repetition penalty, no-repeat-n-gram, batched and streaming.
+
+Task rules plug in through a `Constraint`: an object with per-sequence state that sees the
+tokens just chosen for all R rows and answers with a boolean (R, vocab) mask of allowed tokens.
+Scores are the model's mean log-probability per generated token (nats, temperature 1, before
+any rule or penalty), so they compare across decoding settings.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from typing import Iterator, Literal, Optional, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .model import Seq2Seq, State
+
+
+@dataclass
+class GenerationConfig:
+    strategy: Literal["greedy", "sample", "beam"] = "sample"
+    max_len: int = 128
+    temperature: float = 1.0
+    top_k: int = 0                 # 0 = off
+    top_p: float = 1.0             # 1.0 = off
+    beam_size: int = 4
+    length_penalty: float = 1.0    # beam: rank by sum_logp / ((5 + len) / 6) ** alpha (GNMT)
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already generated (CTRL)
+    no_repeat_ngram: int = 0       # n > 0 forbids repeating any n-gram within a sequence
+    seed: Optional[int] = None     # row i uses derive_seed(seed, i) unless seeds are given
+    bf16: bool = False             # run the model under CPU bf16 autocast
+
+    def validate(self) -> None:
+        if self.max_len <= 0:
+            raise ValueError(f"max_len must be positive, got {self.max_len}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.beam_size < 1 or self.no_repeat_ngram < 0:
+            raise ValueError("top_k and no_repeat_ngram must be >= 0, beam_size >= 1")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be positive")
+
+
+class Constraint(Protocol):
+    """Batched, incremental task rules. Rows are sequences being decoded (beams included)."""
+
+    def begin(self, rows: torch.Tensor) -> Optional[torch.Tensor]:
+        """rows[r] = index of the input item row r decodes. Returns the first step's mask
+        (R, vocab) of allowed tokens, or None for no restriction."""
+
+    def step(self, tokens: torch.Tensor) -> Optional[torch.Tensor]:
+        """tokens: (R,) just chosen (pad for rows already finished). Returns the next mask."""
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Beam search: new row r continues old row index[r]."""
+
+
+def derive_seed(seed: int, i: int) -> int:
+    """A seed for item i that does not depend on batching, order or sharding."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:7], "big")
+
+
+@dataclass
+class Generation:
+    tokens: list[list[int]]        # without <bos>/<eos>/<pad>
+    scores: list[float]            # mean log-prob per token (nats), <eos> included
+    finished: list[bool]           # False = hit max_len before <eos>
+    removed_mass: float = 0.0      # mean probability mass per step the constraint masked out
+    steps: int = 0
+
+
+@dataclass
+class StepOutput:
+    tokens: torch.Tensor           # (R,) tokens chosen this step (pad after <eos>)
+    finished: torch.Tensor         # (R,) bool
+
+
+def _autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def _penalise(logits: torch.Tensor, history: list[list[int]], cfg: GenerationConfig) -> None:
+    """In-place repetition penalty and n-gram blocking from each row's history."""
+    if cfg.repetition_penalty != 1.0:
+        for r, hist in enumerate(history):
+            if hist:
+                idx = torch.tensor(sorted(set(hist)))
+                v = logits[r, idx]
+                logits[r, idx] = torch.where(v > 0, v / cfg.repetition_penalty,
+                                             v * cfg.repetition_penalty)
+    n = cfg.no_repeat_ngram
+    if n > 0:
+        for r, hist in enumerate(history):
+            if len(hist) >= n - 1:
+                prefix = tuple(hist[len(hist) - n + 1:]) if n > 1 else ()
+                banned = [hist[j + n - 1] for j in range(len(hist) - n + 1)
+                          if tuple(hist[j:j + n - 1]) == prefix]
+                if banned:
+                    logits[r, banned] = float("-inf")
+
+
+def _filter(logits: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
+    """Temperature, top-k and top-p on (R, V) logits; removed entries become -inf."""
+    logits = logits / cfg.temperature
+    if cfg.top_k > 0:
+        kth = logits.topk(min(cfg.top_k, logits.size(-1)), -1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        sorted_logits, order = logits.sort(-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the mass before it already reaches top_p (the first always stays)
+        drop = probs.cumsum(-1) - probs >= cfg.top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+class _Decoder:
+    """Shared bookkeeping for one batched decode."""
+
+    def __init__(self, model: Seq2Seq, src, src_len, cfg: GenerationConfig,
+                 constraint, rows: torch.Tensor, bos_id: int, eos_id: int, pad_id: int):
+        self.model, self.cfg, self.constraint = model, cfg, constraint
+        self.bos, self.eos, self.pad = bos_id, eos_id, pad_id
+        with torch.no_grad(), _autocast(cfg.bf16):
+            state = model.encode(src, src_len)
+        self.state = state.select(rows)
+        self.R = len(rows)
+        self.mask = constraint.begin(rows) if constraint is not None else None
+        self.prev = torch.full((self.R,), bos_id, dtype=torch.long)
+        self.finished = torch.zeros(self.R, dtype=torch.bool)
+        self.history: list[list[int]] = [[] for _ in range(self.R)]
+        self.removed, self.removed_steps = 0.0, 0
+
+    def logits(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (raw log-probs, processed logits) for the next token, both (R, V)."""
+        with torch.no_grad(), _autocast(self.cfg.bf16):
+            logits, self.state = self.model.decode_step(self.prev, self.state)
+        raw = logits.float().log_softmax(-1)
+        out = raw.clone()
+        out[:, [self.pad, self.bos]] = float("-inf")   # never generated
+        if self.mask is not None:
+            live = ~self.finished
+            if live.any():
+                removed = raw[live].exp().masked_fill(self.mask[live], 0).sum(-1)
+                self.removed += float(removed.sum())
+                self.removed_steps += int(live.sum())
+            # a row whose mask allows nothing falls back to <eos> instead of NaN
+            empty = ~self.mask.any(-1)
+            mask = self.mask.clone()
+            mask[empty, self.eos] = True
+            out = out.masked_fill(~mask, float("-inf"))
+        _penalise(out, self.history, self.cfg)
+        return raw, out
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        tokens = torch.where(self.finished, torch.full_like(tokens, self.pad), tokens)
+        for r in (~self.finished).nonzero().flatten().tolist():
+            self.history[r].append(int(tokens[r]))
+        self.finished = self.finished | tokens.eq(self.eos)
+        self.prev = tokens
+        if self.constraint is not None:
+            self.mask = self.constraint.step(tokens)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.state = self.state.select(index)
+        self.finished = self.finished[index]
+        self.prev = self.prev[index]
+        self.history = [list(self.history[i]) for i in index.tolist()]
+        if self.mask is not None:
+            self.mask = self.mask[index]
+        if self.constraint is not None:
+            self.constraint.reorder(index)
+
+
+def _seeds(n: int, cfg: GenerationConfig, seeds: Optional[Sequence[int]]) -> list[int]:
+    if seeds is not None:
+        if len(seeds) != n:
+            raise ValueError(f"got {len(seeds)} seeds for {n} sequences")
+        return list(seeds)
+    base = cfg.seed if cfg.seed is not None else int(torch.randint(0, 2**31, (1,)))
+    return [derive_seed(base, i) for i in range(n)]
+
+
+def stream(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, cfg: GenerationConfig,
+           *, bos_id: int, eos_id: int, pad_id: int = 0, constraint=None,
+           seeds: Optional[Sequence[int]] = None, _stats: Optional[dict] = None
+           ) -> Iterator[StepOutput]:
+    """Greedy or sampled decoding of a batch, one `StepOutput` per step.
+    Each row draws from its own generator seeded by `seeds[i]`, so row i's output does not
+    depend on the other rows (up to fp32 rounding of batched matmuls)."""
+    cfg.validate()
+    if cfg.strategy == "beam":
+        raise ValueError("beam search does not stream; use generate()")
+    model.eval()
+    B = src.size(0)
+    gens = [torch.Generator().manual_seed(s) for s in _seeds(B, cfg, seeds)]
+    dec = _Decoder(model, src, src_len, cfg, constraint, torch.arange(B), bos_id, eos_id, pad_id)
+    scores = torch.zeros(B)
+    lengths = torch.zeros(B)
+    for _ in range(cfg.max_len):
+        raw, logits = dec.logits()
+        if cfg.strategy == "greedy":
+            tokens = logits.argmax(-1)
+        else:
+            probs = _filter(logits, cfg).softmax(-1)
+            u = torch.stack([torch.rand(1, generator=g) for g in gens]).view(B, 1)
+            cdf = probs.cumsum(-1)
+            tokens = torch.searchsorted(cdf, u * cdf[:, -1:]).view(B).clamp(max=probs.size(1) - 1)
+            # never pick a zero-probability token through rounding at the cdf's flat end
+            bad = probs.gather(1, tokens.view(B, 1)).view(B).eq(0)
+            if bad.any():
+                tokens[bad] = probs[bad].argmax(-1)
+        live = ~dec.finished
+        scores += torch.where(live, raw.gather(1, tokens.view(B, 1)).view(B), torch.zeros(B))
+        lengths += live.float()
+        dec.advance(tokens)
+        yield StepOutput(dec.prev.clone(), dec.finished.clone())
+        if bool(dec.finished.all()):
+            break
+    if _stats is not None:
+        _stats.update(scores=(scores / lengths.clamp(min=1)).tolist(),
+                      removed=dec.removed / max(dec.removed_steps, 1), steps=dec.removed_steps)
+
+
+def _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id) -> Generation:
+    B, K = src.size(0), cfg.beam_size
+    rows = torch.arange(B).repeat_interleave(K)
+    dec = _Decoder(model, src, src_len, cfg, constraint, rows, bos_id, eos_id, pad_id)
+    R = B * K
+    beam_logp = torch.zeros(R)         # processed (masked, penalised) log-prob sum: ranks beams
+    beam_raw = torch.zeros(R)          # raw model log-prob sum: the reported score
+    lengths = torch.zeros(R)
+    beam_logp.view(B, K)[:, 1:] = float("-inf")   # all beams start identical: keep one
+    tokens_hist = torch.zeros(R, 0, dtype=torch.long)
+
+    def norm(s, n):
+        return s / ((5.0 + n) / 6.0) ** cfg.length_penalty
+
+    for _ in range(cfg.max_len):
+        raw, logits = dec.logits()
+        logp = logits.log_softmax(-1)
+        fin = dec.finished
+        V = logp.size(1)
+        # finished beams continue only with <pad> at no cost and no added length
+        logp = torch.where(fin.view(R, 1), torch.full_like(logp, float("-inf")), logp)
+        logp[fin, pad_id] = 0.0
+        cand_sum = beam_logp.view(R, 1) + logp                           # (R, V)
+        cand_len = (lengths + (~fin).float()).view(R, 1).expand(R, V)
+        ranked = norm(cand_sum, cand_len).view(B, K * V)
+        top = ranked.topk(K, -1).indices                                 # (B, K)
+        src_beam = (top // V + torch.arange(B).view(B, 1) * K).view(R)
+        tok = (top % V).view(R)
+        beam_logp = cand_sum.view(B, K * V).gather(1, top).view(R)
+        raw_add = torch.where(fin[src_beam], torch.zeros(R),
+                              raw[src_beam].gather(1, tok.view(R, 1)).view(R))
+        beam_raw = beam_raw[src_beam] + raw_add
+        lengths = lengths[src_beam] + (~fin[src_beam]).float()
+        tokens_hist = torch.cat([tokens_hist[src_beam], tok.view(R, 1)], 1)
+        dec.reorder(src_beam)
+        dec.advance(tok)
+        if bool(dec.finished.all()):
+            break
+    best = norm(beam_logp, lengths).view(B, K).argmax(-1) + torch.arange(B) * K
+    out = Generation([], [], [], dec.removed / max(dec.removed_steps, 1), dec.removed_steps)
+    for r in best.tolist():
+        seq = [t for t in tokens_hist[r].tolist() if t not in (eos_id, pad_id)]
+        out.tokens.append(seq)
+        out.scores.append(float(beam_raw[r] / lengths[r].clamp(min=1)))
+        out.finished.append(bool(dec.finished[r]))
+    return out
+
+
+def generate(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, cfg: GenerationConfig,
+             *, bos_id: int, eos_id: int, pad_id: int = 0, constraint=None,
+             seeds: Optional[Sequence[int]] = None) -> Generation:
+    """Decode a batch to completion. src: (batch, time) padded ids; src_len: (batch,)."""
+    cfg.validate()
+    if cfg.strategy == "beam":
+        model.eval()
+        return _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id)
+    stats: dict = {}
+    seqs: list[list[int]] = [[] for _ in range(src.size(0))]
+    finished = torch.zeros(src.size(0), dtype=torch.bool)
+    for step in stream(model, src, src_len, cfg, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id,
+                       constraint=constraint, seeds=seeds, _stats=stats):
+        for r, t in enumerate(step.tokens.tolist()):
+            if t not in (eos_id, pad_id) and not finished[r]:
+                seqs[r].append(t)
+        finished = step.finished
+    return Generation(seqs, stats["scores"], finished.tolist(), stats["removed"], stats["steps"])
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0):
+    """List of id lists -> (batch, max_len) LongTensor and lengths (batch,)."""
+    lens = torch.tensor([max(len(s), 1) for s in seqs], dtype=torch.long)
+    out = torch.full((len(seqs), int(lens.max()) if len(seqs) else 1), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(list(s), dtype=torch.long)
+    return out, lens

@@ -1,0 +1,227 @@
+"""The attention-free encoder-decoder shared by all tasks (Sutskever et al. 2014; Cho et al. 2014).
+
+    src ─emb─▶ encoder: N stacked (bi)LSTM/GRU layers, residual links between layers
+                 │ final states of every layer
+                 ▼
+               bridge (linear + tanh) ──▶ decoder initial states
+               summary = top layer's final state ──▶ fed to the decoder at every step (optional)
+    tgt ─emb─▶ decoder: N stacked LSTM/GRU layers ─▶ projection (optionally tied to the embedding)
+
+One class covers many-to-many (chat), one-to-many (poems, tunes: a short settings source) and,
+by reading only `encode`, many-to-one. Everything is chosen by `Seq2SeqConfig`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+@dataclass
+class Seq2SeqConfig:
+    src_vocab: int
+    tgt_vocab: int
+    cell: Literal["lstm", "gru"] = "lstm"
+    emb_dim: int = 256
+    hidden: int = 512            # decoder width; a bidirectional encoder uses hidden//2 per direction
+    enc_layers: int = 1
+    dec_layers: int = 2
+    bidirectional: bool = True   # encoder only; the decoder generates left to right
+    dropout: float = 0.1         # between layers and before the projection
+    residual: bool = True        # x + f(x) between stacked layers of equal width (cures depth)
+    feed_context: bool = True    # decoder input = [embedding ; encoder summary] at every step
+    tie_embeddings: bool = True  # projection reuses the target embedding (Press & Wolf 2017)
+    share_embeddings: bool = False  # one embedding for source and target (same tokenizer)
+    init: Literal["orthogonal", "pytorch"] = "orthogonal"
+    forget_bias: float = 1.0     # LSTM forget-gate bias at init (Jozefowicz et al. 2015)
+    pad_id: int = 0
+
+    def validate(self) -> None:
+        for key in ("src_vocab", "tgt_vocab", "emb_dim", "hidden", "enc_layers", "dec_layers"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"config key '{key}' must be positive, got {getattr(self, key)}")
+        if self.bidirectional and self.hidden % 2:
+            raise ValueError("config key 'hidden' must be even with a bidirectional encoder")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"config key 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.share_embeddings and self.src_vocab != self.tgt_vocab:
+            raise ValueError("share_embeddings needs src_vocab == tgt_vocab")
+
+
+@dataclass
+class State:
+    """Decoder state carried between steps. h, c: (layers, batch, hidden); context: (batch, hidden)."""
+    h: torch.Tensor
+    c: Optional[torch.Tensor]
+    context: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> "State":
+        """Rows `index` of the batch (beam reordering, dropping finished sequences)."""
+        return State(self.h.index_select(1, index),
+                     None if self.c is None else self.c.index_select(1, index),
+                     self.context.index_select(0, index))
+
+    def rnn_state(self):
+        return self.h if self.c is None else (self.h, self.c)
+
+
+class Stack(nn.Module):
+    """Single-layer RNNs stacked by hand so residual links and dropout sit between layers."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int, layers: int,
+                 bidirectional: bool, dropout: float, residual: bool):
+        super().__init__()
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        dirs = 2 if bidirectional else 1
+        self.out_size = hidden * dirs
+        self.layers = nn.ModuleList(
+            rnn(input_size if i == 0 else self.out_size, hidden, batch_first=True,
+                bidirectional=bidirectional) for i in range(layers))
+        self.residual = residual
+        self.drop = nn.Dropout(dropout)
+        self.dirs = dirs
+
+    def forward(self, x, lengths=None, state=None):
+        """x: (batch, time, input). state: per-layer RNN states or None.
+        Returns output (batch, time, out_size) and the list of per-layer final states."""
+        finals = []
+        for i, layer in enumerate(self.layers):
+            inp = x
+            if lengths is not None:
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True,
+                                              enforce_sorted=False)
+                out, final = layer(packed, None if state is None else state[i])
+                out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+            else:
+                out, final = layer(x, None if state is None else state[i])
+            if self.residual and i > 0 and out.shape[-1] == inp.shape[-1]:
+                out = out + inp
+            x = self.drop(out) if i < len(self.layers) - 1 else out
+            finals.append(final)
+        return x, finals
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, cfg: Seq2SeqConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        dirs = 2 if cfg.bidirectional else 1
+        self.src_emb = nn.Embedding(cfg.src_vocab, cfg.emb_dim, padding_idx=cfg.pad_id)
+        self.tgt_emb = (self.src_emb if cfg.share_embeddings else
+                        nn.Embedding(cfg.tgt_vocab, cfg.emb_dim, padding_idx=cfg.pad_id))
+        self.encoder = Stack(cfg.cell, cfg.emb_dim, cfg.hidden // dirs, cfg.enc_layers,
+                             cfg.bidirectional, cfg.dropout, cfg.residual)
+        n_states = 2 if cfg.cell == "lstm" else 1
+        # Bridge: all encoder layers' final states -> all decoder layers' initial states.
+        self.bridge = nn.Linear(cfg.enc_layers * cfg.hidden * n_states,
+                                cfg.dec_layers * cfg.hidden * n_states)
+        dec_in = cfg.emb_dim + (cfg.hidden if cfg.feed_context else 0)
+        self.decoder = Stack(cfg.cell, dec_in, cfg.hidden, cfg.dec_layers, False,
+                             cfg.dropout, cfg.residual)
+        self.drop = nn.Dropout(cfg.dropout)
+        if cfg.tie_embeddings:
+            self.out_proj = nn.Linear(cfg.hidden, cfg.emb_dim)   # then @ tgt_emb.weight.T
+            self.out_bias = nn.Parameter(torch.zeros(cfg.tgt_vocab))
+        else:
+            self.out_proj = nn.Linear(cfg.hidden, cfg.tgt_vocab)
+        self.reset_parameters()
+
+    # -- init -----------------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        cfg = self.cfg
+        nn.init.normal_(self.src_emb.weight, std=cfg.emb_dim ** -0.5)
+        if not cfg.share_embeddings:
+            nn.init.normal_(self.tgt_emb.weight, std=cfg.emb_dim ** -0.5)
+        with torch.no_grad():
+            self.src_emb.weight[cfg.pad_id].zero_()
+            self.tgt_emb.weight[cfg.pad_id].zero_()
+        if cfg.init == "pytorch":
+            return
+        gates = 4 if cfg.cell == "lstm" else 3
+        for stack in (self.encoder, self.decoder):
+            for name, p in stack.named_parameters():
+                if "weight_hh" in name:  # orthogonal per gate keeps the recurrence norm-preserving
+                    for chunk in p.data.chunk(gates, 0):
+                        nn.init.orthogonal_(chunk)
+                elif "weight_ih" in name:
+                    nn.init.xavier_uniform_(p.data)
+                elif "bias" in name:
+                    p.data.zero_()
+                    if cfg.cell == "lstm" and "bias_ih" in name:
+                        h = p.shape[0] // 4  # PyTorch gate order: input, forget, cell, output
+                        p.data[h:2 * h].fill_(cfg.forget_bias)
+
+    # -- encoder --------------------------------------------------------------------------
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> State:
+        """src: (batch, src_time) padded ids; src_len: (batch,). Returns the decoder's start state."""
+        cfg = self.cfg
+        x = self.drop(self.src_emb(src))
+        _, finals = self.encoder(x, src_len.clamp(min=1))
+        if cfg.cell == "lstm":
+            parts = [torch.stack(f, 0) for f in finals]                  # (2, dirs, B, H/dirs)
+        else:
+            parts = [f.unsqueeze(0) for f in finals]                     # (1, dirs, B, H/dirs)
+        # (states, layers, B, hidden): concatenate the two directions of each layer
+        enc = torch.stack([torch.cat(list(p.unbind(1)), -1) for p in parts], 1)
+        context = enc[0, -1]                                             # top layer's h: (B, hidden)
+        B = src.size(0)
+        flat = enc.permute(2, 0, 1, 3).reshape(B, -1)
+        init = torch.tanh(self.bridge(flat)).view(B, enc.size(0), cfg.dec_layers, cfg.hidden)
+        init = init.permute(1, 2, 0, 3).contiguous()                     # (states, layers, B, H)
+        if cfg.cell == "lstm":
+            return State(init[0], init[1], context)
+        return State(init[0], None, context)
+
+    # -- decoder --------------------------------------------------------------------------
+    def _decode(self, tgt_in: torch.Tensor, state: State):
+        """tgt_in: (batch, time). Returns top-layer outputs (batch, time, hidden) and new state."""
+        x = self.drop(self.tgt_emb(tgt_in))
+        if self.cfg.feed_context:
+            ctx = state.context.to(x.dtype).unsqueeze(1).expand(-1, x.size(1), -1)
+            x = torch.cat([x, ctx], -1)
+        per_layer = [(state.h[i:i + 1], state.c[i:i + 1]) if state.c is not None
+                     else state.h[i:i + 1] for i in range(self.cfg.dec_layers)]
+        out, finals = self.decoder(x, None, per_layer)
+        if state.c is not None:
+            h = torch.cat([f[0] for f in finals], 0)
+            c = torch.cat([f[1] for f in finals], 0)
+        else:
+            h, c = torch.cat(finals, 0), None
+        return out, State(h, c, state.context)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., hidden) -> (..., tgt_vocab) logits."""
+        hidden = self.drop(hidden)
+        if self.cfg.tie_embeddings:
+            return F.linear(self.out_proj(hidden), self.tgt_emb.weight, self.out_bias)
+        return self.out_proj(hidden)
+
+    def decode_step(self, tokens: torch.Tensor, state: State):
+        """tokens: (batch,) previous tokens. Returns logits (batch, vocab) in fp32 and the new state."""
+        out, state = self._decode(tokens.unsqueeze(1), state)
+        return self.project(out[:, 0]).float(), state
+
+    def forward(self, src, src_len, tgt_in, tgt_out=None):
+        """Teacher forcing. With `tgt_out` (pad = ignored) returns (summed NLL, token count);
+        without it returns logits (batch, time, vocab). Projecting only the non-pad positions
+        saves the largest matmul's share of padding."""
+        out, _ = self._decode(tgt_in, self.encode(src, src_len))
+        if tgt_out is None:
+            return self.project(out)
+        mask = tgt_out.ne(self.cfg.pad_id)
+        logits = self.project(out[mask])                                # (tokens, vocab)
+        loss = F.cross_entropy(logits.float(), tgt_out[mask], reduction="sum")
+        return loss, mask.sum()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def config_dict(cfg: Seq2SeqConfig) -> dict:
+    return dataclasses.asdict(cfg)
