@@ -1,0 +1,278 @@
+"""The poem corpus: regular Tang poems from npm `chinese-poetry@2.0.1`, in simplified script.
+
+    python -m poetry.poem_data prepare [--tarball PATH] [--out cache/poems] [--force]
+    python -m poetry.poem_data stats   [--out cache/poems]      # the data/README.md section
+
+Writes train/validation/test.jsonl ({id, title, author, form, lines, body}), stats.json and
+lines.txt: every distinct 5- or 7-character line of every Tang poem (any form, any split) for
+the novelty rule. Files are read straight from the tarball; nothing is extracted.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import hashlib
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+from .verse import FORMS, form_of, is_cjk
+
+PACKAGE, VERSION = "chinese-poetry", "2.0.1"
+INTEGRITY = ("sha512-KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/"
+             "EQ3lfJ//25K8p3uHNg==")
+TARBALL = Path("cache/npm") / f"{PACKAGE}-{VERSION}.tgz"
+OUT = Path("cache/poems")
+SPLITS = ("train", "validation", "test")
+OUTPUTS = tuple(f"{s}.jsonl" for s in SPLITS) + ("stats.json", "lines.txt")
+_MEMBER = re.compile(r"package/dist/quantangshi/poet\.tang\.\d+\.json")
+
+# Editorial notes such as （一作「東風」） give variant readings: dropping them keeps the main
+# text. Quote and title marks are punctuation around real poem characters.
+_NOTE = re.compile(r"（[^（）]*）|\([^()]*\)")
+_QUOTES = re.compile(r"[「」『』《》〈〉“”‘’\s]")
+_SEP = re.compile(r"([，。？！；：、,.?!;:])")
+_STOPS = set("。？！；")        # marks that may close a couplet (an even line)
+# Frequent function characters make poor keywords.
+_FUNCTION = set("之乎者也矣焉哉而以于於其不无有亦是为与则所乃且兮此彼何谁自已未莫一")
+
+
+def integrity(path: Path) -> str:
+    h = hashlib.sha512()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha512-" + base64.b64encode(h.digest()).decode()
+
+
+def ensure_tarball(path: Path = TARBALL) -> Path:
+    """The verified tarball at `path`, fetched with `npm pack` if absent."""
+    path = Path(path)
+    if not path.exists():
+        if shutil.which("npm") is None:
+            raise SystemExit(f"{path} is missing and npm is not installed: run `npm pack "
+                             f"{PACKAGE}@{VERSION}` on a machine with npm and copy the file there")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"fetching {PACKAGE}@{VERSION} with npm pack (~85 MB)...", file=sys.stderr)
+        subprocess.run(["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination",
+                        str(path.parent)], check=True, stdout=subprocess.DEVNULL)
+        fetched = path.parent / f"{PACKAGE}-{VERSION}.tgz"
+        if fetched != path:
+            fetched.replace(path)
+    got = integrity(path)
+    if got != INTEGRITY:
+        raise SystemExit(f"{path}: integrity {got} does not match {PACKAGE}@{VERSION}'s "
+                         f"{INTEGRITY}; delete it and run the command again")
+    return path
+
+
+def iter_tang(tarball: Path) -> Iterator[dict]:
+    """Raw Tang poem records ({id, title, author, paragraphs}) in a stable order."""
+    with tarfile.open(tarball) as tar:
+        members = [m for m in tar.getmembers() if _MEMBER.fullmatch(m.name)]
+        members.sort(key=lambda m: int(m.name.split(".")[-2]))
+        for m in members:
+            yield from json.load(tar.extractfile(m))
+
+
+def segments(text: str) -> list[tuple[str, str]]:
+    """(line, closing mark) pairs of a poem text after notes and quote marks are removed."""
+    prev = None
+    while prev != text:                   # notes can nest one level
+        prev, text = text, _NOTE.sub("", text)
+    parts = _SEP.split(_QUOTES.sub("", text))
+    out = [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+    if parts[-1]:
+        out.append((parts[-1], ""))
+    return out
+
+
+def regular(segs: list[tuple[str, str]]) -> tuple[list[str] | None, str]:
+    """The lines of a regular poem, or None and the reason it is not one."""
+    lines = [s for s, _ in segs]
+    if form_of(lines) is None:
+        return None, "not 4/8 lines of 5/7 characters"
+    if not all(is_cjk(c) for line in lines for c in line):
+        return None, "unclean characters"
+    if any(mark not in _STOPS for _, mark in segs[1::2]):
+        return None, "couplet punctuation"
+    return lines, ""
+
+
+def clean_title(title: str, limit: int = 10) -> str:
+    """CJK characters of the title's main part: no notes, no '十首 一' numbering."""
+    title = _NOTE.sub("", re.sub(r"[\[［〔【].*?[\]］〕】]", "", title)).strip()
+    title = title.split()[0] if title.split() else ""
+    title = re.sub(r"[一二三四五六七八九十百]+首$", "", "".join(c for c in title if is_cjk(c)))
+    title = re.sub(r"其[一二三四五六七八九十]+$", "", title)
+    return title[:limit]
+
+
+def body(lines: list[str]) -> str:
+    """`line1，line2。line3，line4。` — the punctuated poem, as the model writes it."""
+    return "".join(line + ("，" if i % 2 == 0 else "。") for i, line in enumerate(lines))
+
+
+def split_of(lines: list[str]) -> str:
+    """96/2/2 % by sha1 of the first couplet: stable across runs, machines and corpus order.
+    Keyed on the couplet, not the whole body, so variant versions of one poem (same opening,
+    a character changed later) land in the same split instead of leaking into the test set."""
+    key = body(lines[:2])
+    v = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "train" if v < 96 else "validation" if v < 98 else "test"
+
+
+def keywords(poem: dict, rng: random.Random, k: int = 1) -> list[str]:
+    """k distinct 1- or 2-character keywords drawn from the poem's lines (function characters
+    skipped), so that short themes look like training sources."""
+    lines = poem["lines"]
+    singles = sorted({c for x in lines for c in x if c not in _FUNCTION})
+    pairs = sorted({x[i:i + 2] for x in lines for i in range(len(x) - 1)
+                    if x[i] not in _FUNCTION and x[i + 1] not in _FUNCTION})
+    out: list[str] = []
+    for _ in range(8 * k):
+        if len(out) == k:
+            break
+        pool = pairs if pairs and rng.random() < 0.5 else singles
+        if pool:
+            w = rng.choice(pool)
+            if w not in out:
+                out.append(w)
+    return out
+
+
+def t2s(cc, text: str) -> str:
+    """OpenCC t2s, except where it would map a common character to a rare extension-block
+    simplified form (CJK Extension B+, e.g. 𬭭): the traditional character is kept there."""
+    out = cc.convert(text)
+    if len(out) != len(text):
+        return out
+    return "".join(o if is_cjk(o) and not is_cjk(c) else c for c, o in zip(out, text))
+
+
+def _fresh(out: Path, tarball: Path) -> bool:
+    files = [out / f for f in OUTPUTS]
+    return all(f.exists() for f in files) and min(
+        f.stat().st_mtime for f in files) >= tarball.stat().st_mtime
+
+
+def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
+            verify: bool = True) -> dict:
+    """Build the corpus files under `out` (skipped when they are newer than the tarball)."""
+    tarball, out = Path(tarball), Path(out)
+    tarball = ensure_tarball(tarball) if verify else tarball
+    if not force and _fresh(out, tarball):
+        print(f"{out} is up to date with {tarball.name}; skipping (use --force to rebuild)")
+        return json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    from opencc import OpenCC
+    cc = OpenCC("t2s")
+    reasons: collections.Counter = collections.Counter()
+    corpus_lines: set[str] = set()
+    seen: set[str] = set()
+    rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    raw = 0
+    for rec in iter_tang(tarball):
+        raw += 1
+        segs = segments(t2s(cc, "".join(rec.get("paragraphs") or [])))
+        corpus_lines.update(s for s, _ in segs if len(s) in (5, 7) and all(map(is_cjk, s)))
+        lines, why = regular(segs)
+        if lines is None:
+            reasons[why] += 1
+            continue
+        text = body(lines)
+        if text in seen:
+            reasons["duplicate body"] += 1
+            continue
+        seen.add(text)
+        f = form_of(lines)
+        rows[split_of(lines)].append({
+            "id": rec.get("id", ""), "title": clean_title(t2s(cc, rec.get("title") or "")),
+            "author": t2s(cc, rec.get("author") or ""), "form": f.name,
+            "lines": lines, "body": text})
+    out.mkdir(parents=True, exist_ok=True)
+    for split, items in rows.items():
+        _write(out / f"{split}.jsonl",
+               "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items))
+    _write(out / "lines.txt", "".join(x + "\n" for x in sorted(corpus_lines)))
+    chars = {c for items in rows.values() for r in items for x in r["lines"] for c in x}
+    stats = {
+        "source": f"npm {PACKAGE}@{VERSION} dist/quantangshi/poet.tang.*.json",
+        "raw_poems": raw, "kept": sum(map(len, rows.values())), "dropped": dict(reasons),
+        "splits": {s: {"total": len(items), **{f: sum(r["form"] == f for r in items)
+                                                for f in FORMS}} for s, items in rows.items()},
+        "forms": {f: sum(r["form"] == f for items in rows.values() for r in items) for f in FORMS},
+        "characters": sum(len(r["body"]) - len(r["lines"]) for v in rows.values() for r in v),
+        "distinct_characters": len(chars), "corpus_lines": len(corpus_lines)}
+    _write(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1) + "\n")
+    return stats
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")     # atomic: no torn file after a crash
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_split(split: str, out: Path = OUT) -> list[dict]:
+    path = Path(out) / f"{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poem_data prepare`")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_dataset(out: Path = OUT):
+    """The three splits as a Hugging Face DatasetDict."""
+    import datasets
+    return datasets.DatasetDict({s: datasets.Dataset.from_list(load_split(s, out))
+                                 for s in SPLITS})
+
+
+def lines_path(out: Path = OUT) -> Path:
+    path = Path(out) / "lines.txt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poem_data prepare`")
+    return path
+
+
+def readme_section(stats: dict) -> str:
+    """The 'Poems' section of data/README.md, from stats.json."""
+    head = "| split | total | " + " | ".join(FORMS) + " |"
+    rows = [f"| {s} | {v['total']:,} | " + " | ".join(f"{v[f]:,}" for f in FORMS) + " |"
+            for s, v in stats["splits"].items()]
+    all_row = (f"| all | {stats['kept']:,} | "
+               + " | ".join(f"{stats['forms'][f]:,}" for f in FORMS) + " |")
+    return "\n".join([head, "| --- " * (len(FORMS) + 2) + "|", *rows, all_row])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m poetry.poem_data", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="build the corpus files from the npm tarball")
+    p.add_argument("--tarball", type=Path, default=TARBALL)
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    s = sub.add_parser("stats", help="print the counts table for data/README.md")
+    s.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    if args.cmd == "prepare":
+        stats = prepare(args.tarball, args.out, args.force)
+        print(f"{stats['kept']:,} poems of {stats['raw_poems']:,}; "
+              f"{stats['distinct_characters']:,} distinct characters; "
+              f"{stats['corpus_lines']:,} corpus lines -> {args.out}")
+        print(readme_section(stats))
+    else:
+        print(readme_section(json.loads((args.out / "stats.json").read_text(encoding="utf-8"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""Poem rules as a `shared.decoding.Constraint` over a character vocabulary.
+
+The target side is: line characters, '，' after odd lines, '。' after even lines, then <eos>.
+Per item (`PoemSpec`): the form, acrostic heads, forced opening lines (`start`), rhyme (on by
+default) and strict 平仄 tones (optional). Across items: novelty — no generated line equals a
+corpus line, and no line repeats within a poem.
+
+Masks are built from per-vocabulary boolean tensors (CJK characters, level / oblique, one row
+per rhyme group) cached by a small key, so a step costs a dict lookup per row plus one stack.
+A row never dead-ends: if the rules leave no character, they are relaxed in this order —
+strict tones first (an option), then rhyme, then novelty (copying a famous line is the worst
+failure) — and the line length, punctuation and <eos> are never relaxed.
+User-forced characters (start lines, acrostic heads) always win; a forced character that fits
+no remaining 平仄 pattern is treated as free rather than emptying the pattern set.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .verse import (RHYME_GROUPS, get_form, is_cjk, level_rhyme_groups, patterns,
+                    primary_is_level, readings)
+
+COMMA, STOP = "，", "。"
+
+
+@dataclass(frozen=True)
+class PoemSpec:
+    form: str
+    acrostic: Optional[str] = None
+    start: tuple[str, ...] = ()
+    rhyme: bool = True
+    tones: Optional[str] = None         # None or "strict"
+
+
+def parse_start(start: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'床前明月光，疑是地上霜' or a list of lines -> the lines, punctuation and spaces dropped."""
+    if not start:
+        return ()
+    parts = re.split(r"[，。,.;；？！?!：:、/|\s]+", start) if isinstance(start, str) else [
+        re.sub(r"[，。,.;；？！?!：:、\s]", "", s) for s in start]
+    return tuple(p for p in parts if p)
+
+
+def make_spec(form: str, acrostic: Optional[str] = None, start=None, rhyme: bool = True,
+              tones: Optional[str] = None, tokenizer=None) -> PoemSpec:
+    """Validated spec; raises ValueError with a one-line message for input that cannot be
+    repaired. With a tokenizer, characters it does not know are rejected too."""
+    f = get_form(form)
+    if tones in ("off", "none", ""):
+        tones = None
+    if tones not in (None, "strict"):
+        raise ValueError(f"tones must be 'strict' or off, got {tones!r}")
+    known = (lambda c: c in tokenizer.stoi) if tokenizer is not None else (lambda c: True)
+
+    def check_chars(what: str, text: str) -> None:
+        bad = "".join(dict.fromkeys(c for c in text if not is_cjk(c)))
+        if bad:
+            raise ValueError(f"{what} {text!r} has non-Chinese characters {bad!r}")
+        unknown = "".join(dict.fromkeys(c for c in text if not known(c)))
+        if unknown:
+            raise ValueError(f"{what} {text!r} has characters the model does not know: {unknown}")
+
+    if acrostic is not None:
+        acrostic = re.sub(r"[\s，。,.、]", "", acrostic) or None
+    if acrostic is not None:
+        if len(acrostic) != f.lines:
+            raise ValueError(f"acrostic {acrostic!r} has {len(acrostic)} characters; "
+                             f"a {f.zh} ({f.name}) has {f.lines} lines")
+        check_chars("acrostic", acrostic)
+    lines = parse_start(start)
+    if len(lines) > f.lines:
+        raise ValueError(f"start has {len(lines)} lines; a {f.zh} ({f.name}) has {f.lines}")
+    for i, line in enumerate(lines):
+        if len(line) != f.length:
+            raise ValueError(f"start line {i + 1} {line!r} has {len(line)} characters; "
+                             f"{f.zh} ({f.name}) lines have {f.length}")
+        check_chars(f"start line {i + 1}", line)
+        if acrostic is not None and line[0] != acrostic[i]:
+            raise ValueError(f"start line {i + 1} {line!r} does not begin with acrostic "
+                             f"head {acrostic[i]!r}")
+    return PoemSpec(f.name, acrostic, lines, bool(rhyme), tones)
+
+
+class LineIndex:
+    """Corpus lines for the novelty rule, as sorted fixed-width numpy string arrays (compact,
+    binary-searchable): which last characters would complete a corpus line after a prefix."""
+
+    def __init__(self, lines: Iterable[str]):
+        by_len: dict[int, list[str]] = {}
+        for line in lines:
+            line = line.strip()
+            if line:
+                by_len.setdefault(len(line), []).append(line)
+        self._arr = {}
+        for n, group in by_len.items():
+            a = np.array(group, dtype=f"<U{n}")
+            # lines.txt is written sorted and unique: then a linear check replaces the sort
+            self._arr[n] = a if bool((a[1:] > a[:-1]).all()) else np.unique(a)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LineIndex":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poem_data "
+                                    f"prepare` (it writes lines.txt)")
+        if path.suffix == ".gz":
+            import gzip
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                return cls(f.read().splitlines())
+        return cls(path.read_text(encoding="utf-8").splitlines())
+
+    def __len__(self) -> int:
+        return sum(len(a) for a in self._arr.values())
+
+    def __contains__(self, line: str) -> bool:
+        a = self._arr.get(len(line))
+        if a is None:
+            return False
+        i = int(np.searchsorted(a, line))
+        return i < len(a) and a[i] == line
+
+    def completions(self, prefix: str) -> str:
+        """Characters c such that prefix + c is a corpus line."""
+        a = self._arr.get(len(prefix) + 1)
+        if a is None:
+            return ""
+        lo = int(np.searchsorted(a, prefix))
+        hi = int(np.searchsorted(a, prefix + "\U0010ffff"))
+        return "".join(str(x)[-1] for x in a[lo:hi])
+
+
+class _Tables:
+    """Per-vocabulary facts as tensors and lists, built once per vocabulary."""
+
+    def __init__(self, itos: tuple[str, ...]):
+        V = self.V = len(itos)
+        self.cjk = torch.tensor([is_cjk(t) for t in itos])
+        reads = [readings(t) if is_cjk(t) else () for t in itos]
+        self.level_l = [any(tn <= 2 for _, tn in r) for r in reads]
+        self.oblique_l = [any(tn >= 3 for _, tn in r) for r in reads]
+        self.level, self.oblique = torch.tensor(self.level_l), torch.tensor(self.oblique_l)
+        self.groups = [level_rhyme_groups(t) if c else frozenset() for t, c in
+                       zip(itos, self.cjk.tolist())]
+        self.primary_level = [bool(c) and primary_is_level(t) for t, c in
+                              zip(itos, self.cjk.tolist())]
+        self.rhyme = torch.zeros(len(RHYME_GROUPS), V, dtype=torch.bool)
+        for i, gs in enumerate(self.groups):
+            for g in gs:
+                self.rhyme[RHYME_GROUPS.index(g), i] = True
+        self.any_rhyme = self.rhyme.any(0)
+        self.cache: dict = {}
+
+    def onehot(self, tok: int) -> torch.Tensor:
+        m = self.cache.get(tok)
+        if m is None:
+            m = self.cache[tok] = torch.zeros(self.V, dtype=torch.bool)
+            m[tok] = True
+        return m
+
+    def mask(self, tone, rhyme) -> tuple[torch.Tensor, int]:
+        """CJK characters fitting a tone key (any ⊙, any 平, any 仄 among candidate patterns;
+        None = free) and a rhyme key (None = free, 'any', or a frozenset of groups), with the
+        number of allowed tokens (a Python int, so dead-end checks need no tensor op)."""
+        key = (tone, rhyme)
+        hit = self.cache.get(key)
+        if hit is None:
+            m = self.cjk.clone()
+            if tone is not None and not tone[0]:
+                m &= (self.level & tone[1]) | (self.oblique & tone[2])
+            if rhyme == "any":
+                m &= self.any_rhyme
+            elif rhyme is not None:
+                m &= self.rhyme[[RHYME_GROUPS.index(g) for g in sorted(rhyme)]].any(0)
+            hit = self.cache[key] = (m, int(m.sum()))
+        return hit
+
+
+@lru_cache(maxsize=8)
+def _tables(itos: tuple[str, ...]) -> _Tables:
+    return _Tables(itos)
+
+
+class _Row:
+    __slots__ = ("item", "pos", "lines", "cur", "groups", "pats", "done")
+
+    def __init__(self, item: int, n_patterns: int):
+        self.item, self.pos, self.lines, self.cur = item, 0, (), ""
+        self.groups: Optional[frozenset] = None     # candidate rhyme groups, None = not fixed
+        self.pats = tuple(range(n_patterns))         # 平仄 patterns still compatible
+        self.done = False
+
+
+class PoemConstraint:
+    """Constraint protocol (begin / step / reorder) for a batch of poem specs."""
+
+    def __init__(self, tokenizer, specs: Sequence[PoemSpec],
+                 corpus: Optional[LineIndex] = None):
+        """specs[i] rules item i; `corpus` lines may not be generated (None = no such check;
+        repeated lines within a poem are always blocked)."""
+        self.tok, self.specs, self.index = tokenizer, list(specs), corpus
+        self.t = _tables(tuple(tokenizer.itos))
+        if not bool(self.t.cjk.any()):
+            raise ValueError("the tokenizer has no Chinese characters")
+        for p in (COMMA, STOP):
+            if p not in tokenizer.stoi:
+                raise ValueError(f"the tokenizer lacks {p!r}, needed between lines")
+        comma, stop = tokenizer.stoi[COMMA], tokenizer.stoi[STOP]
+        self._forms = [get_form(s.form) for s in self.specs]
+        self._pats = [patterns(s.form) for s in self.specs]
+        # forced[item][pos]: the token that must come at target position pos, or None.
+        self._forced: list[list[Optional[int]]] = []
+        for s, f in zip(self.specs, self._forms):
+            forced: list[Optional[int]] = []
+            for i in range(f.lines):
+                line = s.start[i] if i < len(s.start) else ""
+                for j in range(f.length):
+                    ch = line[j] if line else (s.acrostic[i] if s.acrostic and j == 0 else None)
+                    if ch is not None and ch not in tokenizer.stoi:
+                        raise ValueError(f"{ch!r} (acrostic or start) is not in the vocabulary")
+                    forced.append(None if ch is None else tokenizer.stoi[ch])
+                forced.append(comma if i % 2 == 0 else stop)
+            forced.append(tokenizer.eos_id)
+            self._forced.append(forced)
+        self.rows: list[_Row] = []
+        self.relaxed = 0          # how many steps needed a rule relaxed (for evaluation)
+
+    # -- protocol ------------------------------------------------------------------------
+    def begin(self, rows: torch.Tensor) -> torch.Tensor:
+        self.rows = [_Row(int(i), len(self._pats[int(i)])) for i in rows.tolist()]
+        return self._masks()
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        for row, tok in zip(self.rows, tokens.tolist()):
+            self._consume(row, tok)
+        return self._masks()
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.rows = [copy.copy(self.rows[i]) for i in index.tolist()]
+
+    # -- state -----------------------------------------------------------------------------
+    def row_lines(self, r: int) -> list[str]:
+        """Lines of row r so far (the current partial line included)."""
+        row = self.rows[r]
+        return list(row.lines) + ([row.cur] if row.cur else [])
+
+    def _consume(self, row: _Row, tok: int) -> None:
+        if row.done:
+            return                                     # <pad> after <eos>
+        if tok == self.tok.eos_id:
+            row.done = True
+            return
+        f, t = self._forms[row.item], self.t
+        i, j = divmod(row.pos, f.length + 1)
+        row.pos += 1
+        if i >= f.lines:                               # anything past the last '。' ends it
+            row.done = True
+            return
+        if j == f.length:                              # the punctuation slot closes the line
+            row.lines, row.cur = row.lines + (row.cur,), ""
+            return
+        s = self.tok.itos[tok]
+        row.cur += s if len(s) == 1 else "□"
+        spec = self.specs[row.item]
+        if spec.tones == "strict":
+            pats = self._pats[row.item]
+            keep = tuple(p for p in row.pats if self._fits(tok, pats[p][i][j]))
+            row.pats = keep or row.pats                # a forced misfit counts as free
+        if j == f.length - 1 and spec.rhyme:
+            groups = t.groups[tok] if tok < t.V else frozenset()
+            if i % 2 == 1:                             # lines 2, 4, 6, 8
+                if groups:
+                    both = groups & row.groups if row.groups else groups
+                    row.groups = both or groups        # an even line's own rhyme wins
+            elif i == 0 and groups and (t.primary_level[tok] or (
+                    spec.tones == "strict"
+                    and all(self._pats[row.item][p][0][-1] == "平" for p in row.pats))):
+                row.groups = groups                    # a level first line rhymes (首句入韵)
+
+    def _fits(self, tok: int, mark: str) -> bool:
+        if mark == "⊙":
+            return True
+        if tok >= self.t.V:
+            return False
+        return self.t.level_l[tok] if mark == "平" else self.t.oblique_l[tok]
+
+    # -- masks -----------------------------------------------------------------------------
+    def _masks(self) -> torch.Tensor:
+        if not self.rows:
+            return torch.zeros(0, self.t.V, dtype=torch.bool)
+        base, ban_rows, ban_ids = [], [], []
+        for r, row in enumerate(self.rows):
+            m, ids = self._mask(row)
+            base.append(m)
+            ban_rows += [r] * len(ids)
+            ban_ids += ids
+        out = torch.stack(base)                        # copies: cached masks stay intact
+        if ban_ids:
+            out[ban_rows, ban_ids] = False
+        return out
+
+    def _mask(self, row: _Row) -> tuple[torch.Tensor, list[int]]:
+        """A cached base mask and the token ids to remove from it (novelty)."""
+        t, eos = self.t, self.tok.eos_id
+        forced = self._forced[row.item]
+        if row.done or row.pos >= len(forced):
+            return t.onehot(eos), []
+        if forced[row.pos] is not None:
+            return t.onehot(forced[row.pos]), []
+        spec, f = self.specs[row.item], self._forms[row.item]
+        i, j = divmod(row.pos, f.length + 1)
+        tone = None
+        if spec.tones == "strict":
+            marks = {self._pats[row.item][p][i][j] for p in row.pats}
+            tone = ("⊙" in marks, "平" in marks, "仄" in marks)
+        last = j == f.length - 1
+        rhyme = None
+        if last and spec.rhyme and i % 2 == 1:
+            rhyme = row.groups if row.groups else "any"
+        banned: list[int] = []
+        if last:
+            stoi = self.tok.stoi
+            banned = list({stoi[c] for c in self._banned(row, i) if c in stoi})
+        # Relax in order: tones, then rhyme, then novelty; never the CJK-only base.
+        for k, (tone_k, rhyme_k, ban) in enumerate(((tone, rhyme, banned), (None, rhyme, banned),
+                                                    (None, None, banned), (None, None, []))):
+            m, count = t.mask(tone_k, rhyme_k)
+            # more allowed tokens than banned ones: certainly not empty, no tensor op needed
+            if count > len(ban) or (count and count > int(m[ban].sum())):
+                self.relaxed += k > 0
+                return m, ban
+        return t.cjk, []                               # unreachable: the vocab has CJK
+
+    def _banned(self, row: _Row, i: int) -> str:
+        """Last characters that would repeat a line of this poem or copy a corpus line."""
+        prefix = row.cur
+        out = "".join(x[-1] for x in row.lines if x[:-1] == prefix)
+        spec = self.specs[row.item]
+        if self.index is not None and i >= len(spec.start):   # user lines are exempt
+            out += self.index.completions(prefix)
+        return out

@@ -1,0 +1,230 @@
+"""PoemConstraint driven by fake decode loops (random logits) and by shared.decoding."""
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from poetry import verse as v
+from poetry.poem_rules import LineIndex, PoemConstraint, make_spec, parse_start
+from shared.tokenizers import CharTokenizer
+
+FIX = Path(__file__).parent / "fixtures" / "poems"
+CORPUS = ["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼", "床前明月光", "疑是地上霜",
+          "举头望明月", "低头思故乡", "朝辞白帝彩云间", "千里江陵一日还", "春眠不觉晓",
+          "处处闻啼鸟", "夜来风雨声", "花落知多少"]
+FORMS = list(v.FORMS)
+
+
+@pytest.fixture(scope="module")
+def tok() -> CharTokenizer:
+    chars = "".join(FIX.joinpath("chars.txt").read_text(encoding="utf-8").split())
+    chars += "".join(CORPUS) + "春夏秋冬风花雪月"
+    return CharTokenizer(list(dict.fromkeys(chars)) + ["，", "。"],
+                         specials=["<wujue>", "<qijue>", "<wulv>", "<qilv>"])
+
+
+@pytest.fixture(scope="module")
+def index() -> LineIndex:
+    return LineIndex(CORPUS)
+
+
+def run(c: PoemConstraint, tok, rows, seed=0, bias=None, reorder=False):
+    """A decode loop over the Constraint API: begin -> pick an allowed token -> step.
+    `bias(step)` -> (V,) favours tokens (to steer toward corpus lines); `reorder` shuffles rows with
+    replacement every step, as beam search does."""
+    g = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    R = len(rows)
+    m = c.begin(rows)
+    seqs, fin = [[] for _ in range(R)], torch.zeros(R, dtype=torch.bool)
+    for step in range(100):
+        if reorder and step % 3 == 1:
+            index = torch.tensor([rng.randrange(R) for _ in range(R)])
+            c.reorder(index)
+            m, fin, seqs = m[index], fin[index], [list(seqs[i]) for i in index.tolist()]
+        live = ~fin
+        assert m[live].any(-1).all(), "a live row reached a dead end"
+        specials = [tok.stoi[x] for x in tok.specials if x != "<eos>"]
+        assert not m[live][:, specials].any()
+        logits = torch.rand(R, tok.vocab_size, generator=g) + (0 if bias is None else bias(step))
+        toks = logits.masked_fill(~m, -1.0).argmax(-1)
+        toks = torch.where(fin, torch.full_like(toks, tok.pad_id), toks)
+        for r, (t, done) in enumerate(zip(toks.tolist(), fin.tolist())):
+            if not done:
+                seqs[r].append(t)
+        fin |= toks.eq(tok.eos_id)
+        m = c.step(toks)
+        if fin.all():
+            break
+    assert fin.all()
+    return [tok.decode(s) for s in seqs]
+
+
+def assert_valid(text, spec, index):
+    f = v.FORMS[spec.form]
+    assert text.endswith("。") and len(text) == f.lines * (f.length + 1), text
+    assert all(text[k * (f.length + 1) + f.length] == ("，" if k % 2 == 0 else "。")
+               for k in range(f.lines)), text
+    lines = v.split_poem(text)
+    assert v.check_poem(lines, spec.form, rhyme=spec.rhyme, tones=spec.tones,
+                        acrostic=spec.acrostic) == [], text
+    assert list(lines[:len(spec.start)]) == list(spec.start)
+    assert len(set(lines)) == len(lines), text
+    assert not any(x in index for x in lines[len(spec.start):]), text
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("tones", [None, "strict"])
+def test_random_decoding_always_valid(tok, index, form, tones):
+    f = v.FORMS[form]
+    heads = "春夏秋冬风花雪月"[:f.lines]
+    start = "床前明月光" if f.length == 5 else "朝辞白帝彩云间，千里江陵一日还"
+    specs = [make_spec(form, tones=tones, tokenizer=tok),
+             make_spec(form, acrostic=heads, tones=tones, tokenizer=tok),
+             make_spec(form, start=start, tones=tones, tokenizer=tok),
+             make_spec(form, rhyme=False, tones=tones, tokenizer=tok),
+             make_spec(form, acrostic=start[0] + heads[1:], start=start.split("，")[0],
+                       tones=tones, tokenizer=tok)]
+    c = PoemConstraint(tok, specs, index)
+    rows = torch.arange(len(specs)).repeat_interleave(4)
+    for seed in range(3):
+        texts = run(c, tok, rows, seed=seed)
+        for r, text in enumerate(texts):
+            assert_valid(text, specs[int(rows[r])], index)
+    assert c.relaxed == 0
+
+
+def test_beam_reorder_keeps_rows_consistent(tok, index):
+    specs = [make_spec(f, acrostic="春夏秋冬风花雪月"[:v.FORMS[f].lines], tones="strict")
+             for f in FORMS]
+    c = PoemConstraint(tok, specs, index)
+    rows = torch.arange(len(specs)).repeat_interleave(4)
+    for seed in range(3):
+        texts = run(c, tok, rows, seed=seed, reorder=True)
+        # reorder may move any row anywhere; each text must still be a valid poem of some spec
+        for text in texts:
+            assert any(v.check_poem(v.split_poem(text), s.form, tones="strict",
+                                    acrostic=s.acrostic) == [] for s in specs), text
+
+
+def test_novelty_blocks_corpus_and_repeated_lines(tok, index):
+    # Steer every line toward a famous line: 白日依山尽 at each line.
+    def bias(step):
+        b = torch.zeros(tok.vocab_size)
+        b[tok.stoi["白日依山尽，"[step % 6]]] = 10.0
+        return b
+
+    c = PoemConstraint(tok, [make_spec("wujue", rhyme=False)], index)
+    lines = v.split_poem(run(c, tok, torch.tensor([0]), bias=bias)[0])
+    assert lines[0].startswith("白日依山") and lines[0] != "白日依山尽"
+    assert len(set(lines)) == 4                    # the favoured line would repeat otherwise
+    # the user's own start line may be a corpus line
+    c = PoemConstraint(tok, [make_spec("wujue", start="白日依山尽")], index)
+    assert v.split_poem(run(c, tok, torch.tensor([0]), bias=bias)[0])[0] == "白日依山尽"
+
+
+def test_first_line_rhyme_is_followed(tok, index):
+    c = PoemConstraint(tok, [make_spec("wulv", start="床前明月光")], index)
+    for seed in range(5):
+        lines = v.split_poem(run(c, tok, torch.tensor([0]), seed=seed)[0])
+        assert all("唐" in v.level_rhyme_groups(x[-1]) for x in lines[1::2]), lines
+
+
+def test_relaxes_instead_of_dead_end(index):
+    # Only oblique characters: rhyme is impossible, so it is relaxed, format is kept.
+    tok = CharTokenizer(list("月雪木柳水，。"))
+    c = PoemConstraint(tok, [make_spec("wujue", tones="strict")], index)
+    text = run(c, tok, torch.tensor([0]))[0]
+    assert len(v.split_poem(text)) == 4 and c.relaxed > 0
+    # One character: lines must repeat, so the within-poem novelty rule gives way last.
+    tok = CharTokenizer(list("山，。"))
+    c = PoemConstraint(tok, [make_spec("qijue", rhyme=False)], index)
+    assert run(c, tok, torch.tensor([0]))[0] == "山山山山山山山，山山山山山山山。" * 2
+    # Rhyme allows only 天, which novelty bans along with a character rhyme had excluded:
+    # counting must see the mask empty (a dead end) and relax, not trust a partial overlap.
+    tok = CharTokenizer(list("天月，。"))
+    c = PoemConstraint(tok, [make_spec("wujue", start="天天天天天")], LineIndex(["天天天天月"]))
+
+    def bias(step):
+        return torch.tensor([0, 0, 0, 0, 5.0, 0, 0, 0])     # always prefer 天
+
+    assert run(c, tok, torch.tensor([0]), bias=bias)[0].startswith("天天天天天，天天天天")
+    assert c.relaxed > 0
+
+
+def test_finished_rows_and_unexpected_tokens(tok, index):
+    c = PoemConstraint(tok, [make_spec("wujue")], index)
+    m = c.begin(torch.tensor([0]))
+    m = c.step(torch.tensor([tok.eos_id]))           # an early <eos> (e.g. from max_len logic)
+    assert m[0].nonzero().flatten().tolist() == [tok.eos_id]
+    m = c.step(torch.tensor([tok.pad_id]))           # pads after <eos> are ignored
+    assert m[0].nonzero().flatten().tolist() == [tok.eos_id]
+
+
+def test_with_shared_decoding(tok, index):
+    """Sampling and beam search from shared.decoding with a random stub model."""
+    from shared import decoding
+
+    class State:
+        def __init__(self, n):
+            self.n = n
+
+        def select(self, index):
+            return State(len(index))
+
+    class Model:
+        g = torch.Generator().manual_seed(0)
+
+        def eval(self):
+            return self
+
+        def encode(self, src, src_len):
+            return State(src.size(0))
+
+        def decode_step(self, prev, state):
+            return torch.randn(state.n, tok.vocab_size, generator=self.g) * 4, state
+
+    specs = [make_spec(f, acrostic="春夏秋冬风花雪月"[:v.FORMS[f].lines]) for f in FORMS]
+    src, src_len = decoding.pad_batch([[4], [5], [6], [7]])
+    for strategy in ("sample", "beam"):
+        cfg = decoding.GenerationConfig(strategy=strategy, max_len=80, seed=1, beam_size=3)
+        out = decoding.generate(Model(), src, src_len, cfg, bos_id=tok.bos_id,
+                                eos_id=tok.eos_id, constraint=PoemConstraint(tok, specs, index))
+        assert all(out.finished)
+        for spec, ids in zip(specs, out.tokens):
+            assert_valid(tok.decode(ids), spec, index)
+
+
+def test_validation_messages(tok):
+    assert parse_start("床前明月光，疑是地上霜。") == ("床前明月光", "疑是地上霜")
+    assert parse_start(["床前明月光。", " 疑是地上霜"]) == ("床前明月光", "疑是地上霜")
+    spec = make_spec("wujue", acrostic="床疑举低", start="床前明月光", tokenizer=tok)
+    assert spec.start == ("床前明月光",) and spec.acrostic == "床疑举低"
+    bad = [(dict(form="sonnet"), "unknown form"),
+           (dict(form="wujue", acrostic="春夏秋"), "has 3 characters"),
+           (dict(form="wujue", acrostic="春夏秋x"), "non-Chinese"),
+           (dict(form="wujue", acrostic="春夏秋齉"), "does not know: 齉"),
+           (dict(form="wujue", start="床前明月光光"), "has 6 characters"),
+           (dict(form="qijue", start="床前明月光"), "lines have 7"),
+           (dict(form="wujue", start="床前明月光，疑是地上霜，举头望明月，低头思故乡，床前明月光"),
+            "start has 5 lines"),
+           (dict(form="wujue", start="床前明月光", acrostic="春夏秋冬"), "acrostic head '春'"),
+           (dict(form="wujue", tones="loose"), "tones must be")]
+    for kwargs, msg in bad:
+        with pytest.raises(ValueError, match=msg):
+            make_spec(tokenizer=tok, **kwargs)
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        PoemConstraint(tok, [make_spec("wujue", acrostic="春夏秋齉")])
+
+
+def test_line_index(tmp_path):
+    idx = LineIndex(CORPUS + ["白日依山晚"])
+    assert sorted(idx.completions("白日依山")) == ["尽", "晚"]
+    assert idx.completions("朝辞白帝彩云") == "间" and idx.completions("无此前缀") == ""
+    assert "床前明月光" in idx and "床前明月" not in idx and len(idx) == len(CORPUS) + 1
+    p = tmp_path / "lines.txt"
+    p.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    assert "花落知多少" in LineIndex.load(p)
+    with pytest.raises(FileNotFoundError, match="poem_data prepare"):
+        LineIndex.load(tmp_path / "absent.txt")
