@@ -123,9 +123,10 @@ class _Decoder:
     """Shared bookkeeping for one batched decode."""
 
     def __init__(self, model: Seq2Seq, src, src_len, cfg: GenerationConfig,
-                 constraint, rows: torch.Tensor, bos_id: int, eos_id: int, pad_id: int):
+                 constraint, rows: torch.Tensor, bos_id: int, eos_id: int, pad_id: int,
+                 unk_id: int = 1):
         self.model, self.cfg, self.constraint = model, cfg, constraint
-        self.bos, self.eos, self.pad = bos_id, eos_id, pad_id
+        self.bos, self.eos, self.pad, self.unk = bos_id, eos_id, pad_id, unk_id
         with torch.no_grad(), _autocast(cfg.bf16):
             state = model.encode(src, src_len)
         self.state = state.select(rows)
@@ -142,19 +143,22 @@ class _Decoder:
             logits, self.state = self.model.decode_step(self.prev, self.state)
         raw = logits.float().log_softmax(-1)
         out = raw.clone()
-        out[:, [self.pad, self.bos]] = float("-inf")   # never generated
+        out[:, [self.pad, self.bos, self.unk]] = float("-inf")   # never generated
+        _penalise(out, self.history, self.cfg)
         if self.mask is not None:
             live = ~self.finished
             if live.any():
                 removed = raw[live].exp().masked_fill(self.mask[live], 0).sum(-1)
                 self.removed += float(removed.sum())
                 self.removed_steps += int(live.sum())
-            # a row whose mask allows nothing falls back to <eos> instead of NaN
-            empty = ~self.mask.any(-1)
             mask = self.mask.clone()
-            mask[empty, self.eos] = True
-            out = out.masked_fill(~mask, float("-inf"))
-        _penalise(out, self.history, self.cfg)
+            mask[~mask.any(-1), self.eos] = True     # a rule that allows nothing ends the row
+            masked = out.masked_fill(~mask, float("-inf"))
+            # rules outrank penalties: where penalties removed every allowed token, keep the rule
+            dead = torch.isinf(masked).all(-1)
+            if dead.any():
+                masked[dead] = raw[dead].masked_fill(~mask[dead], float("-inf"))
+            out = masked
         return raw, out
 
     def advance(self, tokens: torch.Tensor) -> None:

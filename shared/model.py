@@ -19,7 +19,8 @@ from typing import Literal, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .rnn import GRU, LSTM
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Stack(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden: int, layers: int,
                  bidirectional: bool, dropout: float, residual: bool):
         super().__init__()
-        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        rnn = {"lstm": LSTM, "gru": GRU}[cell]
         dirs = 2 if bidirectional else 1
         self.out_size = hidden * dirs
         self.layers = nn.ModuleList(
@@ -86,19 +87,14 @@ class Stack(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.dirs = dirs
 
-    def forward(self, x, lengths=None, state=None):
-        """x: (batch, time, input). state: per-layer RNN states or None.
+    def forward(self, x, state=None):
+        """x: (batch, time, input), unpadded or right-padded (padding only ever follows the
+        positions that matter). state: per-layer RNN states or None.
         Returns output (batch, time, out_size) and the list of per-layer final states."""
         finals = []
         for i, layer in enumerate(self.layers):
             inp = x
-            if lengths is not None:
-                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True,
-                                              enforce_sorted=False)
-                out, final = layer(packed, None if state is None else state[i])
-                out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
-            else:
-                out, final = layer(x, None if state is None else state[i])
+            out, final = layer(x, None if state is None else state[i])
             if self.residual and i > 0 and out.shape[-1] == inp.shape[-1]:
                 out = out + inp
             x = self.drop(out) if i < len(self.layers) - 1 else out
@@ -158,17 +154,32 @@ class Seq2Seq(nn.Module):
                         p.data[h:2 * h].fill_(cfg.forget_bias)
 
     # -- encoder --------------------------------------------------------------------------
-    def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> State:
-        """src: (batch, src_time) padded ids; src_len: (batch,). Returns the decoder's start state."""
-        cfg = self.cfg
-        x = self.drop(self.src_emb(src))
-        _, finals = self.encoder(x, src_len.clamp(min=1))
-        if cfg.cell == "lstm":
+    def _encode_exact(self, src: torch.Tensor) -> torch.Tensor:
+        """src: (batch, time) with no padding. Returns final states (states, layers, batch, hidden)
+        with both directions of a layer concatenated; states = 2 (h, c) for LSTM, 1 for GRU."""
+        _, finals = self.encoder(self.drop(self.src_emb(src)))
+        if self.cfg.cell == "lstm":
             parts = [torch.stack(f, 0) for f in finals]                  # (2, dirs, B, H/dirs)
         else:
             parts = [f.unsqueeze(0) for f in finals]                     # (1, dirs, B, H/dirs)
-        # (states, layers, B, hidden): concatenate the two directions of each layer
-        enc = torch.stack([torch.cat(list(p.unbind(1)), -1) for p in parts], 1)
+        return torch.stack([torch.cat(list(p.unbind(1)), -1) for p in parts], 1)
+
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> State:
+        """src: (batch, src_time) right-padded ids; src_len: (batch,). Returns the decoder's start
+        state. Rows are encoded in groups of equal length, so the backward direction never reads
+        padding: exact like packed sequences, and unlike them it runs under bf16 autocast
+        (oneDNN has no packed bf16 LSTM on CPU). Length-bucketed batches make groups few."""
+        cfg = self.cfg
+        lengths = src_len.clamp(min=1, max=src.size(1))
+        uniq = torch.unique(lengths)
+        if len(uniq) == 1:
+            enc = self._encode_exact(src[:, :int(uniq[0])])
+        else:
+            groups = [(lengths == n).nonzero().flatten() for n in uniq.tolist()]
+            encs = [self._encode_exact(src[idx, :n]) for idx, n in zip(groups, uniq.tolist())]
+            enc = encs[0].new_empty(encs[0].shape[:2] + (src.size(0), encs[0].size(-1)))
+            for idx, e in zip(groups, encs):
+                enc[:, :, idx] = e
         context = enc[0, -1]                                             # top layer's h: (B, hidden)
         B = src.size(0)
         flat = enc.permute(2, 0, 1, 3).reshape(B, -1)
@@ -187,7 +198,7 @@ class Seq2Seq(nn.Module):
             x = torch.cat([x, ctx], -1)
         per_layer = [(state.h[i:i + 1], state.c[i:i + 1]) if state.c is not None
                      else state.h[i:i + 1] for i in range(self.cfg.dec_layers)]
-        out, finals = self.decoder(x, None, per_layer)
+        out, finals = self.decoder(x, per_layer)
         if state.c is not None:
             h = torch.cat([f[0] for f in finals], 0)
             c = torch.cat([f[1] for f in finals], 0)

@@ -1,0 +1,24 @@
+"""One rule for bad input across every command: repairable input gets a warning and goes on;
+input that cannot be repaired exits with status 2 and one line on stderr, never a traceback."""
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Callable, Optional
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
+def run_cli(main: Callable[[Optional[list[str]]], int], argv: Optional[list[str]] = None) -> None:
+    warnings.showwarning = _one_line_warning
+    try:
+        code = main(argv)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code or 0)

@@ -1,0 +1,284 @@
+"""A trainer that knows no task: pairs of id lists in, a trained Seq2Seq out.
+
+Length-bucketed batches, optional CPU bf16 autocast, AdamW, linear warmup + cosine/linear decay,
+gradient clipping, validation perplexity, early stopping, a JSONL metrics log, atomic checkpoints
+every N steps with exact resume (model, optimiser, RNG, data position), a stop on NaN/exploding
+loss, and DistributedDataParallel under `torchrun` (gloo on CPU, nccl on GPU).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from safetensors.torch import save_file
+
+from .checkpoint import load_training_state, save_training_state, unique_state
+from .model import Seq2Seq
+
+Pair = tuple[Sequence[int], Sequence[int]]   # (source ids, target ids without <bos>/<eos>)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64          # sequences per optimiser step, summed over all processes
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    decay: Literal["cosine", "linear", "none"] = "cosine"
+    min_lr_ratio: float = 0.05    # the lr decays to lr * min_lr_ratio at the last step
+    clip_norm: float = 1.0        # 0 = no clipping (watch for exploding gradients)
+    bf16: bool = False            # CPU bf16 autocast; pays only with AMX (see shared/bench.py)
+    bucket_batches: int = 50      # sort by length inside windows of this many batches
+    max_src_len: int = 128        # longer sequences are truncated, with a counted warning
+    max_tgt_len: int = 256
+    checkpoint_every: int = 500   # steps; 0 = only at epoch ends
+    log_every: int = 50
+    patience: int = 3             # epochs without a better validation loss before stopping
+    max_loss: float = 50.0        # a finite loss above this counts as exploding
+    max_steps: int = 0            # stop after this many steps in total (0 = no limit)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ValueError("epochs, batch_size and lr must be positive")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.decay == "none" or total <= cfg.warmup_steps:
+        return cfg.lr
+    frac = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    shape = 0.5 * (1 + math.cos(math.pi * frac)) if cfg.decay == "cosine" else 1 - frac
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
+
+
+def clip_pairs(pairs: Sequence[Pair], max_src: int, max_tgt: int, what: str = "data") -> list:
+    """Truncate over-long sequences with one counted warning; refuse an empty dataset."""
+    if len(pairs) == 0:
+        raise ValueError(f"{what}: the dataset is empty")
+    out, cut = [], 0
+    for src, tgt in pairs:
+        if len(src) > max_src or len(tgt) > max_tgt:
+            cut += 1
+        out.append((list(src[:max_src]), list(tgt[:max_tgt])))
+    if cut:
+        warnings.warn(f"{what}: truncated {cut} of {len(pairs)} sequences longer than "
+                      f"{max_src} (source) / {max_tgt} (target) tokens")
+    return out
+
+
+def batches_for_epoch(pairs: Sequence[Pair], cfg: TrainConfig, epoch: int) -> list[list[int]]:
+    """Index batches for one epoch, a pure function of (seed, epoch): shuffle, sort by length
+    inside windows of `bucket_batches` batches (little padding), then shuffle the batches."""
+    rng = random.Random(cfg.seed * 100_003 + epoch)
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    window = cfg.batch_size * max(1, cfg.bucket_batches)
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window],
+                       key=lambda i: (len(pairs[i][1]), len(pairs[i][0])))
+        batches += [chunk[j:j + cfg.batch_size] for j in range(0, len(chunk), cfg.batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(pairs: Sequence[Pair], idx: Sequence[int], bos: int, eos: int, pad: int):
+    """-> src (B, S), src_len (B,), tgt_in (B, T), tgt_out (B, T); tgt_in = <bos>+y, tgt_out = y+<eos>."""
+    B = len(idx)
+    S = max(1, max(len(pairs[i][0]) for i in idx))
+    T = max(len(pairs[i][1]) for i in idx) + 1
+    src = torch.full((B, S), pad, dtype=torch.long)
+    src_len = torch.ones(B, dtype=torch.long)
+    tgt_in = torch.full((B, T), pad, dtype=torch.long)
+    tgt_out = torch.full((B, T), pad, dtype=torch.long)
+    for b, i in enumerate(idx):
+        s, t = pairs[i]
+        if s:
+            src[b, :len(s)] = torch.tensor(s)
+            src_len[b] = len(s)
+        tgt_in[b, 0] = bos
+        tgt_in[b, 1:len(t) + 1] = torch.tensor(t, dtype=torch.long)
+        tgt_out[b, :len(t)] = torch.tensor(t, dtype=torch.long)
+        tgt_out[b, len(t)] = eos
+    return src, src_len, tgt_in, tgt_out
+
+
+def _autocast(on: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
+
+
+@torch.no_grad()
+def evaluate(model: Seq2Seq, pairs: Sequence[Pair], *, bos: int, eos: int, pad: int = 0,
+             batch_size: int = 128, bf16: bool = False) -> dict:
+    """Mean NLL per target token (nats, <eos> included) and perplexity."""
+    was = model.training
+    model.eval()
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
+    total, count = 0.0, 0
+    for j in range(0, len(order), batch_size):
+        batch = collate(pairs, order[j:j + batch_size], bos, eos, pad)
+        with _autocast(bf16):
+            loss, n = model(*batch)
+        total, count = total + float(loss.detach()), count + int(n)
+    model.train(was)
+    nll = total / max(count, 1)
+    return {"nll": nll, "ppl": math.exp(min(nll, 50)), "tokens": count}
+
+
+class Trainer:
+    """`Trainer(model, train, validation, cfg, out_dir, bos=, eos=).fit()`.
+    Under `torchrun` each process reads its share of every global batch."""
+
+    def __init__(self, model: Seq2Seq, train: Sequence[Pair], validation: Sequence[Pair],
+                 cfg: TrainConfig, out_dir: str | Path, *, bos: int, eos: int, pad: int = 0,
+                 progress: bool = True):
+        cfg.validate()
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.bos, self.eos, self.pad = bos, eos, pad
+        lim = (cfg.max_src_len, cfg.max_tgt_len)
+        self.train = clip_pairs(train, *lim, what="training data")
+        self.validation = clip_pairs(validation, *lim, what="validation data")
+        self.model = model
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(model) if self.world > 1
+                    else model)
+        decay = [p for n, p in model.named_parameters() if p.dim() > 1 and "emb" not in n]
+        rest = [p for n, p in model.named_parameters() if not (p.dim() > 1 and "emb" not in n)]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+        self.steps_per_epoch = len(batches_for_epoch(self.train, cfg, 0))
+        # the schedule spans all epochs; max_steps only stops early (so a run cut in two
+        # sees the same learning rates as one run)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.state = {"step": 0, "epoch": 0, "batch": 0, "best_val": None, "bad_epochs": 0,
+                      "stopped": None}
+        self.progress = progress and self.rank == 0
+        self.out.mkdir(parents=True, exist_ok=True)
+        if (self.out / "checkpoint" / "state.json").exists():
+            meta = load_training_state(self.out / "checkpoint", model, self.opt)
+            self.state = meta["state"]
+
+    # -- one optimiser step ----------------------------------------------------------------
+    def _step(self, idx: list[int]) -> tuple[float, int, float]:
+        cfg = self.cfg
+        mine = idx[self.rank::self.world]            # this process's share of the global batch
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(cfg, self.state["step"], self.total_steps)
+        n_local = sum(len(self.train[i][1]) + 1 for i in mine)
+        n_global = n_local
+        if self.world > 1:
+            t = torch.tensor([n_local], dtype=torch.long)
+            dist.all_reduce(t)
+            n_global = int(t)
+        with _autocast(cfg.bf16):
+            loss_sum, _ = self.ddp(*collate(self.train, mine, self.bos, self.eos, self.pad))
+        # DDP averages gradients over processes; scaling by world/global tokens makes the
+        # result the gradient of (global summed NLL / global tokens), whatever the split.
+        loss = loss_sum * (self.world / n_global)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), cfg.clip_norm if cfg.clip_norm > 0 else float("inf")))
+        mean = float(loss_sum.detach()) / max(n_local, 1)
+        if not math.isfinite(mean) or mean > cfg.max_loss:
+            raise TrainingDiverged(
+                f"training loss became {mean:.3g} at step {self.state['step']} "
+                f"(gradient norm {gnorm:.3g}); lower lr (now {cfg.lr}), keep clip_norm > 0, or "
+                f"resume from the last checkpoint in {self.out / 'checkpoint'}")
+        self.opt.step()
+        return mean, n_local, gnorm
+
+    def _log(self, record: dict) -> None:
+        if self.rank == 0:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _checkpoint(self) -> None:
+        if self.rank == 0:
+            save_training_state(self.out / "checkpoint", self.model, self.opt, self.state,
+                                {"train": asdict(self.cfg), "model": vars(self.model.cfg)})
+        if self.world > 1:
+            dist.barrier()
+
+    def _end_epoch(self) -> bool:
+        """Validate, keep the best weights, decide on early stopping. True = stop."""
+        metrics = evaluate(self.model, self.validation, bos=self.bos, eos=self.eos,
+                           pad=self.pad, bf16=self.cfg.bf16)
+        st = self.state
+        self._log({"epoch": st["epoch"], "step": st["step"], "val_nll": metrics["nll"],
+                   "val_ppl": metrics["ppl"]})
+        if self.progress:
+            tqdm.write(f"epoch {st['epoch'] + 1}: validation nll {metrics['nll']:.4f} "
+                       f"ppl {metrics['ppl']:.2f}")
+        if st["best_val"] is None or metrics["nll"] < st["best_val"]:
+            st["best_val"], st["bad_epochs"] = metrics["nll"], 0
+            if self.rank == 0:
+                save_file(unique_state(self.model), str(self.out / "best.safetensors"))
+        else:
+            st["bad_epochs"] += 1
+        return st["bad_epochs"] >= self.cfg.patience
+
+    def fit(self) -> dict:
+        cfg, st = self.cfg, self.state
+        self.model.train()
+        bar = tqdm(total=min(self.total_steps, cfg.max_steps or self.total_steps),
+                   initial=st["step"], disable=not self.progress,
+                   unit="step", dynamic_ncols=True)
+        t0, tokens = time.time(), 0
+        while st["epoch"] < cfg.epochs and st["stopped"] is None:
+            batches = batches_for_epoch(self.train, cfg, st["epoch"])
+            while st["batch"] < len(batches):
+                if cfg.max_steps and st["step"] >= cfg.max_steps:
+                    st["stopped"] = "max_steps"
+                    break
+                loss, n, gnorm = self._step(batches[st["batch"]])
+                st["step"] += 1
+                st["batch"] += 1
+                tokens += n * self.world
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+                if st["step"] % cfg.log_every == 0:
+                    self._log({"step": st["step"], "epoch": st["epoch"], "loss": loss,
+                               "lr": self.opt.param_groups[0]["lr"], "grad_norm": gnorm,
+                               "tokens_per_s": tokens / (time.time() - t0)})
+                if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
+                    self._checkpoint()
+            if st["stopped"] is not None:
+                break
+            stop = self._end_epoch()
+            st["epoch"] += 1
+            st["batch"] = 0
+            if stop:
+                st["stopped"] = "early_stopping"
+            self._checkpoint()
+        bar.close()
+        self._checkpoint()
+        return {"steps": st["step"], "epochs": st["epoch"], "best_val_nll": st["best_val"],
+                "stopped": st["stopped"] or "epochs", "seconds": time.time() - t0}
+
+
+def init_distributed() -> bool:
+    """Join the process group when launched by torchrun. Returns True when distributed."""
+    if "RANK" not in os.environ or dist.is_initialized():
+        return dist.is_initialized()
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True

@@ -1,0 +1,26 @@
+"""Tiny tasks and models shared by the core tests."""
+import random
+
+import torch
+
+from shared.model import Seq2Seq, Seq2SeqConfig
+
+BOS, EOS, PAD = 2, 3, 0
+VOCAB = 12          # 0-3 specials, 4-11 symbols
+
+
+def copy_pairs(n, seed=0, lo=2, hi=5, reverse=False):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        s = [rng.randrange(4, VOCAB) for _ in range(rng.randint(lo, hi))]
+        out.append((s, s[::-1] if reverse else list(s)))
+    return out
+
+
+def tiny_model(cell, seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(src_vocab=VOCAB, tgt_vocab=VOCAB, cell=cell, emb_dim=16, hidden=32,
+               enc_layers=1, dec_layers=1, dropout=0.0)
+    cfg.update(kw)
+    return Seq2Seq(Seq2SeqConfig(**cfg))
