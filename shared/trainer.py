@@ -176,6 +176,8 @@ class Trainer:
         if (self.out / "checkpoint" / "state.json").exists():
             meta = load_training_state(self.out / "checkpoint", model, self.opt)
             self.state = meta["state"]
+            if self.state["stopped"] == "max_steps":   # a new run may go further
+                self.state["stopped"] = None
 
     # -- one optimiser step ----------------------------------------------------------------
     def _step(self, idx: list[int]) -> tuple[float, int, float]:
