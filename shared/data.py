@@ -1,0 +1,67 @@
+"""A small layer over Hugging Face `datasets`: records or local JSONL/parquet in, a
+DatasetDict with deterministic train/validation/test splits out, tokenization cached on disk.
+
+Nothing here needs a network: `load(path)` reads local files; `load(name)` with a hub dataset
+name goes through the same `datasets.load_dataset` call for users who have a hub connection.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import datasets
+
+SPLITS = ("train", "validation", "test")
+
+
+def split_of(key: str, fractions: Sequence[float] = (0.96, 0.02, 0.02)) -> str:
+    """Stable split by sha1 of a key: the same item lands in the same split on every machine,
+    whatever the corpus order. Key by what must not leak (a conversation, a poem's opening)."""
+    if abs(sum(fractions) - 1.0) > 1e-9 or len(fractions) != 3:
+        raise ValueError(f"split fractions must be three numbers summing to 1, got {fractions}")
+    v = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:12], 16) / 16 ** 12
+    return "train" if v < fractions[0] else "validation" if v < fractions[0] + fractions[1] \
+        else "test"
+
+
+def make_splits(records: Iterable[dict], key: Callable[[dict], str],
+                fractions: Sequence[float] = (0.96, 0.02, 0.02)) -> datasets.DatasetDict:
+    parts: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for r in records:
+        parts[split_of(key(r), fractions)].append(r)
+    if not parts["train"]:
+        raise ValueError("no records: the dataset is empty")
+    return datasets.DatasetDict({s: datasets.Dataset.from_list(v) for s, v in parts.items()})
+
+
+def load(source: str | Path) -> datasets.DatasetDict:
+    """A folder or file of JSONL/parquet (`train.*`, `validation.*`, `test.*`), or a hub name."""
+    path = Path(source)
+    if path.is_file():
+        fmt = "parquet" if path.suffix == ".parquet" else "json"
+        return datasets.load_dataset(fmt, data_files={"train": str(path)})
+    if path.is_dir():
+        files = {}
+        for split in SPLITS:
+            found = sorted(path.glob(f"{split}.jsonl")) + sorted(path.glob(f"{split}.parquet"))
+            if found:
+                files[split] = str(found[0])
+        if not files:
+            raise ValueError(f"{path} holds no train/validation/test .jsonl or .parquet files")
+        fmt = "parquet" if files[next(iter(files))].endswith(".parquet") else "json"
+        return datasets.load_dataset(fmt, data_files=files)
+    if "/" not in str(source) or str(source).startswith((".", "/")):
+        raise ValueError(f"{source}: no such file or folder")
+    return datasets.load_dataset(str(source))          # a hub dataset, for users with a hub
+
+
+def tokenize(ds: datasets.Dataset, fn: Callable[[dict], dict], cache_dir: str | Path,
+             fingerprint: str) -> datasets.Dataset:
+    """`ds.map(fn)` cached under `cache_dir`, keyed by `fingerprint` (e.g. the tokenizer's
+    sha256) so a changed tokenizer never reuses stale ids."""
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha1(f"{ds._fingerprint}:{fingerprint}".encode()).hexdigest()[:16]
+    return ds.map(fn, cache_file_name=str(cache / f"tok-{key}.arrow"),
+                  new_fingerprint=key, desc="tokenizing")
