@@ -1,0 +1,90 @@
+"""The project's batch convention, shared by every task's CLI.
+
+Input: one item per line — plain text (the main field, e.g. a theme) or a JSON object with
+per-item options. Output: JSONL, exactly one line per input item, in input order:
+    {"index": i, "input": <item>, "<results key>": [...]}   or   {"index": i, "input": ..., "error": "..."}
+Item i must be generated with a seed derived from (seed, i) by the caller, so the output does
+not depend on chunking, resuming or sharding. A rerun resumes after the last complete line; a
+torn last line (a kill mid-write) is cut off and redone. Nothing is lost or written twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+
+def read_items(path: str | Path, text_field: str) -> list[dict]:
+    """Each non-empty line -> a dict; a line that is not a JSON object becomes {text_field: line}.
+    A line that looks like JSON but does not parse is kept as {"_error": ...} so that item
+    alone fails."""
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith("{"):
+                try:
+                    obj = json.loads(line)
+                    items.append(obj if isinstance(obj, dict) else {"_error": "not an object"})
+                except json.JSONDecodeError as e:
+                    items.append({"_error": f"invalid JSON ({e.msg})", "_raw": line})
+            else:
+                items.append({text_field: line})
+    return items
+
+
+def completed_lines(path: Path) -> int:
+    """Count complete lines of `path`, truncating a torn (unterminated or unparsable) tail."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    lines = data[:keep].splitlines()
+    while lines:                      # a line cut inside a multi-byte char or JSON is dropped
+        try:
+            json.loads(lines[-1])
+            break
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            keep -= len(lines.pop()) + 1
+    if keep != len(data):
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+    return len(lines)
+
+
+def run_batch(items: Sequence[dict], output: str | Path, key: str,
+              process: Callable[[list[tuple[int, dict]]], list[list | Exception]],
+              chunk: int = 32, progress: bool = True) -> dict:
+    """Process `items[i]` for every i not yet in `output`, `chunk` items per call of
+    `process(list of (index, item)) -> list of results or exceptions`; append in order."""
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = completed_lines(out)
+    if done > len(items):
+        raise ValueError(f"{out} has {done} lines but the input has only {len(items)} items; "
+                         f"is it the output of another input?")
+    errors = 0
+    bar = tqdm(total=len(items), initial=done, unit="item", disable=not progress)
+    with open(out, "a", encoding="utf-8") as f:
+        for start in range(done, len(items), chunk):
+            batch = [(i, items[i]) for i in range(start, min(start + chunk, len(items)))]
+            results = process(batch)
+            for (i, item), res in zip(batch, results):
+                rec = {"index": i, "input": item}
+                if isinstance(res, Exception):
+                    rec["error"] = str(res)
+                    errors += 1
+                else:
+                    rec[key] = res
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(batch))
+    bar.close()
+    return {"items": len(items), "resumed_after": done, "errors": errors}
+
