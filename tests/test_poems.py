@@ -1,0 +1,135 @@
+"""PoemWriter, CLI and batch behaviour on a tiny model built here (rules guarantee the form
+whatever the model's quality; quality is measured by `python -m poetry.evaluate poem`)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from poetry.cli import main as cli_main
+from poetry.poem_rules import LineIndex
+from poetry.poem_train import FORM_TOKENS, default_model_config
+from poetry.poems import MAX_N, PoemWriter
+from poetry.verse import check_poem, split_poem
+from shared.checkpoint import export_model
+from shared.config import apply_overrides
+from shared.model import Seq2Seq
+from shared.tokenizers import CharTokenizer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "poems"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    chars = FIXTURES.joinpath("chars.txt").read_text(encoding="utf-8").replace("\n", "")
+    tok = CharTokenizer.train([chars + "春夏秋冬白日依山尽黄河入海流明月思江送别，。"], specials=FORM_TOKENS)
+    cfg = apply_overrides(default_model_config(tok.vocab_size),
+                          ["emb_dim=16", "hidden=32", "dec_layers=1"])
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("poem_model")
+    export_model(d, Seq2Seq(cfg), tok, {"rebuild": "tests/test_poems.py"})
+    import gzip
+    with gzip.open(d / "lines.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("白日依山尽\n黄河入海流\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def writer(model_dir):
+    return PoemWriter.load(model_dir)
+
+
+@pytest.mark.parametrize("form", ["wujue", "qijue", "wulv", "qilv"])
+def test_every_form_is_valid_and_rhymed(writer, form):
+    poems = writer.write("明月", form=form, n=3, seed=1)
+    assert len(poems) == 3
+    for p in poems:
+        assert check_poem(p["lines"], form, rhyme=True) == []
+        assert p["poem"].endswith("。") and p["score"] < 0 and p["theme"] == "明月"
+
+
+def test_acrostic_start_and_novelty(writer):
+    (p,) = writer.write("春", form="wujue", acrostic="春夏秋冬", seed=2)
+    assert [x[0] for x in p["lines"]] == list("春夏秋冬")
+    (p,) = writer.write("山", form="wujue", start="白日依山尽", seed=3)
+    assert p["lines"][0] == "白日依山尽"                 # user lines are exempt from novelty
+    assert all(x not in writer.lines for x in p["lines"][1:])
+    assert isinstance(writer.lines, LineIndex)
+
+
+def test_same_seed_same_poems_and_streaming(writer):
+    a = writer.write("秋思", form="qijue", n=2, seed=7)
+    assert a == writer.write("秋思", form="qijue", n=2, seed=7)
+    partial = list(writer.stream("秋思", form="wujue", seed=7))
+    assert len(partial) == 4 * 6                         # 20 characters + 4 punctuation marks
+    assert all(b.startswith(a) for a, b in zip(partial, partial[1:]))
+    assert check_poem(split_poem(partial[-1]), "wujue", rhyme=True) == []
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(theme=""), "empty"),
+    (dict(theme="hello"), "no Chinese"),
+    (dict(theme="龘"), "no character"),
+    (dict(theme="春", form="sonnet"), "form"),
+    (dict(theme="春", form="wujue", acrostic="春夏"), "acrostic"),
+    (dict(theme="春", form="wujue", acrostic="春夏秋冬", start="白日依山尽"), "acrostic head"),
+    (dict(theme="春", form="qijue", start="白日依山尽"), "characters"),
+    (dict(theme="春", n=0), "positive"),
+])
+def test_bad_requests_raise_value_error(writer, kw, message):
+    with pytest.raises(ValueError, match=message):
+        writer.write(**kw)
+
+
+def test_repairable_requests_warn(writer):
+    with pytest.warns(UserWarning, match="龘"):
+        writer.write("明月龘", form="wujue", seed=1)
+    with pytest.warns(UserWarning, match="cap"):
+        assert len(writer.write("明月", form="wujue", n=MAX_N + 5, seed=1, candidates=1)) == MAX_N
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "poetry", *args], capture_output=True,
+                          text=True, cwd=ROOT)
+
+
+def test_cli_text_jsonl_and_errors(model_dir):
+    r = run_cli("poem", "--theme", "明月", "--form", "wujue", "--seed", "1", "--format", "jsonl",
+                "--model", str(model_dir))
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout.splitlines()[0])
+    assert set(rec) == {"theme", "form", "poem", "lines", "score"}
+    bad = run_cli("poem", "--theme", "春", "--form", "wujue", "--acrostic", "春夏",
+                  "--model", str(model_dir))
+    assert bad.returncode == 2 and bad.stderr.startswith("error:")
+    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    missing = run_cli("poem", "--theme", "春", "--model", str(model_dir / "nope"))
+    assert missing.returncode == 2 and "card.json" in missing.stderr
+
+
+def test_batch_resumes_in_order_and_isolates_bad_items(model_dir, tmp_path):
+    inp = tmp_path / "themes.txt"
+    inp.write_text("明月\n秋思\n"
+                   '{"theme": "春", "form": "wujue", "acrostic": "春夏秋冬"}\n'
+                   '{"theme": "hello"}\n{"theme": "江", "n": 2, "seed": 5}\n{bad json\n'
+                   "送别\n", encoding="utf-8")
+    args = ["poem", "--input", str(inp), "--form", "wujue", "--seed", "3",
+            "--model", str(model_dir)]
+    full = tmp_path / "full.jsonl"
+    assert cli_main(args + ["--output", str(full)]) == 0
+    lines = [json.loads(x) for x in full.read_text(encoding="utf-8").splitlines()]
+    assert [r["index"] for r in lines] == list(range(7))
+    assert "error" in lines[3] and "error" in lines[5] and len(lines[4]["poems"]) == 2
+    assert [x[0] for x in lines[2]["poems"][0]["lines"]] == list("春夏秋冬")
+    # a run killed after two items and mid-way through the third line, then resumed
+    part = tmp_path / "part.jsonl"
+    text = full.read_text(encoding="utf-8").splitlines(keepends=True)
+    part.write_text("".join(text[:2]) + text[2][:15], encoding="utf-8")
+    assert cli_main(args + ["--output", str(part)]) == 0
+    assert part.read_text(encoding="utf-8") == full.read_text(encoding="utf-8")
+    # item 0 of a batch with --seed 3 equals a single call with --seed 3
+    single = PoemWriter.load(model_dir).write("明月", form="wujue", seed=3)
+    assert lines[0]["poems"] == single
