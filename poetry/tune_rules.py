@@ -1,0 +1,402 @@
+"""Bar-structure rules for generated tunes, as a `shared.decoding.Constraint`, plus the same rules
+as plain checks for data and evaluation.
+
+A tune (a normalised body, see `poetry.abc`) obeys them when:
+* every bar but the first (a pickup) and the last is exactly one bar of the meter long, and no
+  bar is longer; a tuplet `(p` stays inside one bar and its p notes share one written duration;
+* repeats balance: `|:` ... `:|` (or `::`), a first ending `[1` right after a bar line inside a
+  repeat, closed by `:|` and followed at once by `[2`; `||` and `|]` never inside a repeat;
+* a tie is followed by a note; the tune ends with `|]` or `:|`, then <eos>.
+The constraint also caps the length (`max_bars`, closing the tune properly when the cap nears),
+asks for `min_bars`, can force a prefix (the user's opening bars), and, given the hashes of all
+4-bar windows of the training tunes, masks the token that would complete a bar whose 4-bar window
+(with the three bars before it) copies a training tune. Bars compare by their tokens without ties
+and endings (a tie added afterwards cannot dodge the check). The ban is best effort: when masking
+would leave a row nothing (the only completion is the copied one) it is lifted.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from fractions import Fraction
+from typing import Iterable, Optional, Sequence
+
+import torch
+
+from .abc import BARS, TUPLETS, bar_length, bars, token_duration, token_kind, tokenize
+
+START = (False, 0, False)          # repeat state: (repeat open, ending 0/1/2, `[2` required)
+
+
+def repeat_step(state: tuple, tok: str) -> tuple | None:
+    """Repeat state after a bar or ending token, or None when the token is not allowed there."""
+    open_, ending, need2 = state
+    if need2 or tok == "[2":
+        return (False, 2, False) if need2 and tok == "[2" else None
+    if tok == "|:":
+        return None if open_ else (True, 0, False)
+    if tok == ":|":
+        return (False, 0, ending == 1) if open_ else None
+    if tok == "::":
+        return (True, 0, False) if open_ and ending == 0 else None
+    if tok in ("||", "|]"):
+        return None if open_ else START
+    if tok == "[1":
+        return (True, 1, False) if open_ and ending == 0 else None
+    return (open_, 0 if ending == 2 else ending, False)          # "|"
+
+
+def check_structure(tokens: Sequence[str]) -> str | None:
+    """The first repeat/ending/ending-of-tune problem of a token list, or None."""
+    state, prev, tied = START, None, False
+    for i, tok in enumerate(tokens):
+        kind = token_kind(tok)
+        if kind is None:
+            return f"unknown symbol {tok!r}"
+        if tied and kind not in ("bar", "ending", "note"):
+            return "a tie is not followed by a note"
+        tied = tok == "-" or (tied and kind != "note")
+        if kind in ("bar", "ending"):
+            if kind == "ending" and prev not in BARS:
+                return f"ending {tok} not after a bar line"
+            state = repeat_step(state, tok)
+            if state is None:
+                return f"{tok} breaks the repeats at token {i}"
+        elif state[2]:
+            return "a first ending's `:|` is not followed by `[2`"
+        prev = tok
+    if prev not in ("|]", ":|") or state != START or tied:
+        return "the tune does not end with a closing bar line"
+    return None
+
+
+def _tuplet_problem(tokens: Sequence[str]) -> str | None:
+    """Tuplets: p notes of one written duration, all in one bar."""
+    for i, tok in enumerate(tokens):
+        if token_kind(tok) == "tuplet":
+            durs, j = [], i + 1
+            while len(durs) < int(tok[1]) and j < len(tokens):
+                kind = token_kind(tokens[j])
+                if kind in ("bar", "tuplet", "ending"):
+                    return "a tuplet crosses a bar line or is incomplete"
+                if kind in ("note", "rest"):
+                    nxt = tokens[j + 1] if j + 1 < len(tokens) else ""
+                    durs.append(nxt if token_kind(nxt) == "dur" else "")
+                j += 1
+            if len(set(durs)) != 1 or len(durs) != int(tok[1]):
+                return "a tuplet mixes durations"
+    return None
+
+
+def check_tune(body: str, meter: str) -> list[str]:
+    """Everything in `body` that breaks the rules (empty list = a valid tune)."""
+    tokens = tokenize(body)
+    problems = [p for p in (check_structure(tokens), _tuplet_problem(tokens)) if p]
+    full, bs = bar_length(meter), bars(tokens)
+    for i, (_, dur, _) in enumerate(bs):
+        edge = i == 0 or i == len(bs) - 1
+        if dur > full or dur <= 0 or (dur != full and not edge):
+            problems.append(f"bar {i + 1} lasts {dur} eighths, the meter {meter} needs {full}")
+    return problems
+
+
+# -- copies of training tunes -------------------------------------------------------------------
+def bar_hash(content: Iterable[str]) -> int:
+    """A stable 64-bit hash of one bar's tokens (ties and endings left out)."""
+    text = "\x1f".join(t for t in content if t != "-" and not t.startswith("["))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def window_hash(bar_hashes: Sequence[int]) -> int:
+    data = struct.pack(f"<{len(bar_hashes)}Q", *bar_hashes)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def window_hashes(body: str, n: int = 4) -> set[int]:
+    """Hashes of every n consecutive (non-empty) bars of a normalised body."""
+    contents, cur = [], []
+    for tok in tokenize(body) + ["|"]:
+        if tok in BARS:
+            contents += [cur] if cur else []
+            cur = []
+        else:
+            cur.append(tok)
+    hs = [bar_hash(c) for c in contents]
+    return {window_hash(hs[i:i + n]) for i in range(len(hs) - n + 1)}
+
+
+def save_windows(path, windows: set[int]) -> None:
+    """Window hashes as a sorted uint64 .npy (8 bytes a window; loads without pickle)."""
+    import numpy as np
+    np.save(path, np.array(sorted(windows), dtype=np.uint64), allow_pickle=False)
+
+
+def load_windows(path) -> set[int]:
+    import numpy as np
+    return set(np.load(path, allow_pickle=False).tolist())
+
+
+def copied_windows(body: str, windows: set[int], n: int = 4) -> int:
+    """How many n-bar windows of `body` occur in a training tune."""
+    return len(window_hashes(body, n) & windows)
+
+
+# -- the constraint -----------------------------------------------------------------------------
+class _Row:
+    """Decoding state of one row; durations in grains (1/grain of an eighth)."""
+
+    __slots__ = ("full", "used", "pending", "role", "tup_left", "tup_q", "tup_d", "tied",
+                 "tie_ok", "rep", "after_bar", "n_bars", "must_end", "eos_ok", "done",
+                 "content", "hashes", "pos", "prefix", "last")
+
+    def __init__(self, full: int, prefix: Sequence[int]):
+        self.full, self.used, self.pending, self.role = full, 0, 0, 0
+        self.tup_left, self.tup_q, self.tup_d, self.tied, self.tie_ok = 0, 1, 0, "", False
+        self.last = ""                     # the last note's name, without accidental
+        self.rep, self.after_bar, self.n_bars = START, False, 0
+        self.must_end = self.eos_ok = self.done = False
+        self.content, self.hashes, self.pos, self.prefix = [], [], 0, list(prefix)
+
+    def copy(self) -> "_Row":
+        new = _Row.__new__(_Row)
+        for name in self.__slots__:
+            value = getattr(self, name)
+            setattr(new, name, list(value) if isinstance(value, list) else value)
+        return new
+
+
+class TuneConstraint:
+    """Bar, repeat, length and no-copy rules for decoding normalised tune bodies.
+
+    meters[i] is the meter of input item i (`begin(rows)` maps rows to items); prefixes[i], if
+    given, are token ids forced first (validate them with `check_prefix`). `windows` holds the
+    `window_hash`es of the training tunes' 4-bar windows. Masks are cached per distinct state."""
+
+    def __init__(self, tokenizer, meters: Sequence[str], *, max_bars: int = 32,
+                 min_bars: int = 4, windows: Optional[set[int]] = None,
+                 prefixes: Optional[Sequence[Sequence[int]]] = None):
+        if not 1 <= min_bars <= max_bars:
+            raise ValueError(f"need 1 <= min_bars <= max_bars, got {min_bars}, {max_bars}")
+        self.itos, self.eos, self.V = tokenizer.itos, tokenizer.eos_id, tokenizer.vocab_size
+        specials = set(tokenizer.specials)
+        self.kinds = [None if t in specials else token_kind(t) for t in self.itos]
+        durs = {i: token_duration(t) for i, t in enumerate(self.itos) if self.kinds[i] == "dur"}
+        self.grain = math.lcm(1, *(d.denominator for d in durs.values()))
+        self.dur_g = {i: int(d * self.grain) for i, d in durs.items()}
+        self.ids = {k: [i for i, kk in enumerate(self.kinds) if kk == k] for k in
+                    ("note", "rest", "dur", "tuplet", "tie")}
+        self.by_pitch: dict[str, set[int]] = {}          # a tie joins notes of one pitch name
+        for i in self.ids["note"]:
+            self.by_pitch.setdefault(self.itos[i].lstrip("^_="), set()).add(i)
+        self.bar_ids = {t: self.itos.index(t) for t in BARS + ("[1", "[2") if t in self.itos}
+        if "[2" not in self.bar_ids:           # a first ending needs its second
+            self.bar_ids.pop("[1", None)
+        self.meters = [int(bar_length(m) * self.grain) for m in meters]
+        self.max_bars, self.min_bars = max_bars, min_bars
+        self.windows = windows or set()
+        self.prefixes = [list(p) for p in prefixes] if prefixes else [[] for _ in meters]
+        self._fill = self._fill_table(max(self.meters))
+        self._cache: dict[tuple, torch.Tensor] = {}
+        self.rows: list[_Row] = []
+
+    def _fill_table(self, top: int) -> list[bool]:
+        """fill[x]: x grains can be filled exactly by plain note durations."""
+        steps = sorted(set(self.dur_g.values()) | {self.grain})
+        fill = [True] + [False] * top
+        for x in range(1, top + 1):
+            fill[x] = any(s <= x and fill[x - s] for s in steps)
+        return fill
+
+    def _fits(self, rem: int, d: int) -> bool:
+        return 0 <= rem - d and self._fill[rem - d]
+
+    def _can_start(self, rem: int, factor: int) -> bool:
+        """Some duration (factor * d) of a new note fits `rem` and leaves a fillable rest."""
+        return any(self._fits(rem, factor * d) for d in set(self.dur_g.values()) | {self.grain})
+
+    # -- masks ----------------------------------------------------------------------------------
+    def _resolved(self, full, used, in_tup, tied, tie_ok, rep, after_bar, start, first,
+                  can_close, force, room_end1, eos_ok, ban_bars) -> set[int]:
+        """Allowed ids once the last note's duration is settled."""
+        if rep[2]:
+            return {self.bar_ids["[2"]}
+        # a tie needs a note after it: room in this bar, or a bar line that does not end the tune
+        tie = tie_ok and not tied and (full > used or in_tup or not force)
+        out = set(self.ids["tie"]) if tie else set()
+        if eos_ok and not tied:
+            out.add(self.eos)
+        notes = self.by_pitch.get(tied, set()) if tied else set(self.ids["note"])
+        if in_tup:                         # the rest of a tuplet: notes of the forced duration
+            return out | notes | (set() if tied else set(self.ids["rest"]))
+        rem = full - used
+        if rem > 0 and self._can_start(rem, 1):
+            out |= notes | (set() if tied else set(self.ids["rest"]))
+        if rem > 0 and not tied:
+            out |= {i for i in self.ids["tuplet"]
+                    if self._can_start(rem, TUPLETS[int(self.itos[i][1])])}
+        if after_bar and not (force or tied) and room_end1 and "[1" in self.bar_ids \
+                and repeat_step(rep, "[1"):
+            out.add(self.bar_ids["[1"])
+        if start and "|:" in self.bar_ids:
+            out.add(self.bar_ids["|:"])
+        if used == 0 or ban_bars:
+            return out
+        short = used < full
+        for b in BARS:
+            state = repeat_step(rep, b) if b in self.bar_ids else None
+            ends = b == "|]" or (b == ":|" and short and not first)
+            if state is None or (short and not first and not ends):
+                continue
+            if (ends and (not can_close or state != START or tied)) or \
+                    (force and b != (":|" if rep[0] else "|]")):
+                continue
+            out.add(self.bar_ids[b])
+        return out
+
+    def _build(self, key: tuple, bans: tuple) -> set[int]:
+        (full, used, pending, role, q, tup_d, in_tup, tied, tie_ok, rep, after_bar, start,
+         first, can_close, force, room_end1, eos_ok) = key
+        ban_durs, ban_impl, ban_bars = bans
+        flags = (rep, False, False, first, can_close, force, room_end1, False, ban_bars)
+        if not pending:
+            return self._resolved(full, used, in_tup, tied, tie_ok, rep, after_bar, start,
+                                  first, can_close, force, room_end1, eos_ok, ban_bars)
+        f, rem = (q if role == 1 else 1), full - used
+        if role == 2:                      # later notes of a tuplet repeat the first's length
+            out, impl = {i for i, d in self.dur_g.items() if d == tup_d}, tup_d == self.grain
+        else:
+            out = {i for i, d in self.dur_g.items() if self._fits(rem, f * d)}
+            impl = self._fits(rem, f * self.grain)
+        out -= ban_durs
+        if impl and not ban_impl:
+            used2 = used + (0 if role == 2 else f * self.grain)
+            out |= self._resolved(full, used2, in_tup, "", pending == 1, *flags)
+        return out
+
+    def _bans(self, row: _Row) -> tuple:
+        """Tokens that would complete a bar copying a training window (see module doc)."""
+        none = (frozenset(), False, False)
+        if not self.windows or len(row.hashes) < 3:
+            return none
+
+        def copied(extra: list[str]) -> bool:
+            h = bar_hash(row.content + extra)
+            return window_hash(row.hashes[-3:] + [h]) in self.windows
+
+        rem = row.full - row.used
+        if row.pending and row.role == 0:
+            durs = frozenset(i for i, d in self.dur_g.items()
+                             if d == rem and copied([self.itos[i]]))
+            return durs, rem == self.grain and copied([]), False
+        if not row.pending and row.used > 0 and row.tup_left == 0:
+            return frozenset(), False, copied([])
+        return none
+
+    def _key(self, row: _Row) -> tuple:
+        bars_left = self.max_bars - row.n_bars
+        force = bars_left <= (2 if row.rep[1] == 1 else 1)
+        return (row.full, row.used, row.pending, row.role, row.tup_q, row.tup_d,
+                row.tup_left > 0, row.tied, row.tie_ok, row.rep, row.after_bar, row.pos == 0,
+                row.n_bars == 0, row.n_bars + 1 >= self.min_bars, force, bars_left >= 2,
+                row.eos_ok)
+
+    def _mask(self, row: _Row) -> torch.Tensor:
+        if row.done or row.must_end:
+            return self._tensor(("only", self.eos), {self.eos})
+        if row.pos < len(row.prefix):
+            return self._tensor(("only", row.prefix[row.pos]), {row.prefix[row.pos]})
+        key, bans = self._key(row), self._bans(row)
+        if (key, bans) not in self._cache:
+            ids = self._build(key, bans) or self._build(key, (frozenset(), False, False))
+            self._tensor((key, bans), ids or {self.eos})
+        return self._cache[(key, bans)]
+
+    def _tensor(self, key, ids: set[int]) -> torch.Tensor:
+        if key not in self._cache:
+            mask = torch.zeros(self.V, dtype=torch.bool)
+            mask[sorted(ids)] = True
+            self._cache[key] = mask
+        return self._cache[key]
+
+    # -- state updates --------------------------------------------------------------------------
+    def _settle(self, row: _Row, d: int) -> None:
+        """The pending note/rest lasts d grains (d = grain when no duration token follows)."""
+        if row.role == 1:
+            row.used += row.tup_q * d          # the whole tuplet: p notes in the time of q
+            row.tup_d = d
+        elif row.role == 0:
+            row.used += d
+        row.tie_ok, row.pending = row.pending == 1, 0
+
+    def _feed(self, row: _Row, i: int) -> None:
+        tok, kind = self.itos[i], self.kinds[i]
+        row.pos += 1
+        row.eos_ok = False
+        if i == self.eos or kind is None:
+            row.done = row.done or i == self.eos or i == 0
+            return
+        if kind == "dur":
+            self._settle(row, self.dur_g[i])
+            row.content.append(tok)
+            return
+        if row.pending:
+            self._settle(row, self.grain)
+        row.after_bar = False
+        if kind in ("note", "rest"):
+            row.pending, row.tied = (1 if kind == "note" else 2), ""
+            row.last = tok.lstrip("^_=")
+            row.role = 0 if row.tup_left == 0 else 1 if row.tup_d == 0 else 2
+            row.tup_left = max(row.tup_left - 1, 0)
+            row.content.append(tok)
+        elif kind == "tie":
+            row.tied, row.tie_ok = row.last, False
+        elif kind == "tuplet":
+            row.tup_left, row.tup_q, row.tup_d = int(tok[1]), TUPLETS[int(tok[1])], 0
+            row.content.append(tok)
+        elif kind == "ending":
+            row.rep = repeat_step(row.rep, tok) or row.rep
+        else:
+            self._bar(row, tok)
+
+    def _bar(self, row: _Row, tok: str) -> None:
+        short, first = row.used < row.full, row.n_bars == 0
+        if row.content:
+            row.n_bars += 1
+            row.hashes.append(bar_hash(row.content))
+        row.rep = repeat_step(row.rep, tok) or row.rep
+        row.must_end = tok == "|]" or (tok == ":|" and row.rep == START and (
+            (short and not first) or row.n_bars >= self.max_bars))
+        row.eos_ok = tok == ":|" and row.rep == START and row.n_bars >= self.min_bars
+        row.used, row.content, row.after_bar, row.tie_ok = 0, [], True, False
+
+    # -- the Constraint protocol ----------------------------------------------------------------
+    def begin(self, rows: torch.Tensor) -> torch.Tensor:
+        self.rows = [_Row(self.meters[r], self.prefixes[r]) for r in rows.tolist()]
+        return self.masks()
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        for row, i in zip(self.rows, tokens.tolist()):
+            if not row.done:
+                self._feed(row, i)
+        return self.masks()
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.rows = [self.rows[i].copy() for i in index.tolist()]
+
+    def masks(self) -> torch.Tensor:
+        return torch.stack([self._mask(row) for row in self.rows])
+
+    def check_prefix(self, ids: Sequence[int], item: int = 0) -> str | None:
+        """Why forcing `ids` as item's opening would break the rules, or None if it is fine."""
+        row = _Row(self.meters[item], [])
+        for n, i in enumerate(ids):
+            if not bool(self._mask(row)[i]):
+                return f"token {n + 1} ({self.itos[i]!r}) breaks the tune rules there"
+            self._feed(row, i)
+        return None
+
+    def max_tokens(self) -> int:
+        """A safe decoding length: every bar at its finest notes, plus bar lines and <eos>."""
+        finest = min(self.dur_g.values(), default=self.grain)
+        return self.max_bars * (2 * max(self.meters) // finest + 3) + 2

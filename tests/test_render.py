@@ -1,0 +1,51 @@
+"""Rendering a tune: MIDI, WAV and SVG, offline."""
+import io
+import wave
+
+import numpy as np
+import pytest
+
+from poetry import abc, render
+
+TUNE = abc.build_tune("6/8", "Dmaj", "jig", "|:A|dcdede|f2dA2F|GFGABc|d3d2:|", 1)
+
+
+def test_midi():
+    midi = render.to_midi(TUNE)
+    assert midi[:4] == b"MThd" and len(midi) > 100
+    notes = render._notes(midi)
+    assert len(notes) >= 20 and {p for _, _, p, _ in notes} >= {69, 74}     # A4, D5
+
+
+def test_wav():
+    sr, samples = render.to_wav(TUNE)
+    assert sr == 22050 and samples.dtype == np.int16 and samples.ndim == 1
+    assert len(samples) > sr and np.abs(samples).max() > 1000
+    with wave.open(io.BytesIO(render.wav_bytes(sr, samples))) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (22050, 1, 2)
+
+
+def test_svg():
+    svg = render.to_svg(TUNE)
+    assert svg.lstrip().startswith(("<svg", "<?xml")) and "</svg>" in svg
+    assert svg.count('class="measure') >= 4
+
+
+def test_render_all(tmp_path):
+    paths = render.render_all(TUNE, tmp_path, "tune1")
+    assert sorted(paths) == ["abc", "mid", "svg", "wav"]
+    for p in paths.values():
+        assert p.exists() and p.stat().st_size > 0
+    assert paths["abc"].read_text() == TUNE
+
+
+def test_bad_input():
+    with pytest.raises(ValueError):
+        render.to_svg("no tune here")
+    with pytest.raises(ValueError):
+        render.to_midi("")
+
+
+def test_benchmark_runs():
+    result = render.benchmark(repeats=1)
+    assert result["render_seconds_median"] > 0

@@ -1,0 +1,154 @@
+"""Tune rules: plain checks, and TuneConstraint driven by a fake decoder with random logits."""
+import warnings
+
+import pytest
+import torch
+
+from poetry import abc
+from poetry.abc import METERS
+from poetry.tune_rules import (START, TuneConstraint, check_structure, check_tune,
+                               copied_windows, repeat_step, window_hashes)
+from shared.tokenizers import RegexTokenizer
+
+NOTES = [acc + n for n in ("G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B",
+                           "c", "d", "e", "f", "g", "a", "b", "c'") for acc in ("", "^", "_", "=")]
+DURS = ["2", "3", "4", "6", "8", "12", "16", "/2", "3/2", "/4", "3/4", "5", "7/2"]
+TOKENS = list(abc.BARS) + ["[1", "[2", "(2", "(3", "(4", "z", "-"] + NOTES + DURS
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return RegexTokenizer(abc.TOKEN_PATTERN, TOKENS)
+
+
+def decode(constraint, tok, n_rows, logits_fn, steps=3000, seed=0):
+    """A fake decoder: sample from masked logits until every row emits <eos>."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = constraint.begin(torch.arange(n_rows))
+    out = [[] for _ in range(n_rows)]
+    done = torch.zeros(n_rows, dtype=torch.bool)
+    for t in range(steps):
+        assert mask.any(-1).all(), "a row has no allowed token"
+        logits = logits_fn(t, out, gen).masked_fill(~mask, float("-inf"))
+        nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen).view(-1)
+        nxt = torch.where(done, torch.zeros_like(nxt), nxt)
+        for r in range(n_rows):
+            if not done[r] and nxt[r] != tok.eos_id:
+                out[r].append(int(nxt[r]))
+        done |= nxt.eq(tok.eos_id)
+        mask = constraint.step(nxt)
+        if done.all():
+            return [tok.decode(o) for o in out]
+    raise AssertionError("rows did not finish")
+
+
+def random_logits(tok, scale=3.0):
+    return lambda t, out, gen: torch.randn(len(out), tok.vocab_size, generator=gen) * scale
+
+
+def test_repeat_step():
+    s = repeat_step(START, "|:")
+    assert s == (True, 0, False) and repeat_step(s, "|:") is None
+    s1 = repeat_step(s, "[1")
+    assert repeat_step(s1, "::") is None and repeat_step(s1, "||") is None
+    s2 = repeat_step(s1, ":|")
+    assert s2[2] and repeat_step(s2, "|") is None and repeat_step(s2, "[2") == (False, 2, False)
+    assert repeat_step(START, ":|") is None and repeat_step(START, "[1") is None
+
+
+def test_check_tune():
+    assert not check_tune("G|:c3cde|(3cdec2:|", "6/8")
+    assert not check_tune("c6|[1:|", "6/8") == []        # garbage is reported, not raised
+    assert not check_tune("c3cd|c6|]", "6/8")             # a short first bar is a pickup
+    assert check_tune("c6|c5|c6|]", "6/8")                # short interior bar
+    assert check_tune("c6|c7|]", "6/8")                   # long bar
+    assert check_tune("|:c6|c6|]", "6/8")                 # unclosed repeat
+    assert check_tune("c6|c6", "6/8")                     # no closing bar line
+    assert check_tune("(3cd2e2c2|]", "2/4")               # mixed tuplet
+    assert check_tune("c6-|z6|]", "6/8")                  # tie to a rest
+    assert check_structure(abc.tokenize("|:c|[1d:|[2e|]")) is None
+    assert check_structure(abc.tokenize("|:c|[1d:|e|]"))
+
+
+@pytest.mark.parametrize("max_bars,min_bars", [(16, 4), (8, 8), (3, 1)])
+def test_random_decoding_obeys_the_rules(tok, max_bars, min_bars):
+    meters = list(METERS)
+    c = TuneConstraint(tok, meters, max_bars=max_bars, min_bars=min_bars)
+    bodies = decode(c, tok, len(meters), random_logits(tok), seed=max_bars)
+    for meter, body in zip(meters, bodies):
+        assert not check_tune(body, meter), (meter, body)
+        n = len(abc.bars(abc.tokenize(body)))
+        assert min_bars <= n <= max_bars, (n, body)
+
+
+def test_random_tunes_parse_in_music21(tok):
+    from music21 import converter
+    meters = ["6/8", "4/4", "3/4", "9/8"]
+    c = TuneConstraint(tok, meters, max_bars=8, min_bars=4)
+    bodies = decode(c, tok, len(meters), random_logits(tok), seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, (meter, body) in enumerate(zip(meters, bodies)):
+            score = converter.parse(abc.build_tune(meter, "Cmaj", "jig", body, i + 1),
+                                    format="abc", forceSource=True)
+            assert score.flatten().notes
+
+
+def test_eager_and_reluctant_models_still_end_properly(tok):
+    eos, bars = tok.eos_id, [tok.stoi[b] for b in abc.BARS]
+
+    def eager(t, out, gen):                # wants to stop at once
+        x = torch.randn(len(out), tok.vocab_size, generator=gen)
+        x[:, eos] += 20
+        x[:, bars] += 10
+        return x
+
+    def reluctant(t, out, gen):            # never wants to stop, nor to close
+        x = torch.randn(len(out), tok.vocab_size, generator=gen)
+        x[:, eos] -= 30
+        x[:, [tok.stoi["|]"], tok.stoi[":|"]]] -= 30
+        return x
+
+    for fn in (eager, reluctant):
+        c = TuneConstraint(tok, ["6/8", "2/4"], max_bars=12, min_bars=4)
+        for meter, body in zip(["6/8", "2/4"], decode(c, tok, 2, fn)):
+            assert not check_tune(body, meter)
+            assert 4 <= len(abc.bars(abc.tokenize(body))) <= 12
+
+
+def test_prefix_is_forced_and_checked(tok):
+    prefix = tok.encode("|:G|c3cde|")
+    c = TuneConstraint(tok, ["6/8"], max_bars=8, prefixes=[prefix])
+    body = decode(c, tok, 1, random_logits(tok))[0]
+    assert body.startswith("|:G|c3cde|") and not check_tune(body, "6/8")
+    assert c.check_prefix(prefix) is None
+    assert "breaks" in c.check_prefix(tok.encode("c8|"))      # 8 eighths in 6/8
+    assert c.check_prefix(tok.encode(":|")) is not None
+
+
+def test_no_four_bar_copy(tok):
+    train = "c2cdec|d2dedc|e2efge|f2fgfe|g2gage|a2abag|b2bc'ba|c'6|]"
+    windows = window_hashes(train)
+    target = tok.encode(train)
+
+    def parrot(t, out, gen):               # a model that would recite the training tune
+        x = torch.randn(len(out), tok.vocab_size, generator=gen)
+        for r, seq in enumerate(out):
+            if len(seq) < len(target):
+                x[r, target[len(seq)]] += 12
+        return x
+
+    free = decode(TuneConstraint(tok, ["6/8"] * 4, max_bars=8), tok, 4, parrot)
+    assert any(copied_windows(b, windows) for b in free)          # without the ban: copies
+    c = TuneConstraint(tok, ["6/8"] * 4, max_bars=8, windows=windows)
+    for body in decode(c, tok, 4, parrot):
+        assert copied_windows(body, windows) == 0 and not check_tune(body, "6/8")
+
+
+def test_reorder_copies_rows(tok):
+    c = TuneConstraint(tok, ["6/8"], max_bars=8)
+    c.begin(torch.zeros(2, dtype=torch.long))
+    c.step(torch.tensor(tok.encode("c") * 2))
+    c.reorder(torch.tensor([0, 0]))
+    c.step(torch.tensor(tok.encode("6") + tok.encode("2")))
+    assert c.rows[0].used != c.rows[1].used and c.rows[0].content != c.rows[1].content
