@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from fractions import Fraction
 from typing import Iterable, Optional, Sequence
 
 import torch
