@@ -25,9 +25,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 app: install
-	@if [ -f app.py ]; then $(PY) app.py; else \
-	  echo "The Gradio app does not exist yet. Meanwhile: $(PY) -m poetry poem --theme 明月 --form qijue"; \
-	  exit 1; fi
+	$(PY) app.py
 
 bench: install
 	$(PY) -m shared.bench

@@ -6,40 +6,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from poetry.cli import main as cli_main
 from poetry.poem_rules import LineIndex
-from poetry.poem_train import FORM_TOKENS, default_model_config
 from poetry.poems import MAX_N, PoemWriter
 from poetry.verse import check_poem, split_poem
-from shared.checkpoint import export_model
-from shared.config import apply_overrides
-from shared.model import Seq2Seq
-from shared.tokenizers import CharTokenizer
 
-FIXTURES = Path(__file__).parent / "fixtures" / "poems"
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    chars = FIXTURES.joinpath("chars.txt").read_text(encoding="utf-8").replace("\n", "")
-    tok = CharTokenizer.train([chars + "春夏秋冬白日依山尽黄河入海流明月思江送别，。"], specials=FORM_TOKENS)
-    cfg = apply_overrides(default_model_config(tok.vocab_size),
-                          ["emb_dim=16", "hidden=32", "dec_layers=1"])
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("poem_model")
-    export_model(d, Seq2Seq(cfg), tok, {"rebuild": "tests/test_poems.py"})
-    import gzip
-    with gzip.open(d / "lines.txt.gz", "wt", encoding="utf-8") as f:
-        f.write("白日依山尽\n黄河入海流\n")
-    return d
-
-
-@pytest.fixture(scope="module")
-def writer(model_dir):
-    return PoemWriter.load(model_dir)
+def writer(poem_model_dir):
+    return PoemWriter.load(poem_model_dir)
 
 
 @pytest.mark.parametrize("form", ["wujue", "qijue", "wulv", "qilv"])
@@ -96,28 +74,28 @@ def run_cli(*args):
                           text=True, cwd=ROOT)
 
 
-def test_cli_text_jsonl_and_errors(model_dir):
+def test_cli_text_jsonl_and_errors(poem_model_dir):
     r = run_cli("poem", "--theme", "明月", "--form", "wujue", "--seed", "1", "--format", "jsonl",
-                "--model", str(model_dir))
+                "--model", str(poem_model_dir))
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout.splitlines()[0])
     assert set(rec) == {"theme", "form", "poem", "lines", "score"}
     bad = run_cli("poem", "--theme", "春", "--form", "wujue", "--acrostic", "春夏",
-                  "--model", str(model_dir))
+                  "--model", str(poem_model_dir))
     assert bad.returncode == 2 and bad.stderr.startswith("error:")
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
-    missing = run_cli("poem", "--theme", "春", "--model", str(model_dir / "nope"))
+    missing = run_cli("poem", "--theme", "春", "--model", str(poem_model_dir / "nope"))
     assert missing.returncode == 2 and "card.json" in missing.stderr
 
 
-def test_batch_resumes_in_order_and_isolates_bad_items(model_dir, tmp_path):
+def test_batch_resumes_in_order_and_isolates_bad_items(poem_model_dir, tmp_path):
     inp = tmp_path / "themes.txt"
     inp.write_text("明月\n秋思\n"
                    '{"theme": "春", "form": "wujue", "acrostic": "春夏秋冬"}\n'
                    '{"theme": "hello"}\n{"theme": "江", "n": 2, "seed": 5}\n{bad json\n'
                    "送别\n", encoding="utf-8")
     args = ["poem", "--input", str(inp), "--form", "wujue", "--seed", "3",
-            "--model", str(model_dir)]
+            "--model", str(poem_model_dir)]
     full = tmp_path / "full.jsonl"
     assert cli_main(args + ["--output", str(full)]) == 0
     lines = [json.loads(x) for x in full.read_text(encoding="utf-8").splitlines()]
@@ -131,5 +109,5 @@ def test_batch_resumes_in_order_and_isolates_bad_items(model_dir, tmp_path):
     assert cli_main(args + ["--output", str(part)]) == 0
     assert part.read_text(encoding="utf-8") == full.read_text(encoding="utf-8")
     # item 0 of a batch with --seed 3 equals a single call with --seed 3
-    single = PoemWriter.load(model_dir).write("明月", form="wujue", seed=3)
+    single = PoemWriter.load(poem_model_dir).write("明月", form="wujue", seed=3)
     assert lines[0]["poems"] == single

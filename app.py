@@ -1,0 +1,175 @@
+"""Shiyu's Gradio app: one tab per task, plus batch and model-info tabs.
+
+    python app.py [--port 7860] [--host 127.0.0.1]        (or: make app)
+
+Models load once per process, on first use. Every action is a named API endpoint that
+`gradio_client` can call: /write_poems, /write_tunes, /run_batch, /model_info.
+Bad input shows one clear message (gr.Error), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import gradio as gr
+
+from poetry.poems import DEFAULT_DIR as POEM_DIR
+from poetry.poems import MAX_N, PoemWriter
+from poetry.verse import FORMS
+
+ROOT = Path(__file__).resolve().parent
+TUNE_DIR = ROOT / "data" / "models" / "tune"
+FORM_CHOICES = [(f"{f.zh} ({f.name})", f.name) for f in FORMS.values()]
+
+
+def _user_error(e: Exception) -> gr.Error:
+    return gr.Error(str(e).splitlines()[0] if str(e) else e.__class__.__name__)
+
+
+def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR) -> gr.Blocks:
+    @lru_cache(maxsize=1)
+    def poem_writer() -> PoemWriter:
+        return PoemWriter.load(poem_dir)
+
+    @lru_cache(maxsize=1)
+    def tune_writer():
+        from poetry.tunes import TuneWriter
+        return TuneWriter.load(tune_dir)
+
+    def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, seed):
+        """Streams the first poem character by character, then shows all n poems."""
+        try:
+            writer = poem_writer()
+            kw = dict(form=form, acrostic=acrostic or None, start=start or None,
+                      rhyme=bool(rhyme), tones="strict" if strict else None,
+                      temperature=float(temperature), seed=None if seed in (None, "") else int(seed))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if int(n) == 1:
+                    for partial in writer.stream(theme, **kw):
+                        yield partial, ""
+                poems = writer.write(theme, n=int(n), **kw)
+        except ValueError as e:
+            raise _user_error(e) from None
+        notes = "\n".join(f"⚠ {w.message}" for w in caught)
+        text = "\n\n".join(p["poem"].replace("。", "。\n").replace("，", "，\n").strip()
+                           + f"\n(score {p['score']:.3f})" for p in poems)
+        yield text, notes
+
+    def write_tunes(meter, key, rhythm, start, n, temperature, seed):
+        from poetry.render import to_svg, to_wav
+        try:
+            tunes = tune_writer().write(meter=meter, key=key, rhythm=rhythm or None,
+                                        start=start or None, n=int(n),
+                                        temperature=float(temperature),
+                                        seed=None if seed in (None, "") else int(seed))
+        except ValueError as e:
+            raise _user_error(e) from None
+        abc = "\n\n".join(t["abc"] for t in tunes)
+        first = tunes[0]["abc"]
+        out = Path(tempfile.mkdtemp(prefix="shiyu-tune-")) / "tune.abc"
+        out.write_text(abc, encoding="utf-8")
+        return abc, to_svg(first), to_wav(first), str(out)
+
+    def run_batch(file, task, form, n, seed):
+        if file is None:
+            raise gr.Error("upload a file: one theme per line, or JSONL items")
+        out = Path(tempfile.mkdtemp(prefix="shiyu-batch-")) / f"{task}s.jsonl"
+        from poetry.cli import main as cli
+        args = [task, "--input", file, "--output", str(out), "-n", str(int(n)),
+                "--seed", str(int(seed))]
+        args += ["--form", form, "--model", str(poem_dir)] if task == "poem" else \
+            ["--model", str(tune_dir)]
+        try:
+            cli(args)
+        except (ValueError, FileNotFoundError) as e:
+            raise _user_error(e) from None
+        lines = out.read_text(encoding="utf-8").splitlines()
+        errors = sum('"error"' in x for x in lines)
+        return str(out), f"{len(lines)} items, {errors} with errors"
+
+    def model_info():
+        cards = {}
+        for name, d in (("poem", poem_dir), ("tune", tune_dir)):
+            p = Path(d) / "card.json"
+            cards[name] = json.loads(p.read_text(encoding="utf-8")) if p.exists() else \
+                {"error": f"{p} is missing"}
+        return cards
+
+    with gr.Blocks(title="Shiyu 诗语") as demo:
+        gr.Markdown("# Shiyu 诗语\nClassical Chinese poems and folk tunes from one LSTM "
+                    "seq2seq core, trained on public corpora, running on a CPU.")
+        with gr.Tab("Poems 诗"):
+            with gr.Row():
+                with gr.Column():
+                    theme = gr.Textbox(label="Theme 主题", value="明月", max_length=40)
+                    form = gr.Dropdown(FORM_CHOICES, value="qijue", label="Form 体裁")
+                    n = gr.Slider(1, MAX_N, value=1, step=1, label="Poems")
+                    acrostic = gr.Textbox(label="Acrostic 藏头 (one character per line)")
+                    start = gr.Textbox(label="Opening line(s) 首句")
+                    with gr.Row():
+                        rhyme = gr.Checkbox(value=True, label="Rhyme 押韵")
+                        strict = gr.Checkbox(value=False, label="Strict 平仄")
+                    temperature = gr.Slider(0.3, 1.5, value=0.8, step=0.05, label="Temperature")
+                    seed = gr.Number(value=None, precision=0, label="Seed (empty = random)")
+                    go = gr.Button("Write 作诗", variant="primary")
+                with gr.Column():
+                    poem_out = gr.Textbox(label="Poems", lines=14)
+                    poem_notes = gr.Markdown()
+            go.click(write_poems, [theme, form, n, acrostic, start, rhyme, strict, temperature,
+                                   seed], [poem_out, poem_notes], api_name="write_poems")
+        with gr.Tab("Tunes 曲"):
+            with gr.Row():
+                with gr.Column():
+                    meter = gr.Dropdown(["2/4", "3/4", "4/4", "6/8", "9/8", "2/2", "3/8", "6/4",
+                                         "3/2", "4/2"], value="6/8", label="Meter")
+                    key = gr.Textbox(value="Dmaj", label="Key (ABC, e.g. D, Ador, Emin, Gmix)")
+                    rhythm = gr.Dropdown(["", "jig", "reel", "hornpipe", "march", "strathspey",
+                                          "slip jig", "air", "song", "other"], value="jig",
+                                         label="Rhythm")
+                    tstart = gr.Textbox(label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
+                    tn = gr.Slider(1, 5, value=1, step=1, label="Tunes")
+                    ttemp = gr.Slider(0.5, 1.5, value=1.0, step=0.05, label="Temperature")
+                    tseed = gr.Number(value=None, precision=0, label="Seed (empty = random)")
+                    tgo = gr.Button("Compose 作曲", variant="primary")
+                with gr.Column():
+                    abc_out = gr.Code(label="ABC")
+                    score = gr.HTML(label="Score")
+                    audio = gr.Audio(label="Listen", type="numpy")
+                    abc_file = gr.File(label="Download ABC")
+            tgo.click(write_tunes, [meter, key, rhythm, tstart, tn, ttemp, tseed],
+                      [abc_out, score, audio, abc_file], api_name="write_tunes")
+        with gr.Tab("Batch 批量"):
+            gr.Markdown("One theme per line (poems) or JSONL settings (tunes); the result is a "
+                        "JSONL file with one line per input item, in order.")
+            bfile = gr.File(label="Input", type="filepath")
+            btask = gr.Radio(["poem", "tune"], value="poem", label="Task")
+            bform = gr.Dropdown(FORM_CHOICES, value="qijue", label="Poem form")
+            bn = gr.Slider(1, 5, value=1, step=1, label="Per item")
+            bseed = gr.Number(value=0, precision=0, label="Seed")
+            bgo = gr.Button("Run")
+            bout, bsum = gr.File(label="Result"), gr.Markdown()
+            bgo.click(run_batch, [bfile, btask, bform, bn, bseed], [bout, bsum],
+                      api_name="run_batch")
+        with gr.Tab("Models"):
+            info = gr.JSON(label="Model cards")
+            gr.Button("Show").click(model_info, None, info, api_name="model_info")
+    demo.queue(max_size=32, default_concurrency_limit=1)
+    return demo
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    ap.add_argument("--port", type=int, default=7860)
+    args = ap.parse_args(argv)
+    build_app().launch(server_name=args.host, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The app as a user's script sees it: launched on loopback, called through gradio_client."""
+import socket
+
+import pytest
+from gradio_client import Client
+
+from app import build_app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(poem_model_dir, tmp_path_factory):
+    demo = build_app(poem_dir=poem_model_dir, tune_dir=tmp_path_factory.mktemp("no_tune"))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
+    c = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    yield c
+    c.close()
+    demo.close()
+
+
+def test_write_poems_endpoint(client):
+    text, notes = client.predict("明月", "wujue", 2, "", "", True, False, 0.8, 1,
+                                 api_name="/write_poems")
+    poems = [p for p in text.split("\n\n") if p.strip()]
+    assert len(poems) == 2 and all("score" in p for p in poems)
+    assert notes == ""
+
+
+def test_streaming_partials_grow(client):
+    job = client.submit("秋思", "wujue", 1, "春夏秋冬", "", True, False, 0.8, 3,
+                        api_name="/write_poems")
+    job.result()
+    partials = [o[0] for o in job.outputs()]
+    assert len(partials) > 5 and partials[-1].startswith("春")
+
+
+def test_bad_input_is_one_clear_message(client):
+    with pytest.raises(Exception, match="no Chinese characters"):
+        client.predict("hello", "wujue", 1, "", "", True, False, 0.8, 1, api_name="/write_poems")
+    with pytest.raises(Exception, match="acrostic"):
+        client.predict("春", "wujue", 1, "春夏", "", True, False, 0.8, 1, api_name="/write_poems")
+
+
+def test_model_info_names_missing_models(client):
+    cards = client.predict(api_name="/model_info")
+    assert cards["poem"]["rebuild"] == "tests/conftest.py"
+    assert "missing" in cards["tune"]["error"]
