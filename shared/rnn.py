@@ -3,7 +3,7 @@
 `nn.LSTM`/`nn.GRU` run one fused oneDNN kernel in fp32, but under `torch.autocast("cpu",
 torch.bfloat16)` torch 2.13's oneDNN LSTM cannot build its bf16 primitive ("could not create a
 primitive descriptor"), the non-oneDNN bf16 path is ~20x slower than fp32, and autocast leaves GRU
-in fp32 altogether (measured: `python -m shared.bench --what rnn`). These subclasses keep the exact
+in fp32 altogether (measured and printed by `python -m shared.bench`). These subclasses keep the exact
 parameters of `nn.LSTM`/`nn.GRU` (state dicts are interchangeable) and, only while CPU autocast is
 on, run the recurrence themselves:
 
