@@ -1,15 +1,18 @@
-"""LSTM and GRU layers that train fast under CPU bf16 autocast.
+"""LSTM and GRU layers that run under CPU bf16 autocast.
 
 `nn.LSTM`/`nn.GRU` run one fused oneDNN kernel in fp32, but under `torch.autocast("cpu",
 torch.bfloat16)` torch 2.13's oneDNN LSTM cannot build its bf16 primitive ("could not create a
-primitive descriptor"), the non-oneDNN bf16 path is ~20x slower than fp32, and autocast leaves GRU
-in fp32 altogether (measured and printed by `python -m shared.bench`). These subclasses keep the exact
-parameters of `nn.LSTM`/`nn.GRU` (state dicts are interchangeable) and, only while CPU autocast is
-on, run the recurrence themselves:
+primitive descriptor"), and autocast leaves GRU in fp32 altogether (both measured and printed by
+`python -m shared.bench`). These subclasses keep the exact parameters of `nn.LSTM`/`nn.GRU`
+(state dicts are interchangeable), behave identically without autocast, and, only while CPU
+autocast is on, run the recurrence themselves:
 
-  * the input projection of all time steps is one large bf16 matmul (AMX-friendly);
+  * the input projection of all time steps is one large bf16 matmul;
   * each step does one (batch, hidden) x (hidden, gates*hidden) bf16 matmul for the recurrence;
   * gate nonlinearities and the LSTM cell state stay in fp32, so long memories do not round away.
+
+bf16 pays only where the CPU multiplies bf16 natively (AMX, AVX512-BF16). On an AVX2-only CPU
+(this project's build machine) a bf16 matmul runs ~100x slower than fp32, so train in fp32 there.
 
 Single layer, batch_first, unpacked input only: `shared.model.Stack` stacks them itself.
 """
