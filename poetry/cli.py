@@ -1,4 +1,4 @@
-"""Command line: `python -m poetry poem ...` (and `python -m poetry tune ...`).
+"""Command line: `python -m poetry poem ...` and `python -m poetry tune ...` (poetry/tune_cli.py).
 
     python -m poetry poem --theme 明月 --form qijue -n 2 --seed 1
     python -m poetry poem --theme 春 --form wujue --acrostic 春夏秋冬 --format jsonl
@@ -17,6 +17,7 @@ from shared.batch import read_items, run_batch
 from shared.cli import run_cli
 from shared.decoding import derive_seed
 
+from . import tune_cli
 from .verse import FORMS, get_form
 
 ITEM_KEYS = {"theme", "form", "acrostic", "start", "n", "seed"}
@@ -121,10 +122,11 @@ def main(argv=None) -> int:
                                  description="Shiyu poems and tunes from the command line.")
     sub = ap.add_subparsers(dest="command", required=True)
     poem_parser(sub)
+    tune_cli.add_parser(sub)
     args = ap.parse_args(argv)
     if args.n is not None and args.n <= 0:
         raise ValueError(f"-n must be positive, got {args.n}")
-    return {"poem": run_poem}[args.command](args)
+    return {"poem": run_poem, "tune": tune_cli.run}[args.command](args)
 
 
 if __name__ == "__main__":
