@@ -1,0 +1,166 @@
+"""Command line for tunes: `python -m poetry tune ...` (also `python -m poetry.tune_cli ...`).
+
+    python -m poetry tune --meter 6/8 --key Dmaj --rhythm jig -n 3 --seed 1
+    python -m poetry tune --meter 6/8 --key Ador --start "|:A2B c2d|" --out-dir out/tunes
+    python -m poetry tune --input settings.jsonl --output tunes.jsonl --seed 1
+
+Batch items are JSON objects with any of meter, key, rhythm, start, n, seed (missing ones come
+from the command line), or plain lines "METER KEY [RHYTHM]" such as `6/8 Dmaj jig`. Output is
+one JSONL line per item, `{"index", "input", "tunes": [...]}` or `{"index", "input", "error"}`;
+item i uses seed derive_seed(item's seed, 0) if it has one, else derive_seed(--seed, i).
+Bad input: a warning for what can be repaired, else one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from shared.batch import read_items, run_batch
+from shared.cli import run_cli
+from shared.decoding import derive_seed
+
+from .abc import METERS
+
+ITEM_KEYS = {"meter", "key", "rhythm", "start", "n", "seed"}
+FIELDS = ("abc", "meter", "key", "rhythm", "score")      # what a JSONL tune line holds
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("tune", help="folk tunes in ABC from a few settings",
+                       description="Write folk tunes in ABC (with MIDI, WAV and SVG on request).")
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    what = p.add_argument_group("what to write")
+    what.add_argument("--meter", help="one of C, C|, " + ", ".join(METERS))
+    what.add_argument("--key", help="ABC K: syntax, e.g. D, Dmaj, Ador, Emin, Gmix")
+    what.add_argument("--rhythm", help="jig, reel, hornpipe, slip jig, march, strathspey, air, "
+                                       "song, other (default: the meter's most common)")
+    what.add_argument("--start", help='opening bar(s) in ABC (L:1/8, in --key), e.g. "|:A2B c2d|"')
+    what.add_argument("-n", type=int, default=1, help="tunes per setting (capped at 10)")
+    samp = p.add_argument_group("sampling")
+    samp.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    samp.add_argument("--seed", type=int, default=None, help="same seed, same tunes")
+    io = p.add_argument_group("input and output")
+    io.add_argument("--format", choices=["abc", "jsonl"], default="abc")
+    io.add_argument("--out-dir", help="also write .abc .mid .wav .svg per tune into this folder")
+    io.add_argument("--input", help="batch: JSONL settings (or lines 'METER KEY [RHYTHM]')")
+    io.add_argument("--output", help="batch: JSONL output (resumes if it exists)")
+    io.add_argument("--model", help="model folder (default data/models/tune)")
+
+
+def _writer(args):
+    from .tunes import DEFAULT_DIR, TuneWriter
+    return TuneWriter.load(args.model or DEFAULT_DIR)
+
+
+def public(tune: dict) -> dict:
+    return {k: tune[k] for k in FIELDS}
+
+
+def _render(tunes: list[dict], out_dir: str, prefix: str) -> None:
+    from .render import render_all
+    for k, t in enumerate(tunes, 1):
+        render_all(t["abc"], out_dir, f"{prefix}{k}")
+
+
+def run(args) -> int:
+    if args.n is not None and args.n <= 0:
+        raise ValueError(f"-n must be positive, got {args.n}")
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature must be positive, got {args.temperature}")
+    if args.input or args.output:
+        return run_batch_cli(args)
+    if not args.meter or not args.key:
+        raise ValueError("give --meter and --key (or --input FILE --output FILE for a batch)")
+    writer = _writer(args)
+    tunes = writer.write(args.meter, args.key, rhythm=args.rhythm, start=args.start, n=args.n,
+                         temperature=args.temperature, seed=args.seed)
+    if args.out_dir:
+        _render(tunes, args.out_dir, "tune")
+    for i, t in enumerate(tunes):
+        if args.format == "jsonl":
+            print(json.dumps(public(t), ensure_ascii=False))
+        else:
+            print(("\n" if i else "") + t["abc"], end="")
+    if args.out_dir:
+        print(f"wrote {len(tunes)} tune(s) as .abc .mid .wav .svg into {args.out_dir}",
+              file=sys.stderr)
+    return 0
+
+
+def parse_item(item: dict) -> dict:
+    """A plain-text line 'METER KEY [RHYTHM]' -> fields; JSON items pass through."""
+    if "setting" not in item:
+        return item
+    words = str(item["setting"]).split()
+    if len(words) < 2:
+        raise ValueError(f"a plain line needs 'METER KEY [RHYTHM]', got {item['setting']!r}")
+    out = {"meter": words[0], "key": words[1]}
+    if len(words) > 2:
+        out["rhythm"] = " ".join(words[2:])
+    return out
+
+
+def run_batch_cli(args) -> int:
+    from .tunes import check_n
+    if not (args.input and args.output):
+        raise ValueError("a batch needs both --input and --output")
+    items = read_items(args.input, "setting")
+    base_seed = 0 if args.seed is None else args.seed
+    writer = _writer(args)
+
+    def job(i: int, item: dict):
+        if "_error" in item:
+            raise ValueError(item["_error"])
+        item = parse_item(item)
+        unknown = set(item) - ITEM_KEYS
+        if unknown:
+            raise ValueError(f"unknown item keys {sorted(unknown)}; known: {sorted(ITEM_KEYS)}")
+        meter, key = item.get("meter", args.meter), item.get("key", args.key)
+        if not meter or not key:
+            raise ValueError("the item has no meter or key (give them per item or with "
+                             "--meter/--key)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # per-item repairs are not worth a console line
+            n = check_n(item.get("n", args.n))
+            req = writer.request(str(meter), str(key), item.get("rhythm", args.rhythm),
+                                 item.get("start", args.start))
+        # item i's seed depends only on (seed, i): batching and resuming cannot change it
+        seed = derive_seed(item["seed"], 0) if "seed" in item else derive_seed(base_seed, i)
+        return req, n, seed
+
+    def process(batch):
+        results, jobs, where = [None] * len(batch), [], []
+        for k, (i, item) in enumerate(batch):
+            try:
+                jobs.append(job(i, item))
+                where.append(k)
+            except (ValueError, TypeError) as e:
+                results[k] = ValueError(str(e))
+        if jobs:
+            for k, tunes in zip(where, writer.generate(jobs, args.temperature)):
+                if args.out_dir:
+                    _render(tunes, args.out_dir, f"item{batch[k][0]}_tune")
+                results[k] = [public(t) for t in tunes]
+        return results
+
+    stats = run_batch(items, args.output, "tunes", process, chunk=16)
+    print(f"wrote {args.output}: {stats['items']} items ({stats['errors']} with errors), "
+          f"resumed after {stats['resumed_after']}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m poetry.tune_cli", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main)

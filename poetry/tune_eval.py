@@ -1,0 +1,200 @@
+"""Held-out evaluation of the shipped tune model.
+
+    python -m poetry.tune_eval [--json] [--tunes 200] [--model DIR] [--data cache/tunes]
+    (to be wired as `python -m poetry.evaluate tune`)
+
+* Test loss: mean NLL in nats per target token (<eos> included) of the test split, sources from
+  each tune's settings, beside folk-rnn's ≈ 1.21 nats/token validation loss. Not comparable
+  one to one: folk-rnn's data (thesession.org, 23.6 k tunes) and 137 tokens (separate pitch and
+  duration tokens, header tokens in the sequence) differ from ours (music21's ABC corpus, mostly
+  Essen songs; notes with octave and accidental as one token, durations as another).
+* 200 generated tunes across all meters, modes, tonics and the rhythms each meter has, with the
+  rules on and off (plain sampling at temperature 1, no other change): share that music21
+  parses, share of interior bars (all but the first and the last) with the meter's exact
+  duration, share that pass every tune rule, share whose header (M: L: K: R:) matches the
+  request, share with a 4-bar window copied from a training tune, distinct tunes, tunes/s.
+* Speed: p50 seconds for one tune (batch 1, a 6/8 jig in D) and ABC -> SVG + MIDI + WAV files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from shared.cli import run_cli
+from shared.trainer import evaluate as nll_of
+
+from . import abc, tune_data
+from .abc import KEY_MODES, METERS, bar_length, parse_key
+from .tune_rules import check_tune, copied_windows
+from .tune_train import pairs
+
+FOLK_RNN_NLL = 1.21
+MIN_RHYTHM = 20       # a meter's rhythms with fewer training tunes are not requested
+TONICS = ("D", "G", "A", "E", "C", "F", "Bb", "B")
+
+
+def test_loss(writer, data_dir: Path) -> dict:
+    test = tune_data.load_split("test", data_dir)
+    t0 = time.time()
+    m = nll_of(writer.model, pairs(test, writer.tok), bos=writer.tok.bos_id,
+               eos=writer.tok.eos_id)
+    return {"test_tunes": len(test), "tokens": m["tokens"], "nll_per_token": round(m["nll"], 4),
+            "ppl": round(m["ppl"], 3), "folk_rnn_nll_per_token": FOLK_RNN_NLL,
+            "note": "different data and tokens: folk-rnn trained on 23.6 k thesession.org tunes "
+                    "with 137 tokens (pitch and duration separate); ours: music21's ABC corpus "
+                    "(mostly Essen folk songs), one token per note and one per duration",
+            "seconds": round(time.time() - t0, 1)}
+
+
+def requests(writer, n: int) -> list[dict]:
+    """n settings cycling through the meters; modes, tonics and each meter's rhythms (those
+    with >= MIN_RHYTHM training tunes) vary."""
+    out = []
+    for i in range(n):
+        meter = METERS[i % len(METERS)]
+        table = writer.rhythms_by_meter.get(meter) or {"other": 1}
+        rhythms = [r for r, c in table.items() if c >= MIN_RHYTHM] or list(table)
+        out.append({"meter": meter,
+                    "key": TONICS[(i // 3) % len(TONICS)] + KEY_MODES[(i // len(METERS)) % 4],
+                    "rhythm": rhythms[(i // len(METERS)) % len(rhythms)]})
+    return out
+
+
+def interior_bars(body: str, meter: str) -> tuple[int, int]:
+    """(interior bars with the meter's exact duration, interior bars)."""
+    full = bar_length(meter)
+    bs = abc.bars(abc.tokenize(body))[1:-1]
+    return sum(d == full for _, d, _ in bs), len(bs)
+
+
+def header_matches(tune: dict, req: dict) -> bool:
+    fields, _ = abc.read_tune(tune["abc"])
+    try:
+        return (fields.get("M") == abc.parse_meter(req["meter"]) and fields.get("L") == "1/8"
+                and parse_key(fields.get("K", "")) == parse_key(req["key"])
+                and fields.get("R") == req["rhythm"] and "X" in fields and "T" in fields)
+    except ValueError:
+        return False
+
+
+def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1,
+                       chunk: int = 50) -> dict:
+    from .tune_data import _music21_error
+    jobs = [(writer.request(r["meter"], r["key"], r["rhythm"]), 1, seed * 1000 + i)
+            for i, r in enumerate(reqs)]
+    t0 = time.time()
+    tunes, removed = [], []
+    for k in range(0, len(jobs), chunk):
+        tunes += [t[0] for t in writer.generate(jobs[k:k + chunk], rules=rules, keep_home=True)]
+        removed.append(writer.last_removed_mass)
+    dt = time.time() - t0
+    t1 = time.time()
+    parsed = [_music21_error(t["abc"]) == "" for t in tunes]
+    m21_seconds = time.time() - t1
+    exact = [interior_bars(t["body"], t["meter"]) for t in tunes]
+    valid = [not check_tune(t["home"], t["meter"]) for t in tunes]
+    copies = [copied_windows(t["home"], writer.windows) > 0 for t in tunes]
+    n_interior = sum(n for _, n in exact)
+    bars = [len(abc.bars(abc.tokenize(t["body"]))) for t in tunes]
+    share = lambda xs: round(sum(map(bool, xs)) / len(xs), 4) if xs else None
+    return {"tunes": len(tunes), "music21_parses": share(parsed),
+            "interior_bars_exact": round(sum(e for e, _ in exact) / max(1, n_interior), 4),
+            "interior_bars": n_interior,
+            "all_rules_pass": share(valid),
+            "header_matches": share([header_matches(t, r) for t, r in zip(tunes, reqs)]),
+            "copies_4_bars": share(copies) if writer.windows else None,
+            "distinct_tunes": round(len({t["home"] for t in tunes}) / max(1, len(tunes)), 4),
+            "bars_median": statistics.median(bars), "bars_max": max(bars),
+            "tokens_median": statistics.median(len(abc.tokenize(t["home"])) for t in tunes),
+            "tunes_per_s": round(len(tunes) / dt, 2),
+            "rule_removed_mass_per_step": round(statistics.mean(removed), 4) if rules else 0.0,
+            "music21_seconds": round(m21_seconds, 1),
+            "examples": [t["abc"] for t in tunes[:2]]}
+
+
+def _one_tune_times(writer, repeats: int) -> tuple[list[float], list[int], dict]:
+    times, bars = [], []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        (t,) = writer.write("6/8", "Dmaj", rhythm="jig", seed=i)
+        times.append(time.perf_counter() - t0)
+        bars.append(len(abc.bars(abc.tokenize(t["body"]))))
+    return times[1:], bars[1:], t                  # the first call warms up
+
+
+def speed(writer, repeats: int = 11) -> dict:
+    """One 6/8 jig in D at batch 1: with the writer's length cap (most training jigs have
+    their repeats written out: > 32 bars), and capped at 16 bars (the target's 8-16 bar tune)."""
+    from .render import render_all
+    times, bars, tune = _one_tune_times(writer, repeats)
+    cap = writer.max_bars
+    try:
+        writer.max_bars = 16
+        times16, bars16, _ = _one_tune_times(writer, repeats)
+    finally:
+        writer.max_bars = cap
+    render = []
+    with tempfile.TemporaryDirectory() as d:
+        render_all(tune["abc"], d, "warmup")
+        for i in range(5):
+            t0 = time.perf_counter()
+            render_all(tune["abc"], d, f"t{i}")
+            render.append(time.perf_counter() - t0)
+    return {"one_tune_p50_s": round(statistics.median(times), 3),
+            "one_tune_bars_median": statistics.median(bars), "max_bars": cap,
+            "one_tune_16_bars_p50_s": round(statistics.median(times16), 3),
+            "one_tune_16_bars_bars_median": statistics.median(bars16),
+            "render_svg_midi_wav_p50_s": round(statistics.median(render), 3),
+            "render_tune_bars": bars[-1],
+            "targets": {"one_tune_s": 0.5, "render_s": 1.0}}
+
+
+def evaluate(writer, n: int = 200, data_dir: Path = tune_data.DEFAULT_OUT,
+             loss: bool = True, rules_off: bool = True) -> dict:
+    report: dict = {"task": "tune", "threads": torch.get_num_threads()}
+    if loss:
+        report["test_loss"] = test_loss(writer, Path(data_dir))
+    reqs = requests(writer, n)
+    report["rules_on"] = generation_metrics(writer, reqs, rules=True)
+    if rules_off:
+        report["rules_off"] = generation_metrics(writer, reqs, rules=False)
+    report["speed"] = speed(writer)
+    return report
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--tunes", type=int, default=200)
+    ap.add_argument("--model", help="model folder (default data/models/tune)")
+    ap.add_argument("--data", default=str(tune_data.DEFAULT_OUT))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+
+
+def run(args) -> int:
+    from .tunes import DEFAULT_DIR, TuneWriter
+    if args.tunes <= 0:
+        raise ValueError(f"--tunes must be positive, got {args.tunes}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    writer = TuneWriter.load(args.model or DEFAULT_DIR)
+    report = evaluate(writer, args.tunes, Path(args.data))
+    report["model"] = str(args.model or DEFAULT_DIR)
+    print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m poetry.tune_eval", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,208 @@
+"""TuneWriter, tune CLI and batch behaviour on a tiny random model built here (the rules make
+every tune valid whatever the model's quality; quality is measured by poetry.tune_eval)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from poetry import abc
+from poetry.abc import METERS, Key, parse_key
+from poetry.tune_cli import main as cli_main
+from poetry.tune_data import _music21_error
+from poetry.tune_rules import check_tune, save_windows, window_hashes
+from poetry.tune_train import SETTING_TOKENS, default_model_config
+from poetry.tunes import MAX_N, TuneWriter
+from shared.checkpoint import export_model
+from shared.config import apply_overrides
+from shared.model import Seq2Seq
+from shared.tokenizers import RegexTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTES = [acc + n for n in ("G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B",
+                           "c", "d", "e", "f", "g", "a", "b", "c'", "d'", "e'") for acc in ("", "^", "_", "=")]
+DURS = ["2", "3", "4", "6", "8", "12", "16", "/2", "3/2", "/4", "3/4"]
+TOKENS = list(abc.BARS) + ["[1", "[2", "(2", "(3", "(4", "z", "-"] + NOTES + DURS
+RHYTHMS = {"6/8": {"jig": 9, "song": 4, "other": 1}, "2/4": {"song": 9, "march": 2},
+           "4/4": {"reel": 5, "hornpipe": 3, "song": 2}}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tok = RegexTokenizer(abc.TOKEN_PATTERN, TOKENS, SETTING_TOKENS)
+    cfg = apply_overrides(default_model_config(tok.vocab_size),
+                          ["emb_dim=16", "hidden=32", "dec_layers=1"])
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tune_model")
+    export_model(d, Seq2Seq(cfg), tok, {"rebuild": "tests/test_tunes.py",
+                                        "rhythms_by_meter": RHYTHMS})
+    save_windows(d / "train_windows.npy", window_hashes("|:c6|d6|e6|f6|g6:|", 4))
+    return d
+
+
+@pytest.fixture()
+def short(monkeypatch):
+    """Random models write up to the length cap: keep the tests' tunes short."""
+    import poetry.tunes
+    monkeypatch.setattr(poetry.tunes, "MAX_BARS", 8)
+    monkeypatch.setattr(poetry.tunes, "MIN_BARS", 4)
+
+
+@pytest.fixture()
+def writer(model_dir, short):
+    return TuneWriter.load(model_dir)
+
+
+def in_c(tune: dict) -> str:
+    key = parse_key(tune["key"])
+    return abc.transpose(tune["body"], key, Key("C", key.mode))
+
+
+def test_every_meter_gives_valid_parsable_tunes_with_matching_headers(writer):
+    keys = ["D", "Ador", "Emin", "Gmix", "Bb", "F#min", "C", "Edor", "Amaj", "Dmix"]
+    jobs = [(writer.request(m, k), 1, i) for i, (m, k) in enumerate(zip(METERS, keys))]
+    for (req, _, _), (t,) in zip(jobs, writer.generate(jobs)):
+        assert check_tune(t["body"], t["meter"]) == [], t["abc"]
+        assert check_tune(in_c(t), t["meter"]) == []
+        assert _music21_error(t["abc"]) == "", t["abc"]
+        fields, body = abc.read_tune(t["abc"])
+        assert fields["M"] == req.meter == t["meter"] and fields["L"] == "1/8"
+        assert parse_key(fields["K"]) == req.key and fields["R"] == t["rhythm"]
+        assert fields["X"] == "1" and fields["T"] == "Untitled 1"
+        assert body.replace("\n", "") == t["body"] and t["score"] < 0
+
+
+def test_rhythm_default_and_mapping(writer):
+    assert writer.default_rhythm("6/8") == "jig" and writer.default_rhythm("4/4") == "reel"
+    assert writer.default_rhythm("9/8") == "other"          # a meter the card has no rhythms for
+    (t,) = writer.write("6/8", "D", seed=1)
+    assert t["rhythm"] == "jig" and "R:jig" in t["abc"]
+    with pytest.warns(UserWarning, match="no slip jig tunes"):   # not in the card: folded
+        assert writer.request("6/8", "D", "Slip-Jig").rhythm == "other"
+
+
+@pytest.mark.parametrize("key, start", [("Dmaj", "|:A2B c2d|"), ("Ador", "e2a a2b|"),
+                                         ("F#min", "F2A c3|"), ("Gb", "B,2D G3|")])
+def test_start_is_forced_in_the_users_key(writer, key, start):
+    want = abc.normalise(start, parse_key(key))
+    (t,) = writer.write("6/8", key, start=start, seed=4)
+    assert t["body"].startswith(want), (want, t["body"])
+    if key == "Gb":            # rules off: the opening is still forced, and transposed back
+        (t,) = writer.write("6/8", key, start=start, seed=4, rules=False)
+        assert t["body"].startswith(want), (want, t["body"])
+
+
+def test_same_seed_same_tunes(writer):
+    a = writer.write("2/4", "G", n=2, seed=7)
+    assert a == writer.write("2/4", "G", n=2, seed=7)
+    assert len(a) == 2 and a[0]["body"] != a[1]["body"]
+    assert a != writer.write("2/4", "G", n=2, seed=8)
+    assert [t["abc"].splitlines()[0] for t in a] == ["X:1", "X:2"]
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(meter="5/4", key="D"), "unknown meter '5/4'"),
+    (dict(meter="6/8", key="H"), "unknown key 'H'"),
+    (dict(meter="6/8", key="Dlyd"), "unknown key"),
+    (dict(meter="6/8", key="D", rhythm="tango"), "unknown rhythm 'tango'"),
+    (dict(meter="6/8", key="D", start="hello world"), "not valid ABC"),
+    (dict(meter="6/8", key="D", start="[CEG]2 A#"), "not ABC this model reads"),
+    (dict(meter="6/8", key="D", start="A2B c2d e2f g2a|"), "does not fit the meter 6/8"),
+    (dict(meter="6/8", key="D", start="A9B c2d|"), "symbols the model does not know: 9"),
+    (dict(meter="6/8", key="D", start="%%"), "no notes"),
+    (dict(meter="6/8", key="D", n=0), "positive"),
+    (dict(meter="6/8", key="D", temperature=0), "temperature"),
+])
+def test_bad_requests_raise_one_line_value_errors(writer, kw, message):
+    with pytest.raises(ValueError, match=message) as e:
+        writer.write(**kw)
+    assert "\n" not in str(e.value)
+
+
+def test_n_above_the_cap_warns(writer):
+    with pytest.warns(UserWarning, match="cap"):
+        assert len(writer.write("3/8", "D", n=MAX_N + 3, seed=1)) == MAX_N
+
+
+def test_rules_off_still_gives_a_header(writer):
+    (t,) = writer.write("4/4", "Emin", seed=2, rules=False)
+    assert abc.read_tune(t["abc"])[0]["K"] == "Emin" and t["score"] < 0
+
+
+def run_module(*args):
+    return subprocess.run([sys.executable, "-m", "poetry.tune_cli", *args], capture_output=True,
+                          text=True, cwd=ROOT)
+
+
+def test_cli_jsonl_abc_and_errors(model_dir):
+    r = run_module("--meter", "2/4", "--key", "D", "--start", "d2 e/f/g", "-n", "2", "--seed",
+                   "1", "--format", "jsonl", "--model", str(model_dir))
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(recs) == 2 and all(set(x) == {"abc", "meter", "key", "rhythm", "score"}
+                                  for x in recs)
+    assert recs[0]["rhythm"] == "song" and recs[0]["key"] == "Dmaj"
+    for args in (["--meter", "5/4", "--key", "D"], ["--meter", "6/8", "--key", "Q"],
+                 ["--meter", "6/8", "--key", "D", "--start", "A2B c2d e2f g2a|"],
+                 ["--meter", "6/8", "--key", "D", "-n", "0"], ["--key", "D"],
+                 ["--meter", "6/8", "--key", "D", "--model", str(model_dir / "nope")]):
+        bad = run_module(*args, "--model", str(model_dir)) if "--model" not in args else \
+            run_module(*args)
+        assert bad.returncode == 2 and bad.stderr.startswith("error:"), (args, bad.stderr)
+        assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_cli_abc_and_out_dir(model_dir, short, tmp_path, capsys):
+    out = tmp_path / "render"
+    assert cli_main(["--meter", "6/8", "--key", "Ador", "--rhythm", "jig", "-n", "2",
+                     "--seed", "3", "--out-dir", str(out), "--model", str(model_dir)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("X:1\nT:Untitled 1\nM:6/8\nL:1/8\nR:jig\nK:Ador\n")
+    assert "\nX:2\n" in text
+    for k in (1, 2):
+        for ext in ("abc", "mid", "wav", "svg"):
+            assert (out / f"tune{k}.{ext}").stat().st_size > 0
+    assert (out / "tune1.mid").read_bytes()[:4] == b"MThd"
+    assert (out / "tune1.abc").read_text() in text
+
+
+def test_batch_resumes_in_order_and_isolates_bad_items(model_dir, short, tmp_path):
+    inp = tmp_path / "settings.jsonl"
+    inp.write_text('{"meter": "6/8", "key": "D", "rhythm": "jig"}\n'
+                   "2/4 G song\n"
+                   '{"meter": "5/4", "key": "D"}\n'
+                   '{"key": "Emin", "start": "|:B2e e2f|", "n": 2, "seed": 5}\n'
+                   "{bad json\n"
+                   '{"meter": "3/4", "key": "D", "colour": "red"}\n'
+                   "4/4 Ador\n", encoding="utf-8")
+    args = ["--input", str(inp), "--meter", "6/8", "--seed", "3", "--model", str(model_dir)]
+    full = tmp_path / "full.jsonl"
+    assert cli_main(args + ["--output", str(full)]) == 0
+    lines = [json.loads(x) for x in full.read_text(encoding="utf-8").splitlines()]
+    assert [r["index"] for r in lines] == list(range(7))
+    assert [("error" in r) for r in lines] == [False, False, True, False, True, True, False]
+    assert "unknown meter" in lines[2]["error"] and "colour" in lines[5]["error"]
+    assert len(lines[3]["tunes"]) == 2 and lines[1]["tunes"][0]["rhythm"] == "song"
+    assert lines[3]["tunes"][0]["abc"].split("K:Emin\n")[1].startswith("|:B2ee2f|")
+    # a run killed after two items and mid-way through the third line, then resumed
+    part = tmp_path / "part.jsonl"
+    text = full.read_text(encoding="utf-8").splitlines(keepends=True)
+    part.write_text("".join(text[:2]) + text[2][:15], encoding="utf-8")
+    assert cli_main(args + ["--output", str(part)]) == 0
+    assert part.read_text(encoding="utf-8") == full.read_text(encoding="utf-8")
+    # item 0 of a batch with --seed 3 equals a single call with --seed 3
+    (single,) = TuneWriter.load(model_dir).write("6/8", "D", rhythm="jig", seed=3)
+    assert lines[0]["tunes"][0] == {k: single[k] for k in lines[0]["tunes"][0]}
+
+
+def test_evaluation_metrics_on_a_few_tunes(writer):
+    from poetry import tune_eval
+    assert tune_eval.interior_bars("c|c6|c5|c6|c|]", "6/8") == (2, 3)
+    reqs = tune_eval.requests(writer, 4)
+    assert [r["meter"] for r in reqs] == list(METERS[:4])
+    m = tune_eval.generation_metrics(writer, reqs, rules=True, chunk=2)
+    assert m["tunes"] == 4 and m["interior_bars_exact"] == 1.0 and m["all_rules_pass"] == 1.0
+    assert m["header_matches"] == 1.0 and m["music21_parses"] == 1.0
+    assert m["copies_4_bars"] == 0.0
