@@ -17,7 +17,6 @@ import json
 import math
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 

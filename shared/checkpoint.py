@@ -138,15 +138,19 @@ def load_training_state(path: str | Path, model: torch.nn.Module,
 
 # -- released models --------------------------------------------------------------------------
 def export_model(out_dir: str | Path, model: Seq2Seq, tokenizer: Tokenizer, card: dict,
-                 dtype: torch.dtype = torch.bfloat16) -> dict:
-    """Write weights (in `dtype`), config, tokenizer and a card with each file's sha256.
-    `card` should hold corpus, counts, metrics, hardware and `rebuild` (the command)."""
+                 dtype: torch.dtype = torch.bfloat16,
+                 extra_files: dict[str, str | Path] | None = None) -> dict:
+    """Write weights (in `dtype`), config, tokenizer, `extra_files` (name -> source path, e.g.
+    task rule data) and a card with each file's sha256. `card` should hold corpus, counts,
+    metrics, hardware and `rebuild` (the command)."""
     out_dir = Path(out_dir)
     with _atomic_dir(out_dir) as tmp:
         weights = {k: v.to(dtype).contiguous() for k, v in unique_state(model).items()}
         save_file(weights, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(vars(model.cfg), indent=1))
         tokenizer.save(tmp / "tokenizer.json")
+        for name, src in (extra_files or {}).items():
+            shutil.copyfile(src, tmp / name)
         card = dict(card)
         card["parameters"] = model.num_parameters()
         card["weights_dtype"] = str(dtype).replace("torch.", "")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Literal, Optional, Protocol, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from .model import Seq2Seq, State
+from .model import Seq2Seq
 
 
 @dataclass

@@ -15,7 +15,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.distributed as dist
@@ -210,11 +210,16 @@ class Trainer:
         return mean, n_local, gnorm
 
     def _log(self, record: dict) -> None:
+        # elapsed_s: training wall time summed over every resumed run (for model cards)
+        record["elapsed_s"] = round(self.state.get("elapsed_s", 0.0) + time.time() - self._t0, 1)
         if self.rank == 0:
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     def _checkpoint(self) -> None:
+        now = time.time()
+        self.state["elapsed_s"] = self.state.get("elapsed_s", 0.0) + now - self._t0
+        self._t0 = now
         if self.rank == 0:
             save_training_state(self.out / "checkpoint", self.model, self.opt, self.state,
                                 {"train": asdict(self.cfg), "model": vars(self.model.cfg)})
@@ -246,6 +251,7 @@ class Trainer:
                    initial=st["step"], disable=not self.progress,
                    unit="step", dynamic_ncols=True)
         t0, tokens = time.time(), 0
+        self._t0 = t0
         while st["epoch"] < cfg.epochs and st["stopped"] is None:
             batches = batches_for_epoch(self.train, cfg, st["epoch"])
             while st["batch"] < len(batches):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from shared.config import apply_overrides, from_dict
-from shared.model import Seq2Seq, Seq2SeqConfig
+from shared.model import Seq2SeqConfig
 from shared.rnn import GRU, LSTM
 from tests.helpers import tiny_model
 

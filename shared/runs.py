@@ -1,0 +1,94 @@
+"""Plumbing shared by every task's training script: common options, `model.K=V` / `train.K=V`
+overrides, resume (shape settings come from the run's first invocation, as in nanoGPT), the
+run record, and the facts a model card needs."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from .checkpoint import load_state
+from .config import apply_overrides, from_dict
+from .model import Seq2Seq, Seq2SeqConfig
+from .trainer import TrainConfig, Trainer, init_distributed
+
+
+def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epochs: int) -> None:
+    ap.add_argument("--data", default=str(data), help="prepared corpus folder")
+    ap.add_argument("--out", default=out, help="run folder (checkpoints, metrics)")
+    ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N training items")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--export", help="export the best weights of --out to this folder and exit")
+    ap.add_argument("--train-seconds", type=float, default=None,
+                    help="with --export: training wall time, for runs whose log lacks it")
+    ap.add_argument("overrides", nargs="*", help="model.KEY=VALUE or train.KEY=VALUE")
+
+
+def configs(args, mcfg: Seq2SeqConfig, tcfg: TrainConfig) -> tuple[Seq2SeqConfig, TrainConfig]:
+    """Apply overrides; on resume, take the model's shape from the run's record."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bad = [o for o in args.overrides if not o.startswith(("model.", "train."))]
+    if bad:
+        raise ValueError(f"override {bad[0]!r} must start with model. or train.")
+    mcfg = apply_overrides(mcfg, [o[6:] for o in args.overrides if o.startswith("model.")])
+    tcfg = apply_overrides(tcfg, [o[6:] for o in args.overrides if o.startswith("train.")])
+    record = Path(args.out) / "run.json"
+    if record.exists():
+        mcfg = from_dict(Seq2SeqConfig, json.loads(record.read_text())["model"])
+    return mcfg, tcfg
+
+
+def train(model: Seq2Seq, train_pairs, val_pairs, tcfg: TrainConfig, out: str | Path, *,
+          bos: int, eos: int, what: str) -> dict:
+    out = Path(out)
+    init_distributed()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(
+        {"model": asdict(model.cfg), "train": asdict(tcfg), "argv": sys.argv[1:],
+         "threads": torch.get_num_threads(), "hardware": hardware()}, indent=1))
+    print(f"{what}: {model.num_parameters():,} parameters, {len(train_pairs)} training pairs",
+          file=sys.stderr)
+    result = Trainer(model, train_pairs, val_pairs, tcfg, out, bos=bos, eos=eos).fit()
+    print(json.dumps(result), file=sys.stderr)
+    return result
+
+
+def hardware() -> str:
+    name = "unknown CPU"
+    if Path("/proc/cpuinfo").exists():
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name}, {os.cpu_count()} cores, CPU only"
+
+
+def load_best(model: Seq2Seq, run: str | Path) -> None:
+    path = Path(run) / "best.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: train first (it is written after an epoch)")
+    load_state(model, load_file(str(path)))
+
+
+def card_facts(run: str | Path, train_seconds: float | None = None) -> dict:
+    """What the run folder knows for a model card: configs, validation history, wall time."""
+    run = Path(run)
+    record = json.loads((run / "run.json").read_text())
+    log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
+    elapsed = max((r.get("elapsed_s", 0.0) for r in log), default=0.0)
+    seconds = train_seconds if train_seconds is not None else elapsed
+    return {"model": record["model"], "train": record["train"],
+            "history": [{k: r[k] for k in ("epoch", "step", "val_nll", "val_ppl")}
+                        for r in log if "val_nll" in r],
+            "steps": max((r.get("step", 0) for r in log), default=0),
+            "train_wall_time_min": round(seconds / 60, 1),
+            "hardware": f"{record.get('hardware', hardware())}; "
+                        f"{record.get('threads', '?')} torch thread(s)"}
