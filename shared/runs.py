@@ -85,10 +85,13 @@ def card_facts(run: str | Path, train_seconds: float | None = None) -> dict:
     log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
     elapsed = max((r.get("elapsed_s", 0.0) for r in log), default=0.0)
     seconds = train_seconds if train_seconds is not None else elapsed
+    argv = record.get("argv", [])
+    threads = record.get("threads") or (argv[argv.index("--threads") + 1]
+                                        if "--threads" in argv[:-1] else "default")
     return {"model": record["model"], "train": record["train"],
             "history": [{k: r[k] for k in ("epoch", "step", "val_nll", "val_ppl")}
                         for r in log if "val_nll" in r],
             "steps": max((r.get("step", 0) for r in log), default=0),
             "train_wall_time_min": round(seconds / 60, 1),
             "hardware": f"{record.get('hardware', hardware())}; "
-                        f"{record.get('threads', '?')} torch thread(s)"}
+                        f"{threads} torch thread(s)"}

@@ -132,7 +132,7 @@ def test_rules_off_still_gives_a_header(writer):
 
 
 def run_module(*args):
-    return subprocess.run([sys.executable, "-m", "poetry.tune_cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "poetry", "tune", *args], capture_output=True,
                           text=True, cwd=ROOT)
 
 
