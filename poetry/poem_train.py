@@ -124,9 +124,9 @@ def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict
     # the novelty rule needs every Tang line: ship them compressed beside the model
     with tempfile.TemporaryDirectory() as tmp:
         gz = Path(tmp) / "lines.txt.gz"
-        with open(poem_data.lines_path(data), "rb") as src, \
-                gzip.open(gz, "wb", compresslevel=9, mtime=0) as dst:
-            shutil.copyfileobj(src, dst)
+        with open(poem_data.lines_path(data), "rb") as src, open(gz, "wb") as raw, \
+                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as dst:
+            shutil.copyfileobj(src, dst)           # mtime=0: the same bytes on every export
         export_model(dest, model, tok, card, extra_files={"lines.txt.gz": gz})
     print(f"exported to {dest}: validation ppl {metrics['ppl']:.2f}", file=sys.stderr)
     return 0
