@@ -1,6 +1,6 @@
 """Train and export the tune model: meter + mode + rhythm tokens -> a normalised tune body.
 
-    python -m poetry.tune_train --out runs/tune --threads 1 [--epochs 4] [model.k=v train.k=v]
+    python -m poetry.tune_train --out runs/tune --threads 1 [--epochs 8] [model.k=v train.k=v]
     python -m poetry.tune_train --out runs/tune --export data/models/tune   # after training
 
 Source = three special tokens, e.g. `<M:6/8><K:maj><R:jig>`; target = the tune's normalised
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -73,12 +74,29 @@ def rhythm_table(train: list[dict]) -> dict:
     return {m: dict(sorted(r.items(), key=lambda kv: -kv[1])) for m, r in sorted(table.items())}
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _threads(run_info: dict):
+    argv = run_info.get("argv", [])
+    if "threads" in run_info:
+        return run_info["threads"]
+    return argv[argv.index("--threads") + 1] if "--threads" in argv[:-1] else "default"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m poetry.tune_train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(tune_data.DEFAULT_OUT), help="prepared corpus folder")
     ap.add_argument("--out", default="runs/tune", help="run folder (checkpoints, metrics)")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training tunes")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--export", help="export the best weights of --out to this folder and exit")
@@ -115,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return export(model, tok, out, Path(args.export), val, train, data)
     init_distributed()
     (out / "run.json").write_text(json.dumps({"model": asdict(mcfg), "train": asdict(tcfg),
+                                              "threads": torch.get_num_threads(),
                                               "argv": sys.argv[1:]}, indent=1))
     print(f"tune model: {model.num_parameters():,} parameters, vocabulary {tok.vocab_size}, "
           f"{len(train)} training tunes", file=sys.stderr)
@@ -153,11 +172,13 @@ def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict
         "validation": {"nll_per_token": metrics["nll"], "ppl": metrics["ppl"],
                        "tokens": metrics["tokens"]},
         "history": val_log,
-        "training": {"steps": steps[-1]["step"] if steps else None,
+        "training": {"steps": max((r["step"] for r in log), default=None),
                      "epochs_completed": len(val_log),
                      "tokens_per_s": steps[-1]["tokens_per_s"] if steps else None},
-        "hardware": f"{platform.processor() or platform.machine()}, "
-                    f"{torch.get_num_threads()} thread(s), CPU only, fp32 training",
+        "hardware": f"{cpu_name()}, {os.cpu_count()} cores, training on "
+                    f"{_threads(run_info)} thread(s), CPU only, fp32",
+        "notes": "tokens_per_s is the trainer's mean over the run (real target tokens incl. "
+                 "<eos>); the shipped weights are bf16, loaded as fp32",
         "rebuild": REBUILD,
         "exported": time.strftime("%Y-%m-%d"),
     }

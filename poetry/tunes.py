@@ -127,7 +127,7 @@ class TuneWriter:
         why = TuneConstraint(self.tok, [meter], max_bars=self.max_bars).check_prefix(ids)
         if why:
             raise ValueError(f"--start {one!r} does not fit the meter {meter} and the tune "
-                             f"rules: {why}")
+                             f"rules: {_explain(abc.normalise(one, key), meter, why)}")
         return ids
 
     def _source(self, req: TuneRequest) -> list[int]:
@@ -202,6 +202,21 @@ class TuneWriter:
         seed = int(torch.randint(0, 2**31, (1,))) if seed is None else seed
         return self.generate([(req, n, derive_seed(seed, 0))], temperature,
                              candidates=candidates, rules=rules)[0]
+
+
+def _explain(start: str, meter: str, why: str) -> str:
+    """A user's view of a rejected opening (normalised, in the user's key): the bar whose
+    length is wrong, else the constraint's reason with the token as the user wrote it."""
+    full = abc.bar_length(meter)
+    toks = abc.tokenize(start)
+    for i, (_, dur, close) in enumerate(abc.bars(toks)):
+        if dur > full or (close and 0 < i and dur != full):
+            return f"bar {i + 1} lasts {dur} eighths, {meter} needs {full}"
+    m = re.match(r"token (\d+) \(", why)
+    if m and int(m.group(1)) <= len(toks):
+        n = int(m.group(1))
+        return f"{toks[n - 1]!r} (symbol {n} of {''.join(toks)!r}) breaks the tune rules there"
+    return why
 
 
 def transpose_loose(body: str, src: Key, dst: Key) -> str:

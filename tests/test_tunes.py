@@ -12,7 +12,7 @@ from poetry import abc
 from poetry.abc import METERS, Key, parse_key
 from poetry.tune_cli import main as cli_main
 from poetry.tune_data import _music21_error
-from poetry.tune_rules import check_tune, save_windows, window_hashes
+from poetry.tune_rules import check_tune, copied_windows, save_windows, window_hashes
 from poetry.tune_train import SETTING_TOKENS, default_model_config
 from poetry.tunes import MAX_N, TuneWriter
 from shared.checkpoint import export_model
@@ -206,3 +206,14 @@ def test_evaluation_metrics_on_a_few_tunes(writer):
     assert m["tunes"] == 4 and m["interior_bars_exact"] == 1.0 and m["all_rules_pass"] == 1.0
     assert m["header_matches"] == 1.0 and m["music21_parses"] == 1.0
     assert m["copies_4_bars"] == 0.0
+
+
+@pytest.mark.skipif(not (ROOT / "data" / "models" / "tune" / "card.json").exists(),
+                    reason="no shipped tune model")
+def test_shipped_model_writes_valid_tunes():
+    w = TuneWriter.load()
+    assert w.default_rhythm("9/8") == "slip jig" and "jig" in w.rhythms
+    tunes = w.write("6/8", "Dmaj", rhythm="jig", start="|:A2B c2d|", n=2, seed=1)
+    for t in tunes:
+        assert t["body"].startswith("|:A2Bc2d|") and check_tune(t["body"], "6/8") == []
+        assert copied_windows(in_c(t), w.windows) == 0
