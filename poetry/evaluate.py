@@ -17,6 +17,7 @@ import json
 import math
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -136,9 +137,14 @@ def speed(writer) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.evaluate", description=__doc__,
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["tune"]:                    # tunes have their own options: poetry/tune_eval.py
+        from . import tune_eval
+        return tune_eval.main(argv[1:])
+    ap = argparse.ArgumentParser(prog="python -m poetry.evaluate", description=__doc__ +
+                                 "\nTunes: python -m poetry.evaluate tune --help",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("task", choices=["poem"])
+    ap.add_argument("task", choices=["poem", "tune"])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--poems", type=int, default=200)
     ap.add_argument("--model", help="model folder (default data/models/poem)")
