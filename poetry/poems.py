@@ -24,6 +24,8 @@ from .verse import get_form, is_cjk, split_poem
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "models" / "poem"
 MAX_N = 20            # poems per request
 MAX_THEME = 10        # theme characters kept (training titles were cut to 10)
+TOP_K = 40            # sample among the 40 likeliest characters: a top-p sort over the whole
+                      # vocabulary cost ~0.4 ms of a ~4 ms step (profiled)
 
 
 def clean_theme(theme: str, known) -> str:
@@ -79,7 +81,7 @@ class PoemWriter:
         return self.tok.encode(f"<{form}>{theme}")
 
     def generate(self, jobs: Sequence[tuple[str, PoemSpec, int, int]], temperature: float = 0.8,
-                 top_p: float = 0.95, candidates: int = 3, rules: bool = True) -> list[list[dict]]:
+                 top_k: int = TOP_K, candidates: int = 3, rules: bool = True) -> list[list[dict]]:
         """jobs: (theme, spec, n, seed) each. One batched decode for all candidates of all jobs.
         Returns, per job, its n best distinct poems."""
         rows, specs, seeds, owner = [], [], [], []
@@ -92,7 +94,7 @@ class PoemWriter:
         src, src_len = pad_batch(rows)
         constraint = PoemConstraint(self.tok, specs, self.lines) if rules else None
         max_len = max(get_form(s.form).lines * (get_form(s.form).length + 1) for s in specs) + 1
-        cfg = GenerationConfig(strategy="sample", temperature=temperature, top_p=top_p,
+        cfg = GenerationConfig(strategy="sample", temperature=temperature, top_k=top_k,
                                max_len=max_len)
         out = generate(self.model, src, src_len, cfg, bos_id=self.tok.bos_id,
                        eos_id=self.tok.eos_id, constraint=constraint, seeds=seeds)
@@ -126,7 +128,7 @@ class PoemWriter:
         theme, spec = self.request(theme, form, acrostic, start, rhyme, tones)
         src, src_len = pad_batch([self._source(theme, spec.form)])
         f = get_form(spec.form)
-        cfg = GenerationConfig(strategy="sample", temperature=temperature, top_p=0.95,
+        cfg = GenerationConfig(strategy="sample", temperature=temperature, top_k=TOP_K,
                                max_len=f.lines * (f.length + 1) + 1, seed=seed)
         ids: list[int] = []
         for step in stream(self.model, src, src_len, cfg, bos_id=self.tok.bos_id,

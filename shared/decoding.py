@@ -135,14 +135,14 @@ class _Decoder:
         self.finished = torch.zeros(self.R, dtype=torch.bool)
         self.history: list[list[int]] = [[] for _ in range(self.R)]
         self.removed, self.removed_steps = 0.0, 0
+        self.never = torch.tensor([pad_id, bos_id, unk_id])      # tokens never generated
 
     def logits(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (raw log-probs, processed logits) for the next token, both (R, V)."""
         with torch.no_grad(), _autocast(self.cfg.bf16):
             logits, self.state = self.model.decode_step(self.prev, self.state)
         raw = logits.float().log_softmax(-1)
-        out = raw.clone()
-        out[:, [self.pad, self.bos, self.unk]] = float("-inf")   # never generated
+        out = raw.index_fill(1, self.never, float("-inf"))
         _penalise(out, self.history, self.cfg)
         if self.mask is not None:
             live = ~self.finished
