@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import warnings
 
-from shared.batch import read_items, run_batch
+from shared.batch import item_seed, read_items, run_batch
 from shared.cli import run_cli
-from shared.decoding import derive_seed
 
 from . import tune_cli
 from .verse import FORMS, get_form
@@ -78,42 +75,17 @@ def run_poem_batch(args) -> int:
     if not (args.input and args.output):
         raise ValueError("a batch needs both --input and --output")
     items = read_items(args.input, "theme")
-    base_seed = 0 if args.seed is None else args.seed
     writer = _writer(args)
 
-    def job(i: int, item: dict):
-        if "_error" in item:
-            raise ValueError(item["_error"])
-        unknown = set(item) - ITEM_KEYS
-        if unknown:
-            raise ValueError(f"unknown item keys {sorted(unknown)}; known: {sorted(ITEM_KEYS)}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # per-item repairs are not worth a console line
-            n = check_n(item.get("n", args.n))
+    def make_job(i: int, item: dict):
         theme, spec = writer.request(item.get("theme", ""), item.get("form", args.form),
                                      item.get("acrostic", args.acrostic),
                                      item.get("start", args.start), not args.no_rhyme,
                                      args.tones)
-        # item i's seed depends only on (seed, i): batching and resuming cannot change it
-        seed = derive_seed(item["seed"], 0) if "seed" in item else derive_seed(base_seed, i)
-        return theme, spec, n, seed
+        return theme, spec, check_n(item.get("n", args.n)), item_seed(item, args.seed or 0, i)
 
-    def process(batch):
-        results, jobs, where = [None] * len(batch), [], []
-        for k, (i, item) in enumerate(batch):
-            try:
-                jobs.append(job(i, item))
-                where.append(k)
-            except (ValueError, TypeError) as e:
-                results[k] = ValueError(str(e))
-        if jobs:
-            for k, poems in zip(where, writer.generate(jobs, args.temperature)):
-                results[k] = poems
-        return results
-
-    stats = run_batch(items, args.output, "poems", process, chunk=16)
-    print(f"wrote {args.output}: {stats['items']} items ({stats['errors']} with errors), "
-          f"resumed after {stats['resumed_after']}", file=sys.stderr)
+    run_batch(items, args.output, "poems", make_job,
+              lambda jobs: writer.generate(jobs, args.temperature), known_keys=ITEM_KEYS)
     return 0
 
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 
-from shared.batch import read_items, run_batch
+from shared.batch import item_seed, read_items, run_batch
 from shared.cli import run_cli
-from shared.decoding import derive_seed
 
 from .abc import METERS
 
@@ -98,8 +96,8 @@ def parse_item(item: dict) -> dict:
     if "setting" not in item:
         return item
     words = str(item["setting"]).split()
-    if len(words) < 2:
-        raise ValueError(f"a plain line needs 'METER KEY [RHYTHM]', got {item['setting']!r}")
+    if len(words) < 2:      # fails this item alone, in run_batch
+        return {"_error": f"a plain line needs 'METER KEY [RHYTHM]', got {item['setting']!r}"}
     out = {"meter": words[0], "key": words[1]}
     if len(words) > 2:
         out["rhythm"] = " ".join(words[2:])
@@ -111,47 +109,26 @@ def run_batch_cli(args) -> int:
     if not (args.input and args.output):
         raise ValueError("a batch needs both --input and --output")
     items = read_items(args.input, "setting")
-    base_seed = 0 if args.seed is None else args.seed
     writer = _writer(args)
 
-    def job(i: int, item: dict):
-        if "_error" in item:
-            raise ValueError(item["_error"])
-        item = parse_item(item)
-        unknown = set(item) - ITEM_KEYS
-        if unknown:
-            raise ValueError(f"unknown item keys {sorted(unknown)}; known: {sorted(ITEM_KEYS)}")
+    def make_job(i: int, item: dict):
         meter, key = item.get("meter", args.meter), item.get("key", args.key)
         if not meter or not key:
             raise ValueError("the item has no meter or key (give them per item or with "
                              "--meter/--key)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # per-item repairs are not worth a console line
-            n = check_n(item.get("n", args.n))
-            req = writer.request(str(meter), str(key), item.get("rhythm", args.rhythm),
-                                 item.get("start", args.start))
-        # item i's seed depends only on (seed, i): batching and resuming cannot change it
-        seed = derive_seed(item["seed"], 0) if "seed" in item else derive_seed(base_seed, i)
-        return req, n, seed
+        req = writer.request(str(meter), str(key), item.get("rhythm", args.rhythm),
+                             item.get("start", args.start))
+        return req, check_n(item.get("n", args.n)), item_seed(item, args.seed or 0, i)
 
-    def process(batch):
-        results, jobs, where = [None] * len(batch), [], []
-        for k, (i, item) in enumerate(batch):
-            try:
-                jobs.append(job(i, item))
-                where.append(k)
-            except (ValueError, TypeError) as e:
-                results[k] = ValueError(str(e))
-        if jobs:
-            for k, tunes in zip(where, writer.generate(jobs, args.temperature)):
-                if args.out_dir:
-                    _render(tunes, args.out_dir, f"item{batch[k][0]}_tune")
-                results[k] = [public(t) for t in tunes]
-        return results
+    def finish(i: int, tunes: list[dict]) -> list[dict]:
+        if args.out_dir:
+            _render(tunes, args.out_dir, f"item{i}_tune")
+        return [public(t) for t in tunes]
 
-    stats = run_batch(items, args.output, "tunes", process, chunk=16)
-    print(f"wrote {args.output}: {stats['items']} items ({stats['errors']} with errors), "
-          f"resumed after {stats['resumed_after']}", file=sys.stderr)
+    # plain lines 'METER KEY [RHYTHM]' become fields before the shared validation
+    run_batch([parse_item(it) for it in items], args.output, "tunes", make_job,
+              lambda jobs: writer.generate(jobs, args.temperature), known_keys=ITEM_KEYS,
+              finish=finish)
     return 0
 
 

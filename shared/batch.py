@@ -3,18 +3,22 @@
 Input: one item per line — plain text (the main field, e.g. a theme) or a JSON object with
 per-item options. Output: JSONL, exactly one line per input item, in input order:
     {"index": i, "input": <item>, "<results key>": [...]}   or   {"index": i, "input": ..., "error": "..."}
-Item i must be generated with a seed derived from (seed, i) by the caller, so the output does
-not depend on chunking, resuming or sharding. A rerun resumes after the last complete line; a
+Item i is generated with `item_seed(item, seed, i)`, so the output does not depend on
+chunking, resuming or sharding. A rerun resumes after the last complete line; a
 torn last line (a kill mid-write) is cut off and redone. Nothing is lost or written twice.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
+
+from .decoding import derive_seed
 
 
 def read_items(path: str | Path, text_field: str) -> list[dict]:
@@ -57,11 +61,20 @@ def completed_lines(path: Path) -> int:
     return len(lines)
 
 
+def item_seed(item: dict, seed: int, i: int) -> int:
+    """Item i's seed: its own `seed` if it has one, else derived from (run seed, i), so that
+    batching, resuming and sharding cannot change what item i gets."""
+    return derive_seed(item["seed"], 0) if "seed" in item else derive_seed(seed, i)
+
+
 def run_batch(items: Sequence[dict], output: str | Path, key: str,
-              process: Callable[[list[tuple[int, dict]]], list[list | Exception]],
-              chunk: int = 32, progress: bool = True) -> dict:
-    """Process `items[i]` for every i not yet in `output`, `chunk` items per call of
-    `process(list of (index, item)) -> list of results or exceptions`; append in order."""
+              make_job: Callable[[int, dict], Any], generate: Callable[[list], list],
+              known_keys: set[str], finish: Callable[[int, Any], Any] = lambda i, r: r,
+              chunk: int = 16, progress: bool = True) -> dict:
+    """Process `items[i]` for every i not yet in `output`, `chunk` items at a time:
+    `make_job(i, item)` validates one item (a ValueError or TypeError fails that item alone),
+    `generate(jobs)` runs all valid jobs of the chunk in one batched call, and
+    `finish(i, result)` turns a result into what the output line stores under `key`."""
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = completed_lines(out)
@@ -73,7 +86,24 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
     with open(out, "a", encoding="utf-8") as f:
         for start in range(done, len(items), chunk):
             batch = [(i, items[i]) for i in range(start, min(start + chunk, len(items)))]
-            results = process(batch)
+            results: list = [None] * len(batch)
+            jobs, where = [], []
+            for k, (i, item) in enumerate(batch):
+                try:
+                    if "_error" in item:
+                        raise ValueError(item["_error"])
+                    unknown = set(item) - known_keys
+                    if unknown:
+                        raise ValueError(f"unknown item keys {sorted(unknown)}; "
+                                         f"known: {sorted(known_keys)}")
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")   # per-item repairs: not worth a line
+                        jobs.append(make_job(i, item))
+                    where.append(k)
+                except (ValueError, TypeError) as e:
+                    results[k] = ValueError(str(e))
+            for k, res in zip(where, generate(jobs) if jobs else []):
+                results[k] = finish(batch[k][0], res)
             for (i, item), res in zip(batch, results):
                 rec = {"index": i, "input": item}
                 if isinstance(res, Exception):
@@ -86,5 +116,6 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
             os.fsync(f.fileno())
             bar.update(len(batch))
     bar.close()
+    print(f"wrote {out}: {len(items)} items ({errors} with errors), resumed after {done}",
+          file=sys.stderr)
     return {"items": len(items), "resumed_after": done, "errors": errors}
-
