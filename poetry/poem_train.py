@@ -82,13 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     val = poem_data.load_split("validation", Path(args.data))
     if args.limit:
         train = train[:args.limit]
-    tok_path = out / "tokenizer.json"
-    if tok_path.exists():
-        tok = Tokenizer.load(tok_path)
-    else:
-        tok = build_tokenizer(train)
-        out.mkdir(parents=True, exist_ok=True)
-        tok.save(tok_path)
+    tok = runs.tokenizer(out, lambda: build_tokenizer(train))
     tcfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, warmup_steps=300,
                        checkpoint_every=200, patience=2, max_tgt_len=64, max_src_len=16)
     mcfg, tcfg = runs.configs(args, default_model_config(tok.vocab_size), tcfg)

@@ -80,13 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     val = tune_data.load_split("validation", data)
     if args.limit:
         train = train[:args.limit]
-    tok_path = out / "tokenizer.json"
-    if tok_path.exists():
-        tok = Tokenizer.load(tok_path)
-    else:
-        tok = build_tokenizer(train)
-        out.mkdir(parents=True, exist_ok=True)
-        tok.save(tok_path)
+    tok = runs.tokenizer(out, lambda: build_tokenizer(train))
     mcfg, tcfg = runs.configs(args, default_model_config(tok.vocab_size),
                               default_train_config(args.epochs))
     torch.manual_seed(tcfg.seed)

@@ -9,6 +9,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 from .checkpoint import load_state
 from .config import apply_overrides, from_dict
 from .model import Seq2Seq, Seq2SeqConfig
+from .tokenizers import Tokenizer
 from .trainer import TrainConfig, Trainer, init_distributed
 
 
@@ -29,6 +31,17 @@ def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epoch
     ap.add_argument("--train-seconds", type=float, default=None,
                     help="with --export: training wall time, for runs whose log lacks it")
     ap.add_argument("overrides", nargs="*", help="model.KEY=VALUE or train.KEY=VALUE")
+
+
+def tokenizer(out: str | Path, build: Callable[[], Tokenizer]) -> Tokenizer:
+    """The run's tokenizer: built once by `build()` and saved, then reloaded on every resume."""
+    path = Path(out) / "tokenizer.json"
+    if path.exists():
+        return Tokenizer.load(path)
+    tok = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(path)
+    return tok
 
 
 def configs(args, mcfg: Seq2SeqConfig, tcfg: TrainConfig) -> tuple[Seq2SeqConfig, TrainConfig]:
