@@ -30,6 +30,16 @@ def _user_error(e: Exception) -> gr.Error:
     return gr.Error(str(e).splitlines()[0] if str(e) else e.__class__.__name__)
 
 
+def _seed(value) -> int | None:
+    """'' or None -> a random seed; a whole number -> itself; anything else -> a clear error."""
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise gr.Error(f"the seed must be a whole number, got {value!r}") from None
+
+
 def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR) -> gr.Blocks:
     @lru_cache(maxsize=1)
     def poem_writer() -> PoemWriter:
@@ -46,7 +56,7 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR) 
             writer = poem_writer()
             kw = dict(form=form, acrostic=acrostic or None, start=start or None,
                       rhyme=bool(rhyme), tones="strict" if strict else None,
-                      temperature=float(temperature), seed=None if seed in (None, "") else int(seed))
+                      temperature=float(temperature), seed=_seed(seed))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 if int(n) == 1:
@@ -66,7 +76,7 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR) 
             tunes = tune_writer().write(meter=meter, key=key, rhythm=rhythm or None,
                                         start=start or None, n=int(n),
                                         temperature=float(temperature),
-                                        seed=None if seed in (None, "") else int(seed))
+                                        seed=_seed(seed))
         except ValueError as e:
             raise _user_error(e) from None
         abc = "\n\n".join(t["abc"] for t in tunes)
@@ -115,7 +125,7 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR) 
                         rhyme = gr.Checkbox(value=True, label="Rhyme 押韵")
                         strict = gr.Checkbox(value=False, label="Strict 平仄")
                     temperature = gr.Slider(0.3, 1.5, value=0.8, step=0.05, label="Temperature")
-                    seed = gr.Number(value=None, precision=0, label="Seed (empty = random)")
+                    seed = gr.Textbox(value="", label="Seed (empty = random)")
                     go = gr.Button("Write 作诗", variant="primary")
                 with gr.Column():
                     poem_out = gr.Textbox(label="Poems", lines=14)
@@ -134,7 +144,7 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR) 
                     tstart = gr.Textbox(label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
                     tn = gr.Slider(1, 5, value=1, step=1, label="Tunes")
                     ttemp = gr.Slider(0.5, 1.5, value=1.0, step=0.05, label="Temperature")
-                    tseed = gr.Number(value=None, precision=0, label="Seed (empty = random)")
+                    tseed = gr.Textbox(value="", label="Seed (empty = random)")
                     tgo = gr.Button("Compose 作曲", variant="primary")
                 with gr.Column():
                     abc_out = gr.Code(label="ABC")

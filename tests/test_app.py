@@ -4,7 +4,7 @@ import socket
 import pytest
 from gradio_client import Client
 
-from app import build_app
+from app import TUNE_DIR, build_app
 
 
 def free_port() -> int:
@@ -14,8 +14,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client(poem_model_dir, tmp_path_factory):
-    demo = build_app(poem_dir=poem_model_dir, tune_dir=tmp_path_factory.mktemp("no_tune"))
+def client(poem_model_dir):
+    demo = build_app(poem_dir=poem_model_dir, tune_dir=TUNE_DIR)     # the shipped tune model
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
     c = Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -25,7 +25,7 @@ def client(poem_model_dir, tmp_path_factory):
 
 
 def test_write_poems_endpoint(client):
-    text, notes = client.predict("明月", "wujue", 2, "", "", True, False, 0.8, 1,
+    text, notes = client.predict("明月", "wujue", 2, "", "", True, False, 0.8, "1",
                                  api_name="/write_poems")
     poems = [p for p in text.split("\n\n") if p.strip()]
     assert len(poems) == 2 and all("score" in p for p in poems)
@@ -33,7 +33,7 @@ def test_write_poems_endpoint(client):
 
 
 def test_streaming_partials_grow(client):
-    job = client.submit("秋思", "wujue", 1, "春夏秋冬", "", True, False, 0.8, 3,
+    job = client.submit("秋思", "wujue", 1, "春夏秋冬", "", True, False, 0.8, "3",
                         api_name="/write_poems")
     job.result()
     partials = [o[0] for o in job.outputs()]
@@ -47,7 +47,18 @@ def test_bad_input_is_one_clear_message(client):
         client.predict("春", "wujue", 1, "春夏", "", True, False, 0.8, 1, api_name="/write_poems")
 
 
-def test_model_info_names_missing_models(client):
+def test_write_tunes_endpoint(client):
+    abc, svg, audio, abc_file = client.predict("3/4", "Gmaj", "song", "", 1, 1.0, "2",
+                                               api_name="/write_tunes")
+    assert "M:3/4" in abc and "K:Gmaj" in abc and "<svg" in svg
+    assert audio and abc_file
+    with pytest.raises(Exception, match="unknown key"):
+        client.predict("3/4", "Hmaj", "song", "", 1, 1.0, "", api_name="/write_tunes")
+    with pytest.raises(Exception, match="whole number"):
+        client.predict("3/4", "G", "song", "", 1, 1.0, "abc", api_name="/write_tunes")
+
+
+def test_model_info(client):
     cards = client.predict(api_name="/model_info")
     assert cards["poem"]["rebuild"] == "tests/conftest.py"
-    assert "missing" in cards["tune"]["error"]
+    assert cards["tune"]["task"] == "tune" and "files" in cards["tune"]
