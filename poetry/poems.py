@@ -16,6 +16,7 @@ from typing import Iterator, Optional, Sequence
 import torch
 
 from shared.checkpoint import load_model
+from shared.cli import check_count
 from shared.decoding import GenerationConfig, derive_seed, generate, pad_batch, stream
 
 from .poem_rules import LineIndex, PoemConstraint, PoemSpec, make_spec
@@ -50,12 +51,7 @@ def clean_theme(theme: str, known) -> str:
 
 
 def check_n(n: int) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"n must be a positive whole number, got {n!r}")
-    if n > MAX_N:
-        warnings.warn(f"n={n} is above the cap; writing {MAX_N} poems")
-        return MAX_N
-    return n
+    return check_count(n, MAX_N, "poems")
 
 
 class PoemWriter:

@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 import torch
 
 from shared.checkpoint import load_model
+from shared.cli import check_count
 from shared.decoding import GenerationConfig, derive_seed, generate, pad_batch
 
 from . import abc
@@ -38,12 +39,7 @@ MAX_LEN = 600         # decoder steps; the constraint ends every tune well befor
 
 
 def check_n(n: int) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"n must be a positive whole number, got {n!r}")
-    if n > MAX_N:
-        warnings.warn(f"n={n} is above the cap; writing {MAX_N} tunes")
-        return MAX_N
-    return n
+    return check_count(n, MAX_N, "tunes")
 
 
 @dataclass(frozen=True)

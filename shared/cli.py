@@ -11,6 +11,17 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
+def check_count(n, cap: int, what: str) -> int:
+    """A request's count: not a positive whole number -> ValueError; above `cap` -> capped with
+    a warning (repairable)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise ValueError(f"n must be a positive whole number, got {n!r}")
+    if n > cap:
+        warnings.warn(f"n={n} is above the cap; writing {cap} {what}")
+        return cap
+    return n
+
+
 def run_cli(main: Callable[[Optional[list[str]]], int], argv: Optional[list[str]] = None) -> None:
     warnings.showwarning = _one_line_warning
     try:
