@@ -1,4 +1,4 @@
-"""Command line for tunes: `python -m poetry tune ...` (also `python -m poetry.tune_cli ...`).
+"""Command line for tunes: `python -m poetry tune ...` (registered by poetry/cli.py).
 
     python -m poetry tune --meter 6/8 --key Dmaj --rhythm jig -n 3 --seed 1
     python -m poetry tune --meter 6/8 --key Ador --start "|:A2B c2d|" --out-dir out/tunes
@@ -17,7 +17,6 @@ import json
 import sys
 
 from shared.batch import item_seed, read_items, run_batch
-from shared.cli import run_cli
 
 from .abc import METERS
 
@@ -67,8 +66,6 @@ def _render(tunes: list[dict], out_dir: str, prefix: str) -> None:
 
 
 def run(args) -> int:
-    if args.n is not None and args.n <= 0:
-        raise ValueError(f"-n must be positive, got {args.n}")
     if args.temperature <= 0:
         raise ValueError(f"--temperature must be positive, got {args.temperature}")
     if args.input or args.output:
@@ -130,14 +127,3 @@ def run_batch_cli(args) -> int:
               lambda jobs: writer.generate(jobs, args.temperature), known_keys=ITEM_KEYS,
               finish=finish)
     return 0
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.tune_cli", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
-    return run(ap.parse_args(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

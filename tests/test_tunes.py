@@ -10,7 +10,7 @@ import torch
 
 from poetry import abc
 from poetry.abc import METERS, Key, parse_key
-from poetry.tune_cli import main as cli_main
+from poetry.cli import main as poetry_main
 from poetry.tune_data import _music21_error
 from poetry.tune_rules import check_tune, copied_windows, save_windows, window_hashes
 from poetry.tune_train import SETTING_TOKENS, default_model_config
@@ -53,6 +53,10 @@ def short(monkeypatch):
 @pytest.fixture()
 def writer(model_dir, short):
     return TuneWriter.load(model_dir)
+
+
+def cli_main(argv):
+    return poetry_main(["tune", *argv])
 
 
 def in_c(tune: dict) -> str:
