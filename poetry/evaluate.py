@@ -9,6 +9,8 @@ poems over test-set themes and all four forms, with the rules on and off (plain 
 format validity, acrostic validity (every 4th request has heads), rhyme rate, novelty,
 distinct-line ratio, theme-character inclusion, poems/s, and the probability mass the rules
 removed per step. Speed: p50 latency of one 七律 (batch 1) and of 100 poems in one call.
+Generation runs fp16 decoder weights (shared/fp16.py): its test perplexity, scored step by step
+through that decoder, and its speed are printed beside the fp32 model's.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 
 from shared.cli import run_cli
+from shared.fp16 import stepwise_nll
 from shared.ngram import tune_order
 from shared.trainer import collate
 
@@ -56,6 +59,11 @@ def perplexities(writer, data_dir: Path) -> dict:
     splits = {s: poem_data.load_split(s, data_dir) for s in ("train", "validation", "test")}
     test_pairs = [(src(p), tok.encode(p["body"])) for p in splits["test"]]
     model = char_nll(writer.model, tok, test_pairs, punct)
+    half = None
+    if writer.decoder is not writer.model:     # what generation runs: fp16 decoder weights
+        nll = stepwise_nll(writer.decoder, test_pairs, bos=tok.bos_id, eos=tok.eos_id,
+                           pad=tok.pad_id, exclude=punct | {tok.eos_id})["nll"]
+        half = math.exp(nll)
     seqs = {s: [tok.encode(p["body"]) for p in v] for s, v in splits.items()}
     prefixes = {s: [src(p) for p in v] for s, v in splits.items()}
     t0 = time.time()
@@ -74,7 +82,9 @@ def perplexities(writer, data_dir: Path) -> dict:
             "model_nll": model["nll"], "chars": model["tokens"],
             "ngram": {"order": best, "validation_ppl_by_order": val, "test_ppl": ngram["ppl"],
                       "seconds": round(time.time() - t0, 1)},
-            "ratio_model_to_ngram": model["ppl"] / ngram["ppl"]}
+            "ratio_model_to_ngram": model["ppl"] / ngram["ppl"],
+            "fp16_generation_ppl": half,
+            "fp16_ratio_to_ngram": half / ngram["ppl"] if half else None}
 
 
 def requests(test: list[dict], n: int, seed: int = 0) -> list[dict]:
@@ -122,18 +132,28 @@ def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1) -> 
             "examples": [p["poem"] for p in poems[:4]]}
 
 
-def speed(writer) -> dict:
-    times = []
-    for i in range(11):
+def speed(writer, runs: int = 21) -> dict:
+    """p50 of one 七律 (batch 1, first call dropped) and 100 绝句 in one call, with the
+    writer's generation decoder (fp16 weights where available) and with the fp32 model for comparison."""
+    def measure() -> tuple[float, float]:
+        times = []
+        for i in range(runs):
+            t0 = time.perf_counter()
+            writer.write("春望", form="qilv", seed=i, candidates=1)
+            times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        writer.write("春望", form="qilv", seed=i, candidates=1)
-        times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    writer.generate([(t, writer.request(t, "qijue")[1], 1, i) for i, t in
-                     enumerate(["明月", "秋思", "江南", "送别"] * 25)], candidates=1)
-    batch = time.perf_counter() - t0
-    return {"qilv_p50_ms_batch1": round(1000 * statistics.median(times[1:]), 1),
-            "poems100_one_call_s": round(batch, 2)}
+        writer.generate([(t, writer.request(t, "qijue")[1], 1, i) for i, t in
+                         enumerate(["明月", "秋思", "江南", "送别"] * 25)], candidates=1)
+        return round(1000 * statistics.median(times[1:]), 1), round(time.perf_counter() - t0, 2)
+
+    out = dict(zip(("qilv_p50_ms_batch1", "poems100_one_call_s"), measure()))
+    if writer.decoder is not writer.model:
+        fast, writer.decoder = writer.decoder, writer.model
+        try:
+            out.update(zip(("fp32_qilv_p50_ms_batch1", "fp32_poems100_one_call_s"), measure()))
+        finally:
+            writer.decoder = fast
+    return out
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ import torch
 from shared.checkpoint import load_model
 from shared.cli import check_count
 from shared.decoding import GenerationConfig, derive_seed, generate, pad_batch, stream
+from shared.fp16 import for_generation
 
 from .poem_rules import LineIndex, PoemConstraint, PoemSpec, make_spec
 from .verse import get_form, is_cjk, split_poem
@@ -55,15 +56,20 @@ def check_n(n: int) -> int:
 
 
 class PoemWriter:
-    def __init__(self, model, tokenizer, card: dict, lines: Optional[LineIndex] = None):
+    def __init__(self, model, tokenizer, card: dict, lines: Optional[LineIndex] = None,
+                 fp16: bool = True):
+        """`model` (fp32) scores text; generation runs fp16 decoder weights unless fp16=False
+        (shared/fp16.py; the speed and perplexity of both: python -m poetry.evaluate poem)."""
         self.model, self.tok, self.card, self.lines = model.eval(), tokenizer, card, lines
+        self.decoder = for_generation(model, fp16)
 
     @classmethod
-    def load(cls, model_dir: str | Path = DEFAULT_DIR, novelty: bool = True) -> "PoemWriter":
+    def load(cls, model_dir: str | Path = DEFAULT_DIR, novelty: bool = True,
+             fp16: bool = True) -> "PoemWriter":
         model, tok, card = load_model(model_dir)
         lines_file = Path(model_dir) / "lines.txt.gz"
         lines = LineIndex.load(lines_file) if novelty and lines_file.exists() else None
-        return cls(model, tok, card, lines)
+        return cls(model, tok, card, lines, fp16)
 
     # -- requests ------------------------------------------------------------------------
     def request(self, theme: str, form: str = "qijue", acrostic: Optional[str] = None,
@@ -92,7 +98,7 @@ class PoemWriter:
         max_len = max(get_form(s.form).lines * (get_form(s.form).length + 1) for s in specs) + 1
         cfg = GenerationConfig(strategy="sample", temperature=temperature, top_k=top_k,
                                max_len=max_len)
-        out = generate(self.model, src, src_len, cfg, bos_id=self.tok.bos_id,
+        out = generate(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
                        eos_id=self.tok.eos_id, constraint=constraint, seeds=seeds)
         self.last_removed_mass = out.removed_mass
         results: list[list[dict]] = [[] for _ in jobs]
@@ -127,7 +133,7 @@ class PoemWriter:
         cfg = GenerationConfig(strategy="sample", temperature=temperature, top_k=TOP_K,
                                max_len=f.lines * (f.length + 1) + 1, seed=seed)
         ids: list[int] = []
-        for step in stream(self.model, src, src_len, cfg, bos_id=self.tok.bos_id,
+        for step in stream(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
                            eos_id=self.tok.eos_id,
                            constraint=PoemConstraint(self.tok, [spec], self.lines)):
             t = int(step.tokens[0])

@@ -24,6 +24,7 @@ import torch
 from shared.checkpoint import load_model
 from shared.cli import check_count
 from shared.decoding import GenerationConfig, derive_seed, generate, pad_batch
+from shared.fp16 import for_generation
 
 from . import abc
 from .abc import Key, build_tune, parse_key, parse_meter
@@ -55,8 +56,12 @@ class TuneRequest:
 
 
 class TuneWriter:
-    def __init__(self, model, tokenizer, card: dict, windows: Optional[set[int]] = None):
+    def __init__(self, model, tokenizer, card: dict, windows: Optional[set[int]] = None,
+                 fp16: bool = True):
+        """`model` (fp32) scores text; generation runs fp16 decoder weights unless fp16=False
+        (shared/fp16.py)."""
         self.model, self.tok, self.card = model.eval(), tokenizer, card
+        self.decoder = for_generation(model, fp16)
         self.windows = windows or set()
         self.rhythms_by_meter: dict = card.get("rhythms_by_meter") or {}
         seen = {r for row in self.rhythms_by_meter.values() for r in row}
@@ -65,11 +70,12 @@ class TuneWriter:
         self.last_removed_mass = 0.0
 
     @classmethod
-    def load(cls, model_dir: str | Path = DEFAULT_DIR, novelty: bool = True) -> "TuneWriter":
+    def load(cls, model_dir: str | Path = DEFAULT_DIR, novelty: bool = True,
+             fp16: bool = True) -> "TuneWriter":
         model, tok, card = load_model(model_dir)
         path = Path(model_dir) / "train_windows.npy"
         windows = load_windows(path) if novelty and path.exists() else None
-        return cls(model, tok, card, windows)
+        return cls(model, tok, card, windows, fp16)
 
     # -- requests ------------------------------------------------------------------------
     def default_rhythm(self, meter: str) -> str:
@@ -159,7 +165,7 @@ class TuneWriter:
         cfg = GenerationConfig(strategy="sample", temperature=temperature, top_p=top_p,
                                max_len=MAX_LEN)
         with torch.inference_mode():
-            out = generate(self.model, src, src_len, cfg, bos_id=self.tok.bos_id,
+            out = generate(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
                            eos_id=self.tok.eos_id, constraint=constraint, seeds=seeds)
         self.last_removed_mass = out.removed_mass
         results: list[list[dict]] = [[] for _ in jobs]

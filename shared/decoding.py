@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 from dataclasses import dataclass
 from typing import Iterator, Literal, Optional, Protocol, Sequence
 
@@ -103,19 +104,26 @@ def _penalise(logits: torch.Tensor, history: list[list[int]], cfg: GenerationCon
                     logits[r, banned] = float("-inf")
 
 
-def _filter(logits: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
-    """Temperature, top-k and top-p on (R, V) logits; removed entries become -inf."""
-    logits = logits / cfg.temperature
+def _sample(logits: torch.Tensor, cfg: GenerationConfig, u: torch.Tensor) -> torch.Tensor:
+    """One token per row from (R, V) logits (-inf = excluded) after temperature, top-k and
+    top-p; u: (R, 1) uniforms in (0, 1], one per row from the row's own generator.
+    With top-k the draw runs over the k best only, sorted: no full-vocabulary pass after the
+    top-k itself (each tensor op costs microseconds of dispatch on a small CPU; see
+    `python -m poetry.evaluate poem` speed)."""
+    if cfg.temperature != 1.0:
+        logits = logits / cfg.temperature
+    idx = None
     if cfg.top_k > 0:
-        kth = logits.topk(min(cfg.top_k, logits.size(-1)), -1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if cfg.top_p < 1.0:
-        sorted_logits, order = logits.sort(-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        # drop a token when the mass before it already reaches top_p (the first always stays)
-        drop = probs.cumsum(-1) - probs >= cfg.top_p
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return logits
+        logits, idx = logits.topk(min(cfg.top_k, logits.size(-1)), -1)
+    elif cfg.top_p < 1.0:
+        logits, idx = logits.sort(-1, descending=True)
+    probs = logits.softmax(-1)
+    if cfg.top_p < 1.0:        # sorted: drop a token once the mass before it reaches top_p
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= cfg.top_p, 0.0)
+    cdf = probs.cumsum(-1)
+    # u > 0, so the first index whose cdf reaches u * total has a positive probability
+    pick = torch.searchsorted(cdf, u * cdf[:, -1:]).clamp_(max=cdf.size(1) - 1)
+    return (pick if idx is None else idx.gather(1, pick)).view(-1)
 
 
 class _Decoder:
@@ -133,37 +141,50 @@ class _Decoder:
         self.mask = constraint.begin(rows) if constraint is not None else None
         self.prev = torch.full((self.R,), bos_id, dtype=torch.long)
         self.finished = torch.zeros(self.R, dtype=torch.bool)
-        self.history: list[list[int]] = [[] for _ in range(self.R)]
-        self.removed, self.removed_steps = 0.0, 0
-        self.never = torch.tensor([pad_id, bos_id, unk_id])      # tokens never generated
+        self.penalties = cfg.repetition_penalty != 1.0 or cfg.no_repeat_ngram > 0
+        self.history: list[list[int]] = [[] for _ in range(self.R)]   # kept with penalties only
+        self.kept: list[tuple[torch.Tensor, torch.Tensor]] = []   # (mass the rules kept, live)
+        self.never: Optional[torch.Tensor] = None   # (V,) 0, or -inf for pad, bos and unk
 
     def logits(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (raw log-probs, processed logits) for the next token, both (R, V)."""
+        """Returns (raw log-probs, processed log-probs) for the next token, both (R, V)."""
         with torch.no_grad(), _autocast(self.cfg.bf16):
             logits, self.state = self.model.decode_step(self.prev, self.state)
         raw = logits.float().log_softmax(-1)
-        out = raw.index_fill(1, self.never, float("-inf"))
-        _penalise(out, self.history, self.cfg)
+        if self.never is None:
+            self.never = torch.zeros(raw.size(1))
+            self.never[[self.pad, self.bos, self.unk]] = float("-inf")
+        ruled = raw
         if self.mask is not None:
-            live = ~self.finished
-            if live.any():
-                removed = raw[live].exp().masked_fill(self.mask[live], 0).sum(-1)
-                self.removed += float(removed.sum())
-                self.removed_steps += int(live.sum())
-            mask = self.mask.clone()
-            mask[~mask.any(-1), self.eos] = True     # a rule that allows nothing ends the row
-            masked = out.masked_fill(~mask, float("-inf"))
-            # rules outrank penalties: where penalties removed every allowed token, keep the rule
-            dead = torch.isinf(masked).all(-1)
-            if dead.any():
-                masked[dead] = raw[dead].masked_fill(~mask[dead], float("-inf"))
-            out = masked
+            ruled = raw.masked_fill(~self.mask, float("-inf"))
+            self.kept.append((ruled.exp().sum(-1), ~self.finished))
+        out = ruled + self.never
+        if self.penalties:
+            _penalise(out, self.history, self.cfg)
+        if self.mask is not None or self.penalties:
+            dead = torch.isneginf(out.amax(-1))
+            if bool(dead.any()):
+                # rules outrank penalties: where penalties removed every allowed token, keep
+                # the rule; a rule that allows nothing at all ends the row
+                out[dead] = ruled[dead]
+                empty = dead & torch.isneginf(ruled.amax(-1))
+                out[empty, self.eos] = 0.0
         return raw, out
 
+    def removed_mass(self) -> tuple[float, int]:
+        """(mean probability mass per live step that the rules removed, live steps)."""
+        if not self.kept:
+            return 0.0, 0
+        kept, live = (torch.stack(x) for x in zip(*self.kept))
+        steps = int(live.sum())
+        return float((1 - kept)[live].sum()) / max(steps, 1), steps
+
     def advance(self, tokens: torch.Tensor) -> None:
-        tokens = torch.where(self.finished, torch.full_like(tokens, self.pad), tokens)
-        for r in (~self.finished).nonzero().flatten().tolist():
-            self.history[r].append(int(tokens[r]))
+        tokens = tokens.masked_fill(self.finished, self.pad)
+        if self.penalties:
+            for r, (t, done) in enumerate(zip(tokens.tolist(), self.finished.tolist())):
+                if not done:
+                    self.history[r].append(t)
         self.finished = self.finished | tokens.eq(self.eos)
         self.prev = tokens
         if self.constraint is not None:
@@ -173,7 +194,8 @@ class _Decoder:
         self.state = self.state.select(index)
         self.finished = self.finished[index]
         self.prev = self.prev[index]
-        self.history = [list(self.history[i]) for i in index.tolist()]
+        if self.penalties:
+            self.history = [list(self.history[i]) for i in index.tolist()]
         if self.mask is not None:
             self.mask = self.mask[index]
         if self.constraint is not None:
@@ -201,33 +223,26 @@ def stream(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, cfg: Genera
         raise ValueError("beam search does not stream; use generate()")
     model.eval()
     B = src.size(0)
-    gens = [torch.Generator().manual_seed(s) for s in _seeds(B, cfg, seeds)]
+    gens = [random.Random(s) for s in _seeds(B, cfg, seeds)]
     dec = _Decoder(model, src, src_len, cfg, constraint, torch.arange(B), bos_id, eos_id, pad_id)
-    scores = torch.zeros(B)
-    lengths = torch.zeros(B)
+    chosen: list[tuple[torch.Tensor, torch.Tensor]] = []     # (raw log-prob, live) per step
     for _ in range(cfg.max_len):
         raw, logits = dec.logits()
         if cfg.strategy == "greedy":
             tokens = logits.argmax(-1)
         else:
-            probs = _filter(logits, cfg).softmax(-1)
-            u = torch.stack([torch.rand(1, generator=g) for g in gens]).view(B, 1)
-            cdf = probs.cumsum(-1)
-            tokens = torch.searchsorted(cdf, u * cdf[:, -1:]).view(B).clamp(max=probs.size(1) - 1)
-            # never pick a zero-probability token through rounding at the cdf's flat end
-            bad = probs.gather(1, tokens.view(B, 1)).view(B).eq(0)
-            if bad.any():
-                tokens[bad] = probs[bad].argmax(-1)
-        live = ~dec.finished
-        scores += torch.where(live, raw.gather(1, tokens.view(B, 1)).view(B), torch.zeros(B))
-        lengths += live.float()
+            u = torch.tensor([[1.0 - g.random()] for g in gens])      # (B, 1) in (0, 1]
+            tokens = _sample(logits, cfg, u)
+        chosen.append((raw.gather(1, tokens.view(B, 1)).view(B), ~dec.finished))
         dec.advance(tokens)
-        yield StepOutput(dec.prev.clone(), dec.finished.clone())
+        yield StepOutput(dec.prev, dec.finished)
         if bool(dec.finished.all()):
             break
     if _stats is not None:
-        _stats.update(scores=(scores / lengths.clamp(min=1)).tolist(),
-                      removed=dec.removed / max(dec.removed_steps, 1), steps=dec.removed_steps)
+        logp, live = (torch.stack(x) for x in zip(*chosen))
+        scores = torch.where(live, logp, 0.0).sum(0) / live.sum(0).clamp(min=1)
+        removed, steps = dec.removed_mass()
+        _stats.update(scores=scores.tolist(), removed=removed, steps=steps)
 
 
 def _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id) -> Generation:
@@ -269,7 +284,7 @@ def _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id) -> Gener
         if bool(dec.finished.all()):
             break
     best = norm(beam_logp, lengths).view(B, K).argmax(-1) + torch.arange(B) * K
-    out = Generation([], [], [], dec.removed / max(dec.removed_steps, 1), dec.removed_steps)
+    out = Generation([], [], [], *dec.removed_mass())
     for r in best.tolist():
         seq = [t for t in tokens_hist[r].tolist() if t not in (eos_id, pad_id)]
         out.tokens.append(seq)
@@ -288,14 +303,14 @@ def generate(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, cfg: Gene
         return _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id)
     stats: dict = {}
     seqs: list[list[int]] = [[] for _ in range(src.size(0))]
-    finished = torch.zeros(src.size(0), dtype=torch.bool)
+    finished = [False] * src.size(0)
     for step in stream(model, src, src_len, cfg, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id,
                        constraint=constraint, seeds=seeds, _stats=stats):
-        for r, t in enumerate(step.tokens.tolist()):
-            if t not in (eos_id, pad_id) and not finished[r]:
-                seqs[r].append(t)
-        finished = step.finished
-    return Generation(seqs, stats["scores"], finished.tolist(), stats["removed"], stats["steps"])
+        for seq, t, done in zip(seqs, step.tokens.tolist(), finished):
+            if not done and t not in (eos_id, pad_id):
+                seq.append(t)
+        finished = step.finished.tolist()
+    return Generation(seqs, stats["scores"], finished, stats["removed"], stats["steps"])
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0):

@@ -1,0 +1,60 @@
+"""The fp16-weight generation decoder follows the fp32 decode step up to fp16 rounding."""
+import pytest
+import torch
+
+from shared.decoding import GenerationConfig, generate, pad_batch
+from shared.fp16 import Fp16Decoder, available, stepwise_nll
+from shared.trainer import evaluate
+from tests.helpers import BOS, EOS, copy_pairs, tiny_model
+
+pytestmark = pytest.mark.skipif(not available(), reason="no fbgemm fp16 kernels")
+
+
+@pytest.mark.parametrize("cell,tie,feed", [("lstm", True, True), ("gru", False, True),
+                                           ("lstm", False, False)])
+def test_step_matches_fp32(cell, tie, feed):
+    model = tiny_model(cell, dec_layers=2, tie_embeddings=tie, feed_context=feed).eval()
+    fast = Fp16Decoder(model)
+    src, src_len = pad_batch([[4, 5, 6], [7, 8]])
+    a = model.encode(src, src_len)
+    b = fast.encode(src, src_len)
+    tokens = torch.tensor([BOS, BOS])
+    for t in (5, 9, 4):
+        with torch.no_grad():
+            la, a = model.decode_step(tokens, a)
+        lb, b = fast.decode_step(tokens, b)
+        assert (la - lb).abs().max() < 0.01 * la.abs().max()
+        assert (a.h - b.h).abs().max() < 0.01
+        tokens = torch.tensor([t, t])
+    assert not torch.equal(la, lb)          # it really is another (rounded) computation
+
+
+def test_stepwise_nll_equals_teacher_forcing_and_fp16_stays_close():
+    model = tiny_model("lstm", dec_layers=2, hidden=64).eval()
+    pairs = copy_pairs(60, seed=3)
+    tf = evaluate(model, pairs, bos=BOS, eos=EOS)
+    fp32 = stepwise_nll(model, pairs, bos=BOS, eos=EOS)
+    assert fp32["nll"] == pytest.approx(tf["nll"], rel=1e-5)
+    q = stepwise_nll(Fp16Decoder(model), pairs, bos=BOS, eos=EOS)
+    assert q["tokens"] == fp32["tokens"]
+    assert q["nll"] == pytest.approx(fp32["nll"], rel=0.005)
+
+
+def test_generates_through_the_common_decoder():
+    model = tiny_model("gru").eval()
+    src, src_len = pad_batch([[4, 5], [6, 7, 8]])
+    out = generate(Fp16Decoder(model), src, src_len, GenerationConfig(max_len=6, seed=1),
+                   bos_id=BOS, eos_id=EOS)
+    assert len(out.tokens) == 2 and all(len(t) <= 6 for t in out.tokens)
+
+
+def test_a_row_does_not_depend_on_its_batch_mates():
+    model = tiny_model("lstm", dec_layers=2).eval()
+    fast = Fp16Decoder(model)
+    src, src_len = pad_batch([[4, 5, 6]] + [[7, 8, 9, 10]] * 6)
+    state = fast.encode(src, src_len)
+    alone = fast.encode(src[:1, :3], src_len[:1])
+    logits, _ = fast.decode_step(torch.full((7,), BOS), state)
+    first, _ = fast.decode_step(torch.tensor([BOS]), alone)
+    # equal up to fp32 summation order (a batch of one takes another kernel), as in fp32
+    torch.testing.assert_close(logits[:1], first, rtol=1e-5, atol=1e-5)
