@@ -90,14 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     model = Seq2Seq(mcfg)
     if args.export:
         return export(model, tok, out, Path(args.export), val, Path(args.data),
-                      args.train_seconds)
+                      args.train_seconds, args.schedule_note)
     runs.train(model, pairs(train, tok), pairs(val, tok, title_only=True), tcfg, out,
                bos=tok.bos_id, eos=tok.eos_id, what="poem model")
     return 0
 
 
 def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict],
-           data: Path, train_seconds: float | None) -> int:
+           data: Path, train_seconds: float | None,
+           schedule_note: str | None = None) -> int:
     runs.load_best(model, run)
     metrics = evaluate(model, pairs(val, tok, title_only=True), bos=tok.bos_id, eos=tok.eos_id)
     stats = json.loads((data / "stats.json").read_text())
@@ -105,7 +106,7 @@ def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict
         "task": "poem", "corpus": "npm chinese-poetry@2.0.1, quantangshi (Tang), regular forms",
         "counts": stats.get("splits", stats),
         "source": "<form> + theme (title or 1-2 keywords); target: poem with ，。",
-        **runs.card_facts(run, train_seconds),
+        **runs.card_facts(run, train_seconds, schedule_note),
         "validation": {"nll_per_token": metrics["nll"], "ppl": metrics["ppl"],
                        "note": "per target token, punctuation and <eos> included; "
                                "python -m poetry.evaluate poem reports test perplexity per "

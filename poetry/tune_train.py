@@ -86,14 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(tcfg.seed)
     model = Seq2Seq(mcfg)
     if args.export:
-        return export(model, tok, out, Path(args.export), val, train, data, args.train_seconds)
+        return export(model, tok, out, Path(args.export), val, train, data, args.train_seconds,
+                      args.schedule_note)
     runs.train(model, pairs(train, tok), pairs(val, tok), tcfg, out, bos=tok.bos_id,
                eos=tok.eos_id, what="tune model")
     return 0
 
 
 def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict],
-           train: list[dict], data: Path, train_seconds: float | None) -> int:
+           train: list[dict], data: Path, train_seconds: float | None,
+           schedule_note: str | None = None) -> int:
     runs.load_best(model, run)
     metrics = evaluate(model, pairs(val, tok), bos=tok.bos_id, eos=tok.eos_id)
     stats = json.loads((data / "stats.json").read_text())
@@ -107,7 +109,7 @@ def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict
         "source": "<M:meter><K:mode><R:rhythm>; target: the body in music tokens, transposed "
                   "to C of its mode (the writer transposes to the requested key)",
         "rhythms_by_meter": rhythm_table(train),
-        **runs.card_facts(run, train_seconds),
+        **runs.card_facts(run, train_seconds, schedule_note),
         "validation": {"nll_per_token": metrics["nll"], "ppl": metrics["ppl"],
                        "tokens": metrics["tokens"]},
         "notes": "fp32 training; the shipped weights are bf16, loaded as fp32",

@@ -158,16 +158,18 @@ class _Decoder:
         if self.mask is not None:
             ruled = raw.masked_fill(~self.mask, float("-inf"))
             self.kept.append((ruled.exp().sum(-1), ~self.finished))
-        out = ruled + self.never
+        allowed = ruled + self.never
+        out = allowed
         if self.penalties:
+            out = allowed.clone()
             _penalise(out, self.history, self.cfg)
         if self.mask is not None or self.penalties:
             dead = torch.isneginf(out.amax(-1))
             if bool(dead.any()):
                 # rules outrank penalties: where penalties removed every allowed token, keep
                 # the rule; a rule that allows nothing at all ends the row
-                out[dead] = ruled[dead]
-                empty = dead & torch.isneginf(ruled.amax(-1))
+                out[dead] = allowed[dead]
+                empty = dead & torch.isneginf(allowed.amax(-1))
                 out[empty, self.eos] = 0.0
         return raw, out
 

@@ -30,6 +30,9 @@ def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epoch
     ap.add_argument("--export", help="export the best weights of --out to this folder and exit")
     ap.add_argument("--train-seconds", type=float, default=None,
                     help="with --export: training wall time, for runs whose log lacks it")
+    ap.add_argument("--schedule-note", default=None,
+                    help="with --export: how the run was scheduled (restarts, extensions), "
+                         "written to the card")
     ap.add_argument("overrides", nargs="*", help="model.KEY=VALUE or train.KEY=VALUE")
 
 
@@ -91,7 +94,8 @@ def load_best(model: Seq2Seq, run: str | Path) -> None:
     load_state(model, load_file(str(path)))
 
 
-def card_facts(run: str | Path, train_seconds: float | None = None) -> dict:
+def card_facts(run: str | Path, train_seconds: float | None = None,
+               schedule_note: str | None = None) -> dict:
     """What the run folder knows for a model card: configs, validation history, wall time."""
     run = Path(run)
     record = json.loads((run / "run.json").read_text())
@@ -107,4 +111,5 @@ def card_facts(run: str | Path, train_seconds: float | None = None) -> dict:
             "steps": max((r.get("step", 0) for r in log), default=0),
             "train_wall_time_min": round(seconds / 60, 1),
             "hardware": f"{record.get('hardware', hardware())}; "
-                        f"{threads} torch thread(s)"}
+                        f"{threads} torch thread(s)",
+            **({"schedule_note": schedule_note} if schedule_note else {})}
