@@ -73,7 +73,7 @@ class Fp16Decoder:
 
     def decode_step(self, tokens: torch.Tensor, state: State):
         """tokens: (batch,) previous tokens -> logits (batch, vocab) fp32 and the new state."""
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):   # fp32 activations
             x = self.model.tgt_emb(tokens)
             if self.cfg.feed_context:
                 x = torch.cat([x, state.context.float()], -1)

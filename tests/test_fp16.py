@@ -58,3 +58,11 @@ def test_a_row_does_not_depend_on_its_batch_mates():
     first, _ = fast.decode_step(torch.tensor([BOS]), alone)
     # equal up to fp32 summation order (a batch of one takes another kernel), as in fp32
     torch.testing.assert_close(logits[:1], first, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_generation_flag_is_harmless():
+    model = tiny_model("lstm").eval()
+    src, src_len = pad_batch([[4, 5]])
+    cfg = GenerationConfig(max_len=5, seed=2, bf16=True)
+    out = generate(Fp16Decoder(model), src, src_len, cfg, bos_id=BOS, eos_id=EOS)
+    assert len(out.tokens[0]) <= 5
