@@ -23,6 +23,8 @@ import tarfile
 from pathlib import Path
 from typing import Iterator
 
+from shared.data import read_jsonl, write_jsonl, write_text
+
 from .verse import FORMS, form_of, is_cjk
 
 PACKAGE, VERSION = "chinese-poetry", "2.0.1"
@@ -198,9 +200,8 @@ def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
             "lines": lines, "body": text})
     out.mkdir(parents=True, exist_ok=True)
     for split, items in rows.items():
-        _write(out / f"{split}.jsonl",
-               "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items))
-    _write(out / "lines.txt", "".join(x + "\n" for x in sorted(corpus_lines)))
+        write_jsonl(out / f"{split}.jsonl", items)
+    write_text(out / "lines.txt", "".join(x + "\n" for x in sorted(corpus_lines)))
     chars = {c for items in rows.values() for r in items for x in r["lines"] for c in x}
     stats = {
         "source": f"npm {PACKAGE}@{VERSION} dist/quantangshi/poet.tang.*.json",
@@ -210,22 +211,12 @@ def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
         "forms": {f: sum(r["form"] == f for items in rows.values() for r in items) for f in FORMS},
         "characters": sum(len(r["body"]) - len(r["lines"]) for v in rows.values() for r in v),
         "distinct_characters": len(chars), "corpus_lines": len(corpus_lines)}
-    _write(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1) + "\n")
+    write_text(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1) + "\n")
     return stats
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")     # atomic: no torn file after a crash
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def load_split(split: str, out: Path = OUT) -> list[dict]:
-    path = Path(out) / f"{split}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poem_data prepare`")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_jsonl(Path(out) / f"{split}.jsonl", "python -m poetry.poem_data prepare")
 
 
 def load_dataset(out: Path = OUT):

@@ -34,6 +34,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+from shared.data import read_jsonl, write_jsonl, write_text
+
 from . import abc
 from .abc import AbcError, Event, Key
 from .tune_rules import check_tune, save_windows, window_hashes
@@ -376,8 +378,7 @@ def prepare(out: Path = DEFAULT_OUT, workers: int = 2, limit: int | None = None)
                "body": r["body"], "tokens": r["tokens"], "expanded": r["expanded"]}
         splits[split_of(r["sha1"])].append(row)
     for name, rows in splits.items():
-        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        write_jsonl(out / f"{name}.jsonl", rows)
     count = collections.Counter
     stats = {"tunes_read": total, "kept": len(records),
              "splits": {k: len(v) for k, v in splits.items()},
@@ -391,15 +392,12 @@ def prepare(out: Path = DEFAULT_OUT, workers: int = 2, limit: int | None = None)
              "vocabulary": len({t for r in records for t in abc.tokenize(r["body"])})}
     save_windows(out / "train_windows.npy", training_windows(out))
     stats["seconds"] = round(time.time() - t0, 1)
-    (out / "stats.json").write_text(json.dumps(stats, indent=1, ensure_ascii=False))
+    write_text(out / "stats.json", json.dumps(stats, indent=1, ensure_ascii=False))
     return stats
 
 
 def load_split(name: str, out: Path = DEFAULT_OUT) -> list[dict]:
-    path = Path(out) / f"{name}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `python -m poetry.tune_data prepare`")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return read_jsonl(Path(out) / f"{name}.jsonl", "python -m poetry.tune_data prepare")
 
 
 def training_windows(out: Path = DEFAULT_OUT, n: int = 4) -> set[int]:

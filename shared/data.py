@@ -7,6 +7,7 @@ name goes through the same `datasets.load_dataset` call for users who have a hub
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -65,3 +66,24 @@ def tokenize(ds: datasets.Dataset, fn: Callable[[dict], dict], cache_dir: str | 
     key = hashlib.sha1(f"{ds._fingerprint}:{fingerprint}".encode()).hexdigest()[:16]
     return ds.map(fn, cache_file_name=str(cache / f"tok-{key}.arrow"),
                   new_fingerprint=key, desc="tokenizing")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write atomically (a temporary file, then a rename): no torn file after a crash."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | Path, prepare: str) -> list[dict]:
+    """Records of a prepared JSONL file; `prepare` is the command that writes it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `{prepare}`")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
