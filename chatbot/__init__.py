@@ -1,0 +1,1 @@
+"""Multi-turn chat (in progress): the corpus so far; see chatbot/README.md."""

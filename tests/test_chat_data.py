@@ -1,0 +1,77 @@
+"""Chat corpus preparation on tiny synthetic wheels (no download)."""
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from chatbot import chat_data as cd
+
+
+def _conv(*groups):
+    return {"messages": [[{"text": t, "sender": f"s{i % 2}"} for t in g]
+                         for i, g in enumerate(groups)]}
+
+
+@pytest.fixture
+def wheels(tmp_path: Path) -> Path:
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    chit = {f"c{i:03d}": _conv(["hi", f"how are  you {i}?"], [f"fine {i}"], ["good"])
+            for i in range(60)}
+    chit["lonely"] = _conv(["anybody there?"])                    # one turn: dropped
+    chit["blank"] = _conv(["  "], ["hello"])                       # empty turn removed: dropped
+    chit["z-repeat"] = chit["c001"]                                # exact repeat: dropped
+    with zipfile.ZipFile(folder / cd.WHEELS["chitchat-dataset"][1], "w") as z:
+        z.writestr("chitchat_dataset/dataset.json", json.dumps(chit))
+    with zipfile.ZipFile(folder / cd.WHEELS["chatterbot-corpus"][1], "w") as z:
+        z.writestr("chatterbot_corpus/data/english/greetings.yml",
+                   "categories:\n- greetings\nconversations:\n- - Hello\n  - Hi there\n"
+                   "- - What is 2?\n  - 2\n")
+        z.writestr("chatterbot_corpus/data/chinese/greetings.yml",
+                   "conversations:\n- - 你好\n  - 你好，朋友\n")
+        z.writestr("chatterbot_corpus/data/german/greetings.yml",   # not a kept language
+                   "conversations:\n- - Hallo\n  - Hallo du\n")
+    return folder
+
+
+def test_prepare_counts_splits_and_cleans(wheels, tmp_path):
+    out = tmp_path / "chat"
+    stats = cd.prepare(wheels, out, verify=False)
+    convs = [c for s in cd.SPLITS for c in cd.load_split(s, out)]
+    assert stats["raw_conversations"] == 63 + 3 and stats["kept"] == len(convs) == 63
+    assert stats["dropped"] == {"fewer than two turns": 2, "repeat of an earlier conversation": 1}
+    c1 = next(c for c in convs if c["id"] == "chitchat/c001")
+    assert c1["turns"] == ["hi how are you 1?", "fine 1", "good"] and c1["lang"] == "en"
+    assert {c["lang"] for c in convs if c["source"] == "chatterbot"} == {"en", "zh"}
+    assert any(c["turns"] == ["What is 2?", "2"] for c in convs)    # YAML numbers become text
+    # a conversation lives in exactly one split, chosen by its id alone
+    ids = [c["id"] for c in convs]
+    assert len(ids) == len(set(ids))
+    for s in cd.SPLITS:
+        assert all(cd.split_of(c["id"]) == s for c in cd.load_split(s, out))
+    table = cd.readme_section(stats)
+    assert "| train | chitchat/en |" in table
+    assert sum(v["conversations"] for g in stats["splits"].values() for v in g.values()) == 63
+
+
+def test_rerun_skips_and_bad_wheel_is_refused(wheels, tmp_path, capsys):
+    out = tmp_path / "chat"
+    first = cd.prepare(wheels, out, verify=False)
+    assert cd.prepare(wheels, out, verify=False) == first
+    assert "already prepared" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="sha256 does not match"):
+        cd.ensure_wheel("chitchat-dataset", wheels)
+
+
+def test_missing_split_names_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m chatbot.chat_data prepare"):
+        cd.load_split("train", tmp_path)
+
+
+def test_cli_stats_without_a_corpus_is_one_line(tmp_path, capsys):
+    from shared.cli import run_cli
+    with pytest.raises(SystemExit) as e:
+        run_cli(cd.main, ["stats", "--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert "run `python -m chatbot.chat_data prepare`" in capsys.readouterr().err
