@@ -1,9 +1,10 @@
-"""Shiyu's Gradio app: one tab per task, plus batch and model-info tabs.
+"""Shiyu's Gradio app: one tab per task (chat, poems, tunes), plus batch and model-info tabs.
 
     python app.py [--port 7860] [--host 127.0.0.1]        (or: make app)
 
 Models load once per process, on first use. Every action is a named API endpoint that
-`gradio_client` can call: /write_poems, /write_tunes, /run_batch, /model_info.
+`gradio_client` can call: /chat (the tab's conversation), /reply (a whole conversation
+in, the next turn out), /write_poems, /write_tunes, /run_batch, /model_info.
 Bad input shows one clear message (gr.Error), never a traceback.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from poetry.verse import FORMS
 
 ROOT = Path(__file__).resolve().parent
 TUNE_DIR = ROOT / "data" / "models" / "tune"
+CHAT_DIR = ROOT / "data" / "models" / "chat"
 FORM_CHOICES = [(f"{f.zh} ({f.name})", f.name) for f in FORMS.values()]
 
 
@@ -40,7 +42,43 @@ def _seed(value) -> int | None:
         raise gr.Error(f"the seed must be a whole number, got {value!r}") from None
 
 
-def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR) -> gr.Blocks:
+def _text(content) -> str:
+    """A chat message's text: a plain string, or Gradio 6's list of content blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        content = [content]
+    if isinstance(content, (list, tuple)):
+        return " ".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+    return "" if content is None else str(content)
+
+
+def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR,
+              chat_dir: str | Path = CHAT_DIR) -> gr.Blocks:
+    @lru_cache(maxsize=1)
+    def bot():
+        from chatbot.bot import Bot
+        return Bot.load(chat_dir)
+
+    def chat(message, history, temperature, seed):
+        """Streams the reply as it grows; the bot sees the conversation's recent turns."""
+        turns = [_text(m.get("content")) for m in history or [] if isinstance(m, dict)]
+        try:
+            for partial in bot().stream(turns + [_text(message)], temperature=float(temperature),
+                                        seed=_seed(seed)):
+                yield partial
+        except (ValueError, FileNotFoundError) as e:
+            raise _user_error(e) from None
+
+    def reply(conversation: list[str], temperature: float = 0.8, seed: str = "") -> str:
+        """The bot's next turn after `conversation` (the turns so far, the last one yours):
+        for scripts that keep the conversation themselves."""
+        try:
+            return bot().reply(list(conversation or []), temperature=float(temperature),
+                               seed=_seed(seed))
+        except (ValueError, FileNotFoundError) as e:
+            raise _user_error(e) from None
+
     @lru_cache(maxsize=1)
     def poem_writer() -> PoemWriter:
         return PoemWriter.load(poem_dir)
@@ -104,15 +142,24 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR) 
 
     def model_info():
         cards = {}
-        for name, d in (("poem", poem_dir), ("tune", tune_dir)):
+        for name, d in (("chat", chat_dir), ("poem", poem_dir), ("tune", tune_dir)):
             p = Path(d) / "card.json"
             cards[name] = json.loads(p.read_text(encoding="utf-8")) if p.exists() else \
                 {"error": f"{p} is missing"}
         return cards
 
     with gr.Blocks(title="Shiyu 诗语") as demo:
-        gr.Markdown("# Shiyu 诗语\nClassical Chinese poems and folk tunes from one LSTM "
-                    "seq2seq core, trained on public corpora, running on a CPU.")
+        gr.Markdown("# Shiyu 诗语\nChat, classical Chinese poems and folk tunes from one "
+                    "LSTM seq2seq core, trained on public corpora, running on a CPU.")
+        with gr.Tab("Chat 聊天"):
+            ctemp = gr.Slider(0.3, 1.5, value=0.8, step=0.05, label="Temperature",
+                              render=False)
+            cseed = gr.Textbox(value="", label="Seed (empty = random)", render=False)
+            gr.ChatInterface(chat, additional_inputs=[ctemp, cseed], api_name="chat",
+                             examples=[["hi! how was your weekend?", 0.8, ""],
+                                       ["what kind of music do you like?", 0.8, ""]],
+                             cache_examples=False, fill_height=False)
+            gr.api(reply, api_name="reply")
         with gr.Tab("Poems 诗"):
             with gr.Row():
                 with gr.Column():

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from shared.cli import run_cli
-from shared.fp16 import stepwise_nll
+from shared.fp16 import fp32_generation, stepwise_nll
 from shared.ngram import tune_order
 from shared.trainer import collate
 
@@ -153,11 +153,8 @@ def speed(writer, runs: int = 21) -> dict:
 
     out = measure()
     if writer.decoder is not writer.model:
-        fast, writer.decoder = writer.decoder, writer.model
-        try:
+        with fp32_generation(writer):
             out["fp32"] = measure()
-        finally:
-            writer.decoder = fast
     return out
 
 

@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 from shared import runs
 from shared.checkpoint import export_model
@@ -64,12 +63,8 @@ def pairs(poems: list[dict], tok: Tokenizer, title_only: bool = False) -> list:
 def default_model_config(vocab: int) -> Seq2SeqConfig:
     # Sources are a few characters: one bidirectional layer reads them; two decoder layers
     # with the encoder summary fed at every step carry the theme through 56 characters.
-    # Sized for this 2-core AVX2 CPU (no AMX: bf16 does not pay here, see shared/bench.py):
-    # ~2.4 k tokens/s on one thread, ~13 minutes an epoch.
-    return Seq2SeqConfig(src_vocab=vocab, tgt_vocab=vocab, cell="lstm", emb_dim=128, hidden=256,
-                         enc_layers=1, dec_layers=2, bidirectional=True, dropout=0.1,
-                         residual=True, feed_context=True, tie_embeddings=True,
-                         share_embeddings=True)
+    # ~2.4 k tokens/s on one thread here, ~13 minutes an epoch.
+    return runs.small_lstm_config(vocab)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,16 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     runs.add_arguments(ap, poem_data.OUT, "runs/poem", epochs=4)
     args = ap.parse_args(argv)
     out = Path(args.out)
-    train = poem_data.load_split("train", Path(args.data))
-    val = poem_data.load_split("validation", Path(args.data))
-    if args.limit:
-        train = train[:args.limit]
-    tok = runs.tokenizer(out, lambda: build_tokenizer(train))
-    tcfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, warmup_steps=300,
-                       checkpoint_every=200, patience=2, max_tgt_len=64, max_src_len=16)
-    mcfg, tcfg = runs.configs(args, default_model_config(tok.vocab_size), tcfg)
-    torch.manual_seed(tcfg.seed)
-    model = Seq2Seq(mcfg)
+    train, val, tok, model, tcfg = runs.setup(
+        args, poem_data.load_split, build_tokenizer, default_model_config,
+        TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, warmup_steps=300,
+                    checkpoint_every=200, patience=2, max_tgt_len=64, max_src_len=16))
     if args.export:
         return export(model, tok, out, Path(args.export), val, Path(args.data),
                       args.train_seconds, args.schedule_note)

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 from shared import runs
 from shared.checkpoint import export_model
@@ -76,15 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     runs.add_arguments(ap, tune_data.DEFAULT_OUT, "runs/tune", epochs=8)
     args = ap.parse_args(argv)
     out, data = Path(args.out), Path(args.data)
-    train = tune_data.load_split("train", data)
-    val = tune_data.load_split("validation", data)
-    if args.limit:
-        train = train[:args.limit]
-    tok = runs.tokenizer(out, lambda: build_tokenizer(train))
-    mcfg, tcfg = runs.configs(args, default_model_config(tok.vocab_size),
-                              default_train_config(args.epochs))
-    torch.manual_seed(tcfg.seed)
-    model = Seq2Seq(mcfg)
+    train, val, tok, model, tcfg = runs.setup(args, tune_data.load_split, build_tokenizer,
+                                              default_model_config,
+                                              default_train_config(args.epochs))
     if args.export:
         return export(model, tok, out, Path(args.export), val, train, data, args.train_seconds,
                       args.schedule_note)

@@ -18,6 +18,7 @@ evaluation use the fp32 model.
 """
 from __future__ import annotations
 
+import contextlib
 import torch
 import torch.nn.functional as F
 
@@ -127,3 +128,14 @@ def for_generation(model: Seq2Seq, fp16: bool = True):
     """What a writer should decode with: the fp16-weight decoder where the kernels exist,
     else the fp32 model itself."""
     return Fp16Decoder(model) if fp16 and available() else model.eval()
+
+
+@contextlib.contextmanager
+def fp32_generation(owner):
+    """Within the block, `owner.decoder` (a writer's or bot's generation decoder) is its fp32
+    `owner.model`: for measuring what the fp16 weights bring."""
+    fast, owner.decoder = owner.decoder, owner.model
+    try:
+        yield owner
+    finally:
+        owner.decoder = fast

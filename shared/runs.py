@@ -36,6 +36,17 @@ def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epoch
     ap.add_argument("overrides", nargs="*", help="model.KEY=VALUE or train.KEY=VALUE")
 
 
+def small_lstm_config(vocab: int) -> Seq2SeqConfig:
+    """The shape the poem and chat models share: a 1-layer bidirectional LSTM encoder, a
+    2-layer LSTM decoder fed the encoder summary at every step, emb 128, hidden 256, tied and
+    shared embeddings. Sized for this 2-core AVX2 CPU (no AMX: bf16 does not pay here, see
+    shared/bench.py): ~1.3-2.4 k target tokens/s on one thread, depending on the vocabulary."""
+    return Seq2SeqConfig(src_vocab=vocab, tgt_vocab=vocab, cell="lstm", emb_dim=128, hidden=256,
+                         enc_layers=1, dec_layers=2, bidirectional=True, dropout=0.1,
+                         residual=True, feed_context=True, tie_embeddings=True,
+                         share_embeddings=True)
+
+
 def tokenizer(out: str | Path, build: Callable[[], Tokenizer]) -> Tokenizer:
     """The run's tokenizer: built once by `build()` and saved, then reloaded on every resume."""
     path = Path(out) / "tokenizer.json"
@@ -60,6 +71,22 @@ def configs(args, mcfg: Seq2SeqConfig, tcfg: TrainConfig) -> tuple[Seq2SeqConfig
     if record.exists():
         mcfg = from_dict(Seq2SeqConfig, json.loads(record.read_text())["model"])
     return mcfg, tcfg
+
+
+def setup(args, load_split: Callable, build_tokenizer: Callable[[list], Tokenizer],
+          model_config: Callable[[int], Seq2SeqConfig], train_config: TrainConfig):
+    """How every training script starts: the train/validation items (train cut to --limit),
+    the run's tokenizer (built once from train), the configs with overrides (the model's shape
+    from the run's record on resume) and a freshly seeded model.
+    Returns (train, validation, tokenizer, model, train config)."""
+    data = Path(args.data)
+    train, val = load_split("train", data), load_split("validation", data)
+    if args.limit:
+        train = train[:args.limit]
+    tok = tokenizer(args.out, lambda: build_tokenizer(train))
+    mcfg, tcfg = configs(args, model_config(tok.vocab_size), train_config)
+    torch.manual_seed(tcfg.seed)
+    return train, val, tok, Seq2Seq(mcfg), tcfg
 
 
 def train(model: Seq2Seq, train_pairs, val_pairs, tcfg: TrainConfig, out: str | Path, *,

@@ -37,3 +37,29 @@ def poem_model_dir(tmp_path_factory):
     with gzip.open(d / "lines.txt.gz", "wt", encoding="utf-8") as f:
         f.write("白日依山尽\n黄河入海流\n")
     return d
+
+
+@pytest.fixture(scope="session")
+def chat_model_dir(tmp_path_factory):
+    """A tiny untrained chat model exported like the real one (SentencePiece pieces, <sep>):
+    enough to test the bot's API, CLI, batch and app behaviour; quality is measured by
+    `python -m chatbot.evaluate`."""
+    import random
+    from chatbot.chat_train import SEP, default_model_config
+    from shared.checkpoint import export_model
+    from shared.config import apply_overrides
+    from shared.model import Seq2Seq
+    from shared.tokenizers import SentencePieceTokenizer
+    rng = random.Random(0)
+    words = ("hi hello how are you doing today good fine thanks what about weekend movie "
+             "music food like really nice cool yes no maybe 你好 谢谢 朋友").split()
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 9))) + rng.choice("?.!")
+             for _ in range(400)]
+    tok = SentencePieceTokenizer.train(texts, vocab_size=80, specials=[SEP],
+                                       character_coverage=1.0)
+    cfg = apply_overrides(default_model_config(tok.vocab_size),
+                          ["emb_dim=16", "hidden=32", "dec_layers=1"])
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("chat_model")
+    export_model(d, Seq2Seq(cfg), tok, {"rebuild": "tests/conftest.py"})
+    return d

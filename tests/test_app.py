@@ -4,7 +4,7 @@ import socket
 import pytest
 from gradio_client import Client
 
-from app import TUNE_DIR, build_app
+from app import TUNE_DIR, _text, build_app
 
 
 def free_port() -> int:
@@ -14,8 +14,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client(poem_model_dir):
-    demo = build_app(poem_dir=poem_model_dir, tune_dir=TUNE_DIR)     # the shipped tune model
+def client(poem_model_dir, chat_model_dir):
+    demo = build_app(poem_dir=poem_model_dir, tune_dir=TUNE_DIR,     # the shipped tune model
+                     chat_dir=chat_model_dir)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
     c = Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -62,3 +63,22 @@ def test_model_info(client):
     cards = client.predict(api_name="/model_info")
     assert cards["poem"]["rebuild"] == "tests/conftest.py"
     assert cards["tune"]["task"] == "tune" and "files" in cards["tune"]
+
+
+def test_chat_streams_and_reply_takes_a_conversation(client):
+    job = client.submit("how are you?", 0.8, "5", api_name="/chat")
+    final = job.result()
+    assert isinstance(final, str) and final and list(job.outputs())[-1] == final
+    turns = ["hi", "hello!", "how are you?"]
+    a = client.predict(turns, 0.8, "5", api_name="/reply")
+    assert isinstance(a, str) and a == client.predict(turns, 0.8, "5", api_name="/reply")
+    with pytest.raises(Exception, match="message is empty"):
+        client.predict("   ", 0.8, "", api_name="/chat")
+    with pytest.raises(Exception, match="message is empty"):
+        client.predict([], 0.8, "", api_name="/reply")
+
+
+def test_message_text_from_content_blocks():
+    assert _text([{"type": "text", "text": "hello"}, {"type": "text", "text": "there"}]) == \
+        "hello there"
+    assert _text("hi") == "hi" and _text(None) == ""

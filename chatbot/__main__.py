@@ -1,0 +1,5 @@
+from shared.cli import run_cli
+
+from .cli import main
+
+run_cli(main)

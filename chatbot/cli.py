@@ -1,0 +1,99 @@
+"""Command line: `python -m chatbot`.
+
+    python -m chatbot                                   # talk: type a message, Enter; /reset, /quit
+    python -m chatbot --message "hi! how was your weekend?" -n 3 --seed 1
+    python -m chatbot --input chats.jsonl --output replies.jsonl       # batch, resumable
+
+Batch items: a plain line is one message; a JSON object has "message" (one message) or
+"history" (a list of turns, the last one yours), and optionally "n" and "seed". Output: one
+line per item, in order: {"index", "input", "replies": [{"reply", "score"}]} or {..., "error"}.
+Bad input: a warning for what can be repaired, else one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from shared.batch import item_seed, read_items, run_batch
+from shared.cli import run_cli
+
+ITEM_KEYS = {"message", "history", "n", "seed"}
+
+
+def _bot(args):
+    from .bot import DEFAULT_DIR, Bot
+    return Bot.load(args.model or DEFAULT_DIR)
+
+
+def talk(bot, args, stdin=sys.stdin, stdout=sys.stdout) -> int:
+    """A conversation on the terminal; the bot sees the recent turns."""
+    history: list[str] = []
+    print("Say something (/reset starts over, /quit or Ctrl-D ends).", file=stdout)
+    turn = 0
+    for line in stdin:
+        msg = line.strip()
+        if msg in ("/quit", "/exit"):
+            break
+        if msg == "/reset":
+            history = []
+            print("(new conversation)", file=stdout)
+            continue
+        if not msg:
+            continue
+        history.append(msg)
+        seed = None if args.seed is None else args.seed + turn
+        reply = bot.reply(history, temperature=args.temperature, top_p=args.top_p, seed=seed)
+        history.append(reply)
+        turn += 1
+        print(f"bot> {reply}", file=stdout, flush=True)
+    return 0
+
+
+def run_batch_file(bot, args) -> int:
+    from .bot import MAX_N, check_count, clean_history
+    if not (args.input and args.output):
+        raise ValueError("a batch needs both --input and --output")
+    items = read_items(args.input, "message")
+
+    def make_job(i: int, item: dict):
+        if "history" in item and "message" in item:
+            raise ValueError("give either 'message' or 'history', not both")
+        turns = clean_history(item["history"] if "history" in item else item.get("message", ""))
+        return turns, check_count(item.get("n", args.n), MAX_N, "replies"), \
+            item_seed(item, args.seed or 0, i)
+
+    run_batch(items, args.output, "replies", make_job,
+              lambda jobs: bot.generate(jobs, args.temperature, args.top_p), known_keys=ITEM_KEYS)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m chatbot", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--message", help="one message; print the reply and exit")
+    ap.add_argument("-n", type=int, default=1, help="replies per message (capped at 10)")
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--top-p", type=float, default=0.9)
+    ap.add_argument("--seed", type=int, default=None, help="same seed, same replies")
+    ap.add_argument("--format", choices=["text", "jsonl"], default="text")
+    ap.add_argument("--input", help="batch: a file of messages, one per line, or JSONL items")
+    ap.add_argument("--output", help="batch: JSONL output (resumes if it exists)")
+    ap.add_argument("--model", help="model folder (default data/models/chat)")
+    args = ap.parse_args(argv)
+    if args.n <= 0:
+        raise ValueError(f"-n must be positive, got {args.n}")
+    if args.input or args.output:
+        return run_batch_file(_bot(args), args)
+    bot = _bot(args)
+    if args.message is None:
+        return talk(bot, args)
+    replies = bot.replies(args.message, n=args.n, temperature=args.temperature,
+                          top_p=args.top_p, seed=args.seed)
+    for r in replies:
+        print(json.dumps(r, ensure_ascii=False) if args.format == "jsonl" else r["reply"])
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
