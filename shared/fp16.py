@@ -19,6 +19,7 @@ evaluation use the fp32 model.
 from __future__ import annotations
 
 import contextlib
+
 import torch
 import torch.nn.functional as F
 
