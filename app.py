@@ -127,11 +127,15 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR,
         if file is None:
             raise gr.Error("upload a file: one theme per line, or JSONL items")
         out = Path(tempfile.mkdtemp(prefix="shiyu-batch-")) / f"{task}s.jsonl"
-        from poetry.cli import main as cli
-        args = [task, "--input", file, "--output", str(out), "-n", str(int(n)),
-                "--seed", str(int(seed))]
-        args += ["--form", form, "--model", str(poem_dir)] if task == "poem" else \
-            ["--model", str(tune_dir)]
+        args = ["--input", file, "--output", str(out), "-n", str(int(n)), "--seed",
+                str(int(seed))]
+        if task == "chat":
+            from chatbot.cli import main as cli
+            args += ["--model", str(chat_dir)]
+        else:
+            from poetry.cli import main as cli
+            args = [task] + args + (["--form", form, "--model", str(poem_dir)]
+                                    if task == "poem" else ["--model", str(tune_dir)])
         try:
             cli(args)
         except (ValueError, FileNotFoundError) as e:
@@ -201,10 +205,11 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR,
             tgo.click(write_tunes, [meter, key, rhythm, tstart, tn, ttemp, tseed],
                       [abc_out, score, audio, abc_file], api_name="write_tunes")
         with gr.Tab("Batch 批量"):
-            gr.Markdown("One theme per line (poems) or JSONL settings (tunes); the result is a "
-                        "JSONL file with one line per input item, in order.")
+            gr.Markdown("One message per line or JSONL conversations (chat), one theme per "
+                        "line (poems) or JSONL settings (tunes); the result is a JSONL file "
+                        "with one line per input item, in order.")
             bfile = gr.File(label="Input", type="filepath")
-            btask = gr.Radio(["poem", "tune"], value="poem", label="Task")
+            btask = gr.Radio(["chat", "poem", "tune"], value="poem", label="Task")
             bform = gr.Dropdown(FORM_CHOICES, value="qijue", label="Poem form")
             bn = gr.Slider(1, 5, value=1, step=1, label="Per item")
             bseed = gr.Number(value=0, precision=0, label="Seed")

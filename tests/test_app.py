@@ -1,8 +1,10 @@
 """The app as a user's script sees it: launched on loopback, called through gradio_client."""
+import json
 import socket
+from pathlib import Path
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from app import TUNE_DIR, _text, build_app
 
@@ -63,6 +65,19 @@ def test_model_info(client):
     cards = client.predict(api_name="/model_info")
     assert cards["poem"]["rebuild"] == "tests/conftest.py"
     assert cards["tune"]["task"] == "tune" and "files" in cards["tune"]
+    assert cards["chat"]["rebuild"] == "tests/conftest.py"
+
+
+@pytest.mark.parametrize("task,text", [("chat", "hi there\n{\"history\": []}\n"),
+                                       ("poem", "明月\nhello\n")])
+def test_batch_endpoint(client, tmp_path, task, text):
+    f = tmp_path / "items.txt"
+    f.write_text(text, encoding="utf-8")
+    path, summary = client.predict(handle_file(str(f)), task, "wujue", 1, 3,
+                                   api_name="/run_batch")
+    lines = [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()]
+    assert [r["index"] for r in lines] == [0, 1] and "error" in lines[1]
+    assert summary == "2 items, 1 with errors"
 
 
 def test_chat_streams_and_reply_takes_a_conversation(client):
