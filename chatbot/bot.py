@@ -6,7 +6,7 @@
     bot.reply(["hi", "hello! how are you?", "good, you?"])   # multi-turn: the last turn is yours
 
 The model sees the last two turns (chatbot/chat_train.py). Replies are sampled (temperature,
-top-p) with a repetition penalty and no repeated 3-grams; `candidates` replies are decoded
+top-p within the top 50) with a repetition penalty and no repeated 3-grams; `candidates` replies are decoded
 together and the one with the best mean log-probability per piece is kept.
 """
 from __future__ import annotations
@@ -84,8 +84,10 @@ class Bot:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        return GenerationConfig(strategy="sample", temperature=temperature, top_p=top_p,
-                                repetition_penalty=1.2, no_repeat_ngram=3, max_len=MAX_TGT + 1)
+        # top-p within the 50 likeliest pieces: the nucleus then needs no sort of all 8 k
+        return GenerationConfig(strategy="sample", temperature=temperature, top_k=50,
+                                top_p=top_p, repetition_penalty=1.2, no_repeat_ngram=3,
+                                max_len=MAX_TGT + 1)
 
     def _rules(self) -> _Forbid:
         return _Forbid(self.tok.vocab_size, self.sep, self.tok.eos_id)

@@ -84,24 +84,15 @@ def _autocast(enabled: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
-def _penalise(logits: torch.Tensor, history: list[list[int]], cfg: GenerationConfig) -> None:
-    """In-place repetition penalty and n-gram blocking from each row's history."""
-    if cfg.repetition_penalty != 1.0:
-        for r, hist in enumerate(history):
-            if hist:
-                idx = torch.tensor(sorted(set(hist)))
-                v = logits[r, idx]
-                logits[r, idx] = torch.where(v > 0, v / cfg.repetition_penalty,
-                                             v * cfg.repetition_penalty)
-    n = cfg.no_repeat_ngram
-    if n > 0:
-        for r, hist in enumerate(history):
-            if len(hist) >= n - 1:
-                prefix = tuple(hist[len(hist) - n + 1:]) if n > 1 else ()
-                banned = [hist[j + n - 1] for j in range(len(hist) - n + 1)
-                          if tuple(hist[j:j + n - 1]) == prefix]
-                if banned:
-                    logits[r, banned] = float("-inf")
+def _block_ngrams(logits: torch.Tensor, history: list[list[int]], n: int) -> None:
+    """In place: forbid each row's tokens that would repeat one of its n-grams."""
+    for r, hist in enumerate(history):
+        if len(hist) >= n - 1:
+            prefix = tuple(hist[len(hist) - n + 1:]) if n > 1 else ()
+            banned = [hist[j + n - 1] for j in range(len(hist) - n + 1)
+                      if tuple(hist[j:j + n - 1]) == prefix]
+            if banned:
+                logits[r, banned] = float("-inf")
 
 
 def _sample(logits: torch.Tensor, cfg: GenerationConfig, u: torch.Tensor) -> torch.Tensor:
@@ -142,7 +133,8 @@ class _Decoder:
         self.prev = torch.full((self.R,), bos_id, dtype=torch.long)
         self.finished = torch.zeros(self.R, dtype=torch.bool)
         self.penalties = cfg.repetition_penalty != 1.0 or cfg.no_repeat_ngram > 0
-        self.history: list[list[int]] = [[] for _ in range(self.R)]   # kept with penalties only
+        self.history: list[list[int]] = [[] for _ in range(self.R)]   # kept for n-gram blocking
+        self.seen: Optional[torch.Tensor] = None    # (R, V) tokens generated, for the penalty
         self.kept: list[tuple[torch.Tensor, torch.Tensor]] = []   # (mass the rules kept, live)
         self.never: Optional[torch.Tensor] = None   # (V,) 0, or -inf for pad, bos and unk
 
@@ -154,15 +146,26 @@ class _Decoder:
         if self.never is None:
             self.never = torch.zeros(raw.size(1))
             self.never[[self.pad, self.bos, self.unk]] = float("-inf")
-        ruled = raw
+        rule = (lambda x: x) if self.mask is None else \
+            (lambda x: x.masked_fill(~self.mask, float("-inf")))
+        ruled = rule(raw)
         if self.mask is not None:
-            ruled = raw.masked_fill(~self.mask, float("-inf"))
             self.kept.append((ruled.exp().sum(-1), ~self.finished))
         allowed = ruled + self.never
         out = allowed
         if self.penalties:
-            out = allowed.clone()
-            _penalise(out, self.history, self.cfg)
+            scores = logits.float()
+            p = self.cfg.repetition_penalty
+            if p != 1.0:
+                # CTRL, on the logits (on log-probs a near-certain repeat would go unpunished):
+                # a seen token's logit is divided by p when positive, else multiplied by p
+                if self.seen is None:
+                    self.seen = torch.zeros(scores.shape, dtype=torch.bool)
+                scores = torch.where(self.seen, torch.where(scores > 0, scores / p, scores * p),
+                                     scores)
+            out = rule(scores.log_softmax(-1)) + self.never
+            if self.cfg.no_repeat_ngram > 0:
+                _block_ngrams(out, self.history, self.cfg.no_repeat_ngram)
         if self.mask is not None or self.penalties:
             dead = torch.isneginf(out.amax(-1))
             if bool(dead.any()):
@@ -183,7 +186,10 @@ class _Decoder:
 
     def advance(self, tokens: torch.Tensor) -> None:
         tokens = tokens.masked_fill(self.finished, self.pad)
-        if self.penalties:
+        if self.seen is not None:
+            self.seen.scatter_(1, tokens.view(-1, 1), True)
+            self.seen[:, self.pad] = False
+        if self.cfg.no_repeat_ngram > 0:
             for r, (t, done) in enumerate(zip(tokens.tolist(), self.finished.tolist())):
                 if not done:
                     self.history[r].append(t)
@@ -196,7 +202,9 @@ class _Decoder:
         self.state = self.state.select(index)
         self.finished = self.finished[index]
         self.prev = self.prev[index]
-        if self.penalties:
+        if self.seen is not None:
+            self.seen = self.seen[index]
+        if self.cfg.no_repeat_ngram > 0:
             self.history = [list(self.history[i]) for i in index.tolist()]
         if self.mask is not None:
             self.mask = self.mask[index]

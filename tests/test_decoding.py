@@ -115,6 +115,16 @@ def test_same_seed_same_output_and_streaming_matches(trained):
 def test_repetition_controls(trained):
     out = run(trained, [[5, 5, 5, 5, 5]], strategy="greedy", no_repeat_ngram=1)
     assert len(set(out.tokens[0])) == len(out.tokens[0])
+    plain = run(trained, [[5, 5, 5, 5, 5]], strategy="greedy")
+    assert len(set(plain.tokens[0])) < len(plain.tokens[0])      # it copies the 5s
+    srcs = [[5, 5, 5, 5, 5], [6, 7, 6, 7], [4, 4, 9]]
+    pen = run(trained, srcs, strategy="greedy", repetition_penalty=1e4)
+    assert len(set(pen.tokens[0])) == len(pen.tokens[0])
+    for i, s in enumerate(srcs):                 # the batched penalty keeps rows apart
+        assert run(trained, [s], strategy="greedy", repetition_penalty=1e4).tokens[0] == \
+            pen.tokens[i]
+    beam = run(trained, srcs, strategy="beam", repetition_penalty=1e4)
+    assert len(set(beam.tokens[0])) == len(beam.tokens[0])
 
 
 @pytest.mark.parametrize("bad", [dict(temperature=0), dict(top_p=0), dict(max_len=0),
