@@ -16,7 +16,7 @@ import json
 import sys
 
 from shared.batch import item_seed, read_items, run_batch
-from shared.cli import run_cli
+from shared.cli import check_count, run_cli
 
 ITEM_KEYS = {"message", "history", "n", "seed"}
 
@@ -51,7 +51,7 @@ def talk(bot, args, stdin=sys.stdin, stdout=sys.stdout) -> int:
 
 
 def run_batch_file(bot, args) -> int:
-    from .bot import MAX_N, check_count, clean_history
+    from .bot import MAX_N, clean_history
     if not (args.input and args.output):
         raise ValueError("a batch needs both --input and --output")
     items = read_items(args.input, "message")
