@@ -20,7 +20,7 @@ import gradio as gr
 
 from poetry.poems import DEFAULT_DIR as POEM_DIR
 from poetry.poems import MAX_N, PoemWriter
-from poetry.verse import FORMS
+from poetry.poems.verse import FORMS
 
 ROOT = Path(__file__).resolve().parent
 TUNE_DIR = ROOT / "data" / "models" / "tune"
@@ -109,7 +109,7 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR,
         yield text, notes
 
     def write_tunes(meter, key, rhythm, start, n, temperature, seed):
-        from poetry.render import to_svg, to_wav
+        from poetry.tunes.render import to_svg, to_wav
         try:
             tunes = tune_writer().write(meter=meter, key=key, rhythm=rhythm or None,
                                         start=start or None, n=int(n),

@@ -5,7 +5,7 @@
     bot.replies(["hi! how was your weekend?"], n=3)    # -> [{"reply", "score"}], best first
     bot.reply(["hi", "hello! how are you?", "good, you?"])   # multi-turn: the last turn is yours
 
-The model sees the last two turns (chatbot/chat_train.py). Replies are sampled (temperature,
+The model sees the last two turns (chatbot/format.py). Replies are sampled (temperature,
 top-p within the top 50) with a repetition penalty and no repeated 3-grams; `candidates` replies are decoded
 together and the one with the best mean log-probability per piece is kept.
 """
@@ -22,7 +22,7 @@ from shared.cli import check_count
 from shared.decoding import GenerationConfig, derive_seed, generate, pad_batch, stream
 from shared.fp16 import for_generation
 
-from .chat_train import CONTEXT, MAX_SRC, MAX_TGT, SEP, source_text
+from .format import CONTEXT, MAX_SRC, MAX_TGT, SEP, source_text
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "models" / "chat"
 MAX_N = 10               # replies per request

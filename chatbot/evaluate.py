@@ -28,8 +28,8 @@ from shared.fp16 import fp32_generation, stepwise_nll
 from shared.ngram import KneserNey, tune_order
 from shared.trainer import evaluate
 
-from . import chat_data
-from .chat_train import pairs
+from . import data as chat_data
+from .train import pairs
 
 
 def perplexities(bot, data: Path) -> dict:

@@ -1,191 +1,27 @@
-"""Held-out evaluation of the shipped models.
+"""Held-out evaluation of the shipped poem and tune models.
 
-    python -m poetry.evaluate poem [--json] [--poems 200] [--model DIR]
-
-Poems: test perplexity per character (punctuation and <eos> excluded, title + form as the
-source) for the model and for a modified Kneser-Ney character n-gram (order tuned on
-validation, same vocabulary and <unk>, same source as a history prefix); then 200 generated
-poems over test-set themes and all four forms, with the rules on and off (plain sampling):
-format validity, acrostic validity (every 4th request has heads), rhyme rate, novelty,
-distinct-line ratio, theme-character inclusion, poems/s, and the probability mass the rules
-removed per step. Speed: p50 latency of one 七律 (batch 1) and of 100 poems in one call.
-Generation runs fp16 decoder weights (shared/fp16.py): its test perplexity, scored step by step
-through that decoder, and its speed are printed beside the fp32 model's.
+    python -m poetry.evaluate poem [--json] [--poems 200]      (poetry/poems/evaluate.py)
+    python -m poetry.evaluate tune [--json] [--tunes 200]      (poetry/tunes/evaluate.py)
 """
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import random
-import statistics
-import sys
-import time
-from pathlib import Path
-
-import torch
 
 from shared.cli import run_cli
-from shared.fp16 import fp32_generation, stepwise_nll
-from shared.ngram import tune_order
-from shared.trainer import collate
 
-from . import poem_data
-from .verse import FORMS, check_poem, get_form, rhymes
-
-
-def char_nll(model, tok, pairs, exclude: set[int], batch_size: int = 128) -> dict:
-    """Mean NLL (nats) over target tokens not in `exclude`; the <eos> is excluded too."""
-    total, count = 0.0, 0
-    model.eval()
-    with torch.no_grad():
-        for j in range(0, len(pairs), batch_size):
-            src, src_len, tgt_in, tgt_out = collate(pairs, range(j, min(j + batch_size, len(pairs))),
-                                                    tok.bos_id, tok.eos_id, tok.pad_id)
-            logp = model(src, src_len, tgt_in).float().log_softmax(-1)
-            nll = -logp.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
-            keep = tgt_out.ne(tok.pad_id) & tgt_out.ne(tok.eos_id)
-            for e in exclude:
-                keep &= tgt_out.ne(e)
-            total += float(nll[keep].sum())
-            count += int(keep.sum())
-    return {"nll": total / count, "ppl": math.exp(total / count), "tokens": count}
-
-
-def perplexities(writer, data_dir: Path) -> dict:
-    tok = writer.tok
-    punct = {tok.stoi[p] for p in "，。" if p in tok.stoi}
-    src = lambda p: tok.encode(f"<{p['form']}>{p['title']}")
-    splits = {s: poem_data.load_split(s, data_dir) for s in ("train", "validation", "test")}
-    test_pairs = [(src(p), tok.encode(p["body"])) for p in splits["test"]]
-    model = char_nll(writer.model, tok, test_pairs, punct)
-    half = None
-    if writer.decoder is not writer.model:     # what generation runs: fp16 decoder weights
-        nll = stepwise_nll(writer.decoder, test_pairs, bos=tok.bos_id, eos=tok.eos_id,
-                           pad=tok.pad_id, exclude=punct | {tok.eos_id})["nll"]
-        half = math.exp(nll)
-    seqs = {s: [tok.encode(p["body"]) for p in v] for s, v in splits.items()}
-    prefixes = {s: [src(p) for p in v] for s, v in splits.items()}
-    t0 = time.time()
-    # <eos> and punctuation are never scored: the n-gram sees them only as history
-    best, val = tune_order(seqs["train"], seqs["validation"], orders=(2, 3, 4),
-                           vocab_size=tok.vocab_size, bos=tok.bos_id, eos=tok.eos_id,
-                           train_prefixes=prefixes["train"],
-                           validation_prefixes=prefixes["validation"],
-                           exclude=punct | {tok.eos_id})
-    from shared.ngram import KneserNey
-    kn = KneserNey(best, tok.vocab_size).fit(seqs["train"], tok.bos_id, tok.eos_id,
-                                             prefixes=prefixes["train"])
-    ngram = kn.score(seqs["test"], tok.bos_id, tok.eos_id, exclude=punct | {tok.eos_id},
-                     prefixes=prefixes["test"])
-    return {"test_poems": len(test_pairs), "model_ppl": model["ppl"],
-            "model_nll": model["nll"], "chars": model["tokens"],
-            "ngram": {"order": best, "validation_ppl_by_order": val, "test_ppl": ngram["ppl"],
-                      "seconds": round(time.time() - t0, 1)},
-            "ratio_model_to_ngram": model["ppl"] / ngram["ppl"],
-            "fp16_generation_ppl": half,
-            "fp16_ratio_to_ngram": half / ngram["ppl"] if half else None}
-
-
-def requests(test: list[dict], n: int, seed: int = 0) -> list[dict]:
-    """n requests cycling through the four forms; themes alternate between test titles and
-    1-2 keywords; every 4th request is an acrostic whose heads come from a test poem."""
-    rng = random.Random(seed)
-    forms = list(FORMS)
-    out = []
-    for i in range(n):
-        p = test[rng.randrange(len(test))]
-        form = forms[i % 4]
-        theme = p["title"] if i % 2 else "".join(poem_data.keywords(p, rng, k=rng.choice([1, 2])))
-        req = {"theme": theme or p["lines"][0][:2], "form": form}
-        if i % 4 == 3:
-            heads = "".join(x[0] for x in test[rng.randrange(len(test))]["lines"])
-            req["acrostic"] = (heads * 2)[:get_form(form).lines]
-        out.append(req)
-    return out
-
-
-def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1) -> dict:
-    jobs = []
-    for i, r in enumerate(reqs):
-        theme, spec = writer.request(r["theme"], r["form"], r.get("acrostic"), rhyme=True)
-        jobs.append((theme, spec, 1, seed * 1000 + i))
-    t0 = time.time()
-    poems = []
-    for k in range(0, len(jobs), 50):
-        poems += [p[0] for p in writer.generate(jobs[k:k + 50], candidates=1, rules=rules)]
-        removed = writer.last_removed_mass
-    dt = time.time() - t0
-    valid = [not check_poem(p["lines"], p["form"], rhyme=False) for p in poems]
-    acro = [p["lines"] and all(len(x) > 0 and x[0] == h for x, h in zip(p["lines"], r["acrostic"]))
-            and len(p["lines"]) == len(r["acrostic"]) for p, r in zip(poems, reqs) if "acrostic" in r]
-    lines = [x for p in poems for x in p["lines"]]
-    novel = [not any(x in writer.lines for x in p["lines"]) for p in poems] if writer.lines else []
-    theme_in = [any(c in p["poem"] for c in p["theme"]) for p in poems]
-    share = lambda xs: round(sum(map(bool, xs)) / len(xs), 4) if xs else None
-    return {"poems": len(poems), "format_valid": share(valid), "acrostic_valid": share(acro),
-            "rhyme_rate": share([rhymes(p["lines"]) for p, v in zip(poems, valid) if v] +
-                                [False] * valid.count(False)),
-            "novelty": share(novel), "distinct_lines": round(len(set(lines)) / max(len(lines), 1), 4),
-            "theme_inclusion": share(theme_in), "poems_per_s": round(len(poems) / dt, 2),
-            "rule_removed_mass_per_step": round(removed, 4) if rules else 0.0,
-            "examples": [p["poem"] for p in poems[:4]]}
-
-
-def speed(writer, runs: int = 21) -> dict:
-    """p50 of one 七律 (batch 1, first call dropped): one sample, and the default request (3
-    candidates decoded together, the best kept); 100 绝句 in one call. With the writer's
-    generation decoder (fp16 weights where available) and the fp32 model for comparison."""
-    def p50_ms(candidates: int) -> float:
-        times = []
-        for i in range(runs):
-            t0 = time.perf_counter()
-            writer.write("春望", form="qilv", seed=i, candidates=candidates)
-            times.append(time.perf_counter() - t0)
-        return round(1000 * statistics.median(times[1:]), 1)
-
-    def measure() -> dict:
-        out = {"qilv_p50_ms_batch1": p50_ms(1), "qilv_p50_ms_3_candidates": p50_ms(3)}
-        t0 = time.perf_counter()
-        writer.generate([(t, writer.request(t, "qijue")[1], 1, i) for i, t in
-                         enumerate(["明月", "秋思", "江南", "送别"] * 25)], candidates=1)
-        return {**out, "poems100_one_call_s": round(time.perf_counter() - t0, 2)}
-
-    out = measure()
-    if writer.decoder is not writer.model:
-        with fp32_generation(writer):
-            out["fp32"] = measure()
-    return out
+from .poems import evaluate as poem_eval
+from .tunes import evaluate as tune_eval
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["tune"]:                    # tunes have their own options: poetry/tune_eval.py
-        from . import tune_eval
-        return tune_eval.main(argv[1:])
-    ap = argparse.ArgumentParser(prog="python -m poetry.evaluate", description=__doc__ +
-                                 "\nTunes: python -m poetry.evaluate tune --help",
+    ap = argparse.ArgumentParser(prog="python -m poetry.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("task", choices=["poem", "tune"])
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--poems", type=int, default=200)
-    ap.add_argument("--model", help="model folder (default data/models/poem)")
-    ap.add_argument("--data", default=str(poem_data.OUT))
-    ap.add_argument("--skip-ngram", action="store_true", help="skip the perplexity comparison")
+    sub = ap.add_subparsers(dest="task", required=True)
+    for name, module in (("poem", poem_eval), ("tune", tune_eval)):
+        module.add_arguments(sub.add_parser(name, description=module.__doc__,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter))
     args = ap.parse_args(argv)
-    from .poems import DEFAULT_DIR, PoemWriter
-    writer = PoemWriter.load(args.model or DEFAULT_DIR)
-    test = poem_data.load_split("test", Path(args.data))
-    reqs = requests(test, args.poems)
-    report = {"task": "poem", "model": str(args.model or DEFAULT_DIR),
-              "threads": torch.get_num_threads()}
-    if not args.skip_ngram:
-        report["perplexity"] = perplexities(writer, Path(args.data))
-    report["rules_on"] = generation_metrics(writer, reqs, rules=True)
-    report["rules_off"] = generation_metrics(writer, reqs, rules=False)
-    report["speed"] = speed(writer)
-    print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
-    return 0
+    return {"poem": poem_eval.run, "tune": tune_eval.run}[args.task](args)
 
 
 if __name__ == "__main__":

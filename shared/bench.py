@@ -62,7 +62,7 @@ def load_pairs(vocab: int, n: int = 4000) -> tuple[list, str]:
     lens = [24, 32, 48, 64]
     return [([rng.randrange(4, vocab) for _ in range(rng.randint(2, 8))],
              [rng.randrange(4, vocab) for _ in range(rng.choice(lens))]) for _ in range(n)], \
-        f"{n} synthetic poem-shaped pairs (run `python -m poetry.poem_data prepare` for real ones)"
+        f"{n} synthetic poem-shaped pairs (run `python -m poetry.poems.data prepare` for real ones)"
 
 
 def run_naive(model, pairs, n: int) -> float:

@@ -21,7 +21,8 @@ def cell(request):
 def poem_model_dir(tmp_path_factory):
     """A tiny untrained poem model exported like the real one: the rules guarantee the form
     whatever the model's quality, so writer, CLI, batch and app behaviour can be tested fast."""
-    from poetry.poem_train import FORM_TOKENS, default_model_config
+    from poetry.poems.format import FORM_TOKENS
+    from poetry.poems.train import default_model_config
     from shared.checkpoint import export_model
     from shared.config import apply_overrides
     from shared.model import Seq2Seq
@@ -45,7 +46,8 @@ def chat_model_dir(tmp_path_factory):
     enough to test the bot's API, CLI, batch and app behaviour; quality is measured by
     `python -m chatbot.evaluate`."""
     import random
-    from chatbot.chat_train import SEP, default_model_config
+    from chatbot.format import SEP
+    from chatbot.train import default_model_config
     from shared.checkpoint import export_model
     from shared.config import apply_overrides
     from shared.model import Seq2Seq

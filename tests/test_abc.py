@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from poetry import abc, tune_data
-from poetry.abc import AbcError, Key, parse_key, parse_meter
-from poetry.tune_rules import check_tune
+from poetry.tunes import abc
+from poetry.tunes import data as tune_data
+from poetry.tunes.abc import AbcError, Key, parse_key, parse_meter
+from poetry.tunes.rules import check_tune
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tunes"
 GOOD = ["reel.abc", "jig.abc", "essen.abc", "slip.abc"]
@@ -159,7 +160,7 @@ def test_prepared_corpus_round_trip():
     """Every prepared tune: tokens join back to its body and it obeys the rules."""
     out = tune_data.DEFAULT_OUT
     if not (out / "train.jsonl").exists():
-        pytest.skip("run `python -m poetry.tune_data prepare` first")
+        pytest.skip("run `python -m poetry.tunes.data prepare` first")
     for split in tune_data.SPLITS:
         for row in tune_data.load_split(split, out):
             toks = abc.tokenize(row["body"])

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from chatbot.bot import MAX_CHARS, MAX_N, Bot, clean_history
-from chatbot.chat_train import SEP, pairs, source_text
+from chatbot.format import SEP, source_text
+from chatbot.train import pairs
 from chatbot.cli import main as cli_main
 from chatbot.cli import talk
 

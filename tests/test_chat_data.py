@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot import chat_data as cd
+from chatbot import data as cd
 
 
 def _conv(*groups):
@@ -65,7 +65,7 @@ def test_rerun_skips_and_bad_wheel_is_refused(wheels, tmp_path, capsys):
 
 
 def test_missing_split_names_the_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m chatbot.chat_data prepare"):
+    with pytest.raises(FileNotFoundError, match="python -m chatbot.data prepare"):
         cd.load_split("train", tmp_path)
 
 
@@ -74,4 +74,4 @@ def test_cli_stats_without_a_corpus_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         run_cli(cd.main, ["stats", "--out", str(tmp_path)])
     assert e.value.code == 2
-    assert "run `python -m chatbot.chat_data prepare`" in capsys.readouterr().err
+    assert "run `python -m chatbot.data prepare`" in capsys.readouterr().err

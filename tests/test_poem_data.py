@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from poetry import poem_data as pd
+from poetry.poems import data as pd
 
 FIX = Path(__file__).parent / "fixtures" / "poems"
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from poetry import verse as v
-from poetry.poem_rules import LineIndex, PoemConstraint, make_spec, parse_start
+from poetry.poems import verse as v
+from poetry.poems.rules import LineIndex, PoemConstraint, make_spec, parse_start
 from shared.tokenizers import CharTokenizer
 
 FIX = Path(__file__).parent / "fixtures" / "poems"
@@ -226,5 +226,5 @@ def test_line_index(tmp_path):
     p = tmp_path / "lines.txt"
     p.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
     assert "花落知多少" in LineIndex.load(p)
-    with pytest.raises(FileNotFoundError, match="poem_data prepare"):
+    with pytest.raises(FileNotFoundError, match="poetry.poems.data prepare"):
         LineIndex.load(tmp_path / "absent.txt")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from poetry.cli import main as cli_main
-from poetry.poem_rules import LineIndex
+from poetry.poems.rules import LineIndex
 from poetry.poems import MAX_N, PoemWriter
-from poetry.verse import check_poem, split_poem
+from poetry.poems.verse import check_poem, split_poem
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import wave
 import numpy as np
 import pytest
 
-from poetry import abc, render
+from poetry.tunes import abc, render
 
 TUNE = abc.build_tune("6/8", "Dmaj", "jig", "|:A|dcdede|f2dA2F|GFGABc|d3d2:|", 1)
 

@@ -4,9 +4,9 @@ import warnings
 import pytest
 import torch
 
-from poetry import abc
-from poetry.abc import METERS
-from poetry.tune_rules import (START, TuneConstraint, check_structure, check_tune,
+from poetry.tunes import abc
+from poetry.tunes.abc import METERS
+from poetry.tunes.rules import (START, TuneConstraint, check_structure, check_tune,
                                copied_windows, repeat_step, window_hashes)
 from shared.tokenizers import RegexTokenizer
 

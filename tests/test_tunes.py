@@ -1,5 +1,5 @@
 """TuneWriter, tune CLI and batch behaviour on a tiny random model built here (the rules make
-every tune valid whatever the model's quality; quality is measured by poetry.tune_eval)."""
+every tune valid whatever the model's quality; quality is measured by poetry.tunes.evaluate)."""
 import json
 import subprocess
 import sys
@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from poetry import abc
-from poetry.abc import METERS, Key, parse_key
+from poetry.tunes import abc
+from poetry.tunes.abc import METERS, Key, parse_key
 from poetry.cli import main as poetry_main
-from poetry.tune_data import _music21_error
-from poetry.tune_rules import check_tune, copied_windows, save_windows, window_hashes
-from poetry.tune_train import SETTING_TOKENS, default_model_config
+from poetry.tunes.data import _music21_error
+from poetry.tunes.rules import check_tune, copied_windows, save_windows, window_hashes
+from poetry.tunes.format import SETTING_TOKENS
+from poetry.tunes.train import default_model_config
 from poetry.tunes import MAX_N, TuneWriter
 from shared.checkpoint import export_model
 from shared.config import apply_overrides
@@ -45,9 +46,9 @@ def model_dir(tmp_path_factory):
 @pytest.fixture()
 def short(monkeypatch):
     """Random models write up to the length cap: keep the tests' tunes short."""
-    import poetry.tunes
-    monkeypatch.setattr(poetry.tunes, "MAX_BARS", 8)
-    monkeypatch.setattr(poetry.tunes, "MIN_BARS", 4)
+    import poetry.tunes.writer
+    monkeypatch.setattr(poetry.tunes.writer, "MAX_BARS", 8)
+    monkeypatch.setattr(poetry.tunes.writer, "MIN_BARS", 4)
 
 
 @pytest.fixture()
@@ -202,7 +203,7 @@ def test_batch_resumes_in_order_and_isolates_bad_items(model_dir, short, tmp_pat
 
 
 def test_evaluation_metrics_on_a_few_tunes(writer):
-    from poetry import tune_eval
+    from poetry.tunes import evaluate as tune_eval
     assert tune_eval.interior_bars("c|c6|c5|c6|c|]", "6/8") == (2, 3)
     reqs = tune_eval.requests(writer, 4)
     assert [r["meter"] for r in reqs] == list(METERS[:4])

@@ -1,7 +1,7 @@
 """Verse facts on hand-made examples."""
 import pytest
 
-from poetry import verse as v
+from poetry.poems import verse as v
 
 JINGYESI = ["床前明月光", "疑是地上霜", "举头望明月", "低头思故乡"]     # 古绝: rhymes, not 律
 GUANQUE = ["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]      # 仄起不入韵 五绝

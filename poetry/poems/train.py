@@ -1,7 +1,7 @@
 """Train and export the poem model: theme + form token -> poem, character level.
 
-    python -m poetry.poem_train --out runs/poem [--epochs 8] [model.hidden=384 train.lr=1e-3]
-    python -m poetry.poem_train --out runs/poem --export data/models/poem   # after training
+    python -m poetry.poems.train --out runs/poem [--epochs 8] [model.hidden=384 train.lr=1e-3]
+    python -m poetry.poems.train --out runs/poem --export data/models/poem   # after training
 
 Source = `<form>` + theme, where the theme is the poem's cleaned title for half the poems and
 1-2 keywords drawn from the poem for the other half (so a one- or two-character theme works).
@@ -28,14 +28,8 @@ from shared.model import Seq2Seq, Seq2SeqConfig
 from shared.tokenizers import CharTokenizer, Tokenizer
 from shared.trainer import TrainConfig, evaluate
 
-from . import poem_data
-from .verse import FORMS
-
-FORM_TOKENS = [f"<{f}>" for f in FORMS]
-
-
-def source_text(form: str, theme: str) -> str:
-    return f"<{form}>{theme}"
+from . import data as poem_data
+from .format import FORM_TOKENS, source_text
 
 
 def training_source(poem: dict) -> str:
@@ -68,7 +62,7 @@ def default_model_config(vocab: int) -> Seq2SeqConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.poem_train", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m poetry.poems.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     runs.add_arguments(ap, poem_data.OUT, "runs/poem", epochs=4)
     args = ap.parse_args(argv)
@@ -100,8 +94,8 @@ def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict
                        "note": "per target token, punctuation and <eos> included; "
                                "python -m poetry.evaluate poem reports test perplexity per "
                                "character without them"},
-        "rebuild": "python -m poetry.poem_data prepare && python -m poetry.poem_train "
-                   "--out runs/poem --threads 1 && python -m poetry.poem_train --out runs/poem "
+        "rebuild": "python -m poetry.poems.data prepare && python -m poetry.poems.train "
+                   "--out runs/poem --threads 1 && python -m poetry.poems.train --out runs/poem "
                    "--export data/models/poem",
         "exported": time.strftime("%Y-%m-%d"),
     }

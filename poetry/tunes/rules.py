@@ -1,7 +1,7 @@
 """Bar-structure rules for generated tunes, as a `shared.decoding.Constraint`, plus the same rules
 as plain checks for data and evaluation.
 
-A tune (a normalised body, see `poetry.abc`) obeys them when:
+A tune (a normalised body, see `poetry.tunes.abc`) obeys them when:
 * every bar but the first (a pickup) and the last is exactly one bar of the meter long, and no
   bar is longer; a tuplet `(p` stays inside one bar and its p notes share one written duration;
 * repeats balance: `|:` ... `:|` (or `::`), a first ending `[1` right after a bar line inside a

@@ -109,7 +109,7 @@ class LineIndex:
     def load(cls, path: str | Path) -> "LineIndex":
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poem_data "
+            raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data "
                                     f"prepare` (it writes lines.txt)")
         if path.suffix == ".gz":
             import gzip

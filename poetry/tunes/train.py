@@ -1,10 +1,10 @@
 """Train and export the tune model: meter + mode + rhythm tokens -> a normalised tune body.
 
-    python -m poetry.tune_train --out runs/tune --threads 1 [--epochs 8] [model.k=v train.k=v]
-    python -m poetry.tune_train --out runs/tune --export data/models/tune   # after training
+    python -m poetry.tunes.train --out runs/tune --threads 1 [--epochs 8] [model.k=v train.k=v]
+    python -m poetry.tunes.train --out runs/tune --export data/models/tune   # after training
 
 Source = three special tokens, e.g. `<M:6/8><K:maj><R:jig>`; target = the tune's normalised
-body (transposed to C of its mode by `poetry.tune_data`) as music tokens. One tokenizer (music
+body (transposed to C of its mode by `poetry.tunes.data`) as music tokens. One tokenizer (music
 tokens of the training bodies + the setting specials) serves both sides. Rerunning the same
 command resumes from the checkpoint in --out.
 """
@@ -24,17 +24,11 @@ from shared.model import Seq2Seq, Seq2SeqConfig
 from shared.tokenizers import Tokenizer
 from shared.trainer import TrainConfig, evaluate
 
-from . import tune_data
-from .abc import KEY_MODES, METERS, make_tokenizer
-
-SETTING_TOKENS = ([f"<M:{m}>" for m in METERS] + [f"<K:{k}>" for k in KEY_MODES]
-                  + [f"<R:{r}>" for r in tune_data.RHYTHMS])
-REBUILD = ("python -m poetry.tune_data prepare && python -m poetry.tune_train --out runs/tune "
-           "--threads 1 && python -m poetry.tune_train --out runs/tune --export data/models/tune")
-
-
-def source_text(meter: str, mode: str, rhythm: str) -> str:
-    return f"<M:{meter}><K:{mode}><R:{rhythm}>"
+from . import data as tune_data
+from .abc import make_tokenizer
+from .format import SETTING_TOKENS, source_text
+REBUILD = ("python -m poetry.tunes.data prepare && python -m poetry.tunes.train --out runs/tune "
+           "--threads 1 && python -m poetry.tunes.train --out runs/tune --export data/models/tune")
 
 
 def build_tokenizer(train: list[dict]) -> Tokenizer:
@@ -70,7 +64,7 @@ def rhythm_table(train: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.tune_train", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m poetry.tunes.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     runs.add_arguments(ap, tune_data.DEFAULT_OUT, "runs/tune", epochs=8)
     args = ap.parse_args(argv)
@@ -95,7 +89,7 @@ def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict
     card = {
         "task": "tune",
         "corpus": "ABC collections bundled with PyPI music21 (essenFolksong, oneills1850, "
-                  "airdsAirs, ryansMammoth, miscFolk), prepared by poetry.tune_data",
+                  "airdsAirs, ryansMammoth, miscFolk), prepared by poetry.tunes.data",
         "counts": {"splits": stats.get("splits"), "tokens": stats.get("tokens"),
                    "meters": stats.get("meters"), "modes": stats.get("modes"),
                    "rhythms": stats.get("rhythms")},

@@ -1,7 +1,7 @@
 """Train and export the chat model: recent turns -> the next turn, SentencePiece pieces.
 
-    python -m chatbot.chat_train --out runs/chat --threads 1 [--epochs 3] [model.hidden=384]
-    python -m chatbot.chat_train --out runs/chat --export data/models/chat   # after training
+    python -m chatbot.train --out runs/chat --threads 1 [--epochs 3] [model.hidden=384]
+    python -m chatbot.train --out runs/chat --export data/models/chat   # after training
 
 Source = up to CONTEXT previous turns, oldest first, each closed by <sep> (speakers alternate,
 so the order says who said what), cut to its last MAX_SRC pieces; target = the next turn. Every
@@ -24,16 +24,10 @@ from shared.model import Seq2Seq, Seq2SeqConfig
 from shared.tokenizers import SentencePieceTokenizer, Tokenizer
 from shared.trainer import TrainConfig, evaluate
 
-from . import chat_data
+from . import data as chat_data
+from .format import CONTEXT, MAX_SRC, MAX_TGT, SEP, source_text
 
-SEP = "<sep>"
-CONTEXT = 2          # previous turns in the source
-MAX_SRC, MAX_TGT = 64, 48
 VOCAB = 8000
-
-
-def source_text(history: list[str]) -> str:
-    return "".join(t + SEP for t in history[-CONTEXT:])
 
 
 def pairs(convs: list[dict], tok: Tokenizer) -> list:
@@ -61,7 +55,7 @@ def default_model_config(vocab: int) -> Seq2SeqConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m chatbot.chat_train", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m chatbot.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     runs.add_arguments(ap, chat_data.OUT, "runs/chat", epochs=3)
     args = ap.parse_args(argv)
@@ -94,8 +88,8 @@ def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict
         **runs.card_facts(run, train_seconds, schedule_note),
         "validation": {"nll_per_token": metrics["nll"], "ppl": metrics["ppl"],
                        "note": "per target piece, <eos> included"},
-        "rebuild": "python -m chatbot.chat_data prepare && python -m chatbot.chat_train "
-                   "--out runs/chat --threads 1 && python -m chatbot.chat_train --out runs/chat "
+        "rebuild": "python -m chatbot.data prepare && python -m chatbot.train "
+                   "--out runs/chat --threads 1 && python -m chatbot.train --out runs/chat "
                    "--export data/models/chat",
         "exported": time.strftime("%Y-%m-%d"),
     }

@@ -1,16 +1,16 @@
 """The tune corpus: folk tunes in ABC bundled with music21, normalised for the model.
 
-    python -m poetry.tune_data prepare [--out cache/tunes] [--workers 2] [--limit N]
+    python -m poetry.tunes.data prepare [--out cache/tunes] [--workers 2] [--limit N]
 
 Reads every `.abc` file of music21's corpus (essenFolksong, oneills1850, ryansMammoth, airdsAirs,
 miscFolk, nottingham-dataset; josquin's part-songs fall out as multi-voice), splits files on `X:`,
-keeps M: L: K: R: and the body, and normalises each tune (see `poetry.abc` for what is dropped):
+keeps M: L: K: R: and the body, and normalises each tune (see `poetry.tunes.abc` for what is dropped):
 every tune is transposed to tonic C keeping its mode (K:Cmaj, K:Cmin, K:Cdor, K:Cmix, ... as
 folk-rnn did; the writer transposes back to the requested key), durations are rewritten in
 L:1/8, bar lines are merged, every `:|` gets its `|:`, and the tune ends on `|]` or `:|`.
 Essen gives only a key signature in K:, so its mode is read from the final note (folk songs end
 on their tonic; a final on the 3rd of the signature's major is taken as a minor song's half
-cadence). A tune must obey the generation rules (`poetry.tune_rules`: every bar full but
+cadence). A tune must obey the generation rules (`poetry.tunes.rules`: every bar full but
 the first and the last, balanced repeats); one whose only fault is short bars at section ends
 (pickups notated per section) has its repeats written out and is re-barred from its first
 pickup, which makes every bar full without changing a note. Tunes are dropped, each for a
@@ -38,12 +38,11 @@ from shared.data import read_jsonl, write_jsonl, write_text
 
 from . import abc
 from .abc import AbcError, Event, Key
-from .tune_rules import check_tune, save_windows, window_hashes
+from .format import RHYTHMS
+from .rules import check_tune, save_windows, window_hashes
 
 DEFAULT_OUT = Path("cache/tunes")
 SPLITS = ("train", "validation", "test")
-RHYTHMS = ("jig", "reel", "hornpipe", "polka", "waltz", "slip jig", "march", "strathspey",
-           "air", "song", "other")
 _RHYTHM_WORDS = [(r"slip[ -]?jigg?", "slip jig"), (r"jigg?", "jig"), (r"reel", "reel"),
                  (r"hornpipe|clog", "hornpipe"), (r"strathspey|fling", "strathspey"),
                  (r"polka", "polka"), (r"waltz", "waltz"), (r"air", "air"),
@@ -397,7 +396,7 @@ def prepare(out: Path = DEFAULT_OUT, workers: int = 2, limit: int | None = None)
 
 
 def load_split(name: str, out: Path = DEFAULT_OUT) -> list[dict]:
-    return read_jsonl(Path(out) / f"{name}.jsonl", "python -m poetry.tune_data prepare")
+    return read_jsonl(Path(out) / f"{name}.jsonl", "python -m poetry.tunes.data prepare")
 
 
 def training_windows(out: Path = DEFAULT_OUT, n: int = 4) -> set[int]:
@@ -409,7 +408,7 @@ def training_windows(out: Path = DEFAULT_OUT, n: int = 4) -> set[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.tune_data",
+    ap = argparse.ArgumentParser(prog="python -m poetry.tunes.data",
                                  description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="normalise music21's ABC corpus into JSONL splits")

@@ -5,8 +5,8 @@ quarter = 120 unless the tune has a Q: field), from one load: ~30 ms for a 16-ba
 music21 needs ~120 ms for the MIDI alone. The audio is a plain additive synthesiser in numpy (a
 few harmonics under a plucked envelope), 22050 Hz mono 16-bit: no soundfont, no network.
 
-    python -m poetry.render TUNE.abc [--out-dir DIR]    # writes .abc .mid .wav .svg
-    python -m poetry.render --bench                     # times ABC -> SVG + MIDI + WAV
+    python -m poetry.tunes.render TUNE.abc [--out-dir DIR]    # writes .abc .mid .wav .svg
+    python -m poetry.tunes.render --bench                     # times ABC -> SVG + MIDI + WAV
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def benchmark(abc: str = BENCH_TUNE, repeats: int = 5) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.render", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m poetry.tunes.render", description=__doc__.split("\n")[0])
     ap.add_argument("abc", nargs="?", type=Path, help="an .abc file")
     ap.add_argument("--out-dir", type=Path, default=Path("."))
     ap.add_argument("--bench", action="store_true", help="time the rendering of a 16-bar tune")

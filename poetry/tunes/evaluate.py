@@ -1,6 +1,6 @@
 """Held-out evaluation of the shipped tune model.
 
-    python -m poetry.tune_eval [--json] [--tunes 200] [--model DIR] [--data cache/tunes]
+    python -m poetry.tunes.evaluate [--json] [--tunes 200] [--model DIR] [--data cache/tunes]
     (to be wired as `python -m poetry.evaluate tune`)
 
 * Test loss: mean NLL in nats per target token (<eos> included) of the test split, sources from
@@ -29,10 +29,11 @@ import torch
 from shared.cli import run_cli
 from shared.trainer import evaluate as nll_of
 
-from . import abc, tune_data
+from . import abc
+from . import data as tune_data
 from .abc import KEY_MODES, METERS, bar_length, parse_key
-from .tune_rules import check_tune, copied_windows
-from .tune_train import pairs
+from .rules import check_tune, copied_windows
+from .train import pairs
 
 FOLK_RNN_NLL = 1.21
 MIN_RHYTHM = 20       # a meter's rhythms with fewer training tunes are not requested
@@ -85,7 +86,7 @@ def header_matches(tune: dict, req: dict) -> bool:
 
 def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1,
                        chunk: int = 50) -> dict:
-    from .tune_data import _music21_error
+    from .data import _music21_error
     jobs = [(writer.request(r["meter"], r["key"], r["rhythm"]), 1, seed * 1000 + i)
             for i, r in enumerate(reqs)]
     t0 = time.time()
@@ -178,7 +179,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .tunes import DEFAULT_DIR, TuneWriter
+    from .writer import DEFAULT_DIR, TuneWriter
     if args.tunes <= 0:
         raise ValueError(f"--tunes must be positive, got {args.tunes}")
     if args.threads:
@@ -191,7 +192,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.tune_eval", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m poetry.tunes.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap)
     return run(ap.parse_args(argv))

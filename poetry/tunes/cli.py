@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _writer(args):
-    from .tunes import DEFAULT_DIR, TuneWriter
+    from .writer import DEFAULT_DIR, TuneWriter
     return TuneWriter.load(args.model or DEFAULT_DIR)
 
 
@@ -102,7 +102,7 @@ def parse_item(item: dict) -> dict:
 
 
 def run_batch_cli(args) -> int:
-    from .tunes import check_n
+    from .writer import check_n
     if not (args.input and args.output):
         raise ValueError("a batch needs both --input and --output")
     items = read_items(args.input, "setting")

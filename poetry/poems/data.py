@@ -1,7 +1,7 @@
 """The poem corpus: regular Tang poems from npm `chinese-poetry@2.0.1`, in simplified script.
 
-    python -m poetry.poem_data prepare [--tarball PATH] [--out cache/poems] [--force]
-    python -m poetry.poem_data stats   [--out cache/poems]      # the data/README.md section
+    python -m poetry.poems.data prepare [--tarball PATH] [--out cache/poems] [--force]
+    python -m poetry.poems.data stats   [--out cache/poems]      # the data/README.md section
 
 Writes train/validation/test.jsonl ({id, title, author, form, lines, body}), stats.json and
 lines.txt: every distinct 5- or 7-character line of every Tang poem (any form, any split) for
@@ -216,7 +216,7 @@ def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
 
 
 def load_split(split: str, out: Path = OUT) -> list[dict]:
-    return read_jsonl(Path(out) / f"{split}.jsonl", "python -m poetry.poem_data prepare")
+    return read_jsonl(Path(out) / f"{split}.jsonl", "python -m poetry.poems.data prepare")
 
 
 def load_dataset(out: Path = OUT):
@@ -229,7 +229,7 @@ def load_dataset(out: Path = OUT):
 def lines_path(out: Path = OUT) -> Path:
     path = Path(out) / "lines.txt"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poem_data prepare`")
+        raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data prepare`")
     return path
 
 
@@ -244,7 +244,7 @@ def readme_section(stats: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.poem_data", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m poetry.poems.data", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="build the corpus files from the npm tarball")

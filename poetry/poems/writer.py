@@ -20,12 +20,12 @@ from shared.cli import check_count
 from shared.decoding import GenerationConfig, derive_seed, generate, pad_batch, stream
 from shared.fp16 import for_generation
 
-from .poem_rules import LineIndex, PoemConstraint, PoemSpec, make_spec
+from .format import MAX_THEME, source_text
+from .rules import LineIndex, PoemConstraint, PoemSpec, make_spec
 from .verse import get_form, is_cjk, split_poem
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "models" / "poem"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "models" / "poem"
 MAX_N = 20            # poems per request
-MAX_THEME = 10        # theme characters kept (training titles were cut to 10)
 TOP_K = 40            # sample among the 40 likeliest characters: a top-p sort over the whole
                       # vocabulary cost ~0.4 ms of a ~4 ms step (profiled)
 

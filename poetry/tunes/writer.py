@@ -8,7 +8,7 @@ batch runs, evaluation and app.
 The model writes bodies in C of the requested mode (how the corpus was normalised); the writer
 transposes the user's opening bars into C, forces them as the decoder's prefix, and transposes
 the result back to the requested key. Bar lengths, repeats, the length cap and the ban on 4-bar
-copies of training tunes are rules applied while decoding (`poetry.tune_rules.TuneConstraint`),
+copies of training tunes are rules applied while decoding (`poetry.tunes.rules.TuneConstraint`),
 not retries. `candidates` samples per wanted tune keep the best by mean log-prob per token.
 """
 from __future__ import annotations
@@ -28,11 +28,10 @@ from shared.fp16 import for_generation
 
 from . import abc
 from .abc import Key, build_tune, parse_key, parse_meter
-from .tune_data import RHYTHMS
-from .tune_rules import TuneConstraint, load_windows
-from .tune_train import source_text
+from .format import RHYTHMS, source_text
+from .rules import TuneConstraint, load_windows
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "models" / "tune"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "models" / "tune"
 MAX_N = 10            # tunes per request
 MAX_BARS = 32         # length cap (the rules close the tune in time)
 MIN_BARS = 8

@@ -1,0 +1,15 @@
+"""Folk tunes in ABC: meter + mode + rhythm (+ opening bars) -> tune body, music tokens.
+
+    format.py   setting tokens, rhythms and the source text (what training and generation share)
+    abc.py      ABC music tokens, keys, meters, normalisation, transposition
+    data.py     the corpus: music21's ABC -> cache/tunes splits     (python -m poetry.tunes.data)
+    rules.py    the tune constraint: full bars, repeats, length, no 4-bar copies; checks
+    train.py    train and export data/models/tune                   (python -m poetry.tunes.train)
+    writer.py   TuneWriter: load, write
+    render.py   ABC -> SVG (verovio), MIDI, WAV                     (python -m poetry.tunes.render)
+    cli.py      python -m poetry tune ...
+    evaluate.py held-out loss, rules on/off, speed                  (python -m poetry.evaluate tune)
+"""
+from .writer import DEFAULT_DIR, MAX_N, TuneWriter
+
+__all__ = ["DEFAULT_DIR", "MAX_N", "TuneWriter"]
