@@ -18,14 +18,32 @@ from pathlib import Path
 
 import gradio as gr
 
-from poetry.poems import DEFAULT_DIR as POEM_DIR
-from poetry.poems import MAX_N, PoemWriter
+from chatbot import cli as chat_cli
+from chatbot.bot import Bot
+from poetry.poems import MAX_N as MAX_POEMS
+from poetry.poems import PoemWriter
+from poetry.poems import cli as poem_cli
 from poetry.poems.verse import FORMS
+from poetry.tunes import MAX_N as MAX_TUNES
+from poetry.tunes import TuneWriter
+from poetry.tunes import cli as tune_cli
+from poetry.tunes.abc import METERS
+from poetry.tunes.writer import known_rhythms
 
-ROOT = Path(__file__).resolve().parent
-TUNE_DIR = ROOT / "data" / "models" / "tune"
-CHAT_DIR = ROOT / "data" / "models" / "chat"
 FORM_CHOICES = [(f"{f.zh} ({f.name})", f.name) for f in FORMS.values()]
+WRITERS = {"chat": Bot, "poem": PoemWriter, "tune": TuneWriter}
+# the model folder of each task (None = its shipped model); build_app may point elsewhere
+MODEL_DIRS: dict[str, Path | None] = {task: None for task in WRITERS}
+
+
+@lru_cache(maxsize=None)
+def _load(task: str, model_dir: Path | None):
+    return WRITERS[task].load(model_dir)
+
+
+def writer(task: str):
+    """The task's writer, loaded once per process and model folder."""
+    return _load(task, MODEL_DIRS[task])
 
 
 def _user_error(e: Exception) -> gr.Error:
@@ -53,105 +71,93 @@ def _text(content) -> str:
     return "" if content is None else str(content)
 
 
-def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR,
-              chat_dir: str | Path = CHAT_DIR) -> gr.Blocks:
-    @lru_cache(maxsize=1)
-    def bot():
-        from chatbot.bot import Bot
-        return Bot.load(chat_dir)
+def chat(message, history, temperature, seed):
+    """Streams the reply as it grows; the bot sees the conversation's recent turns."""
+    turns = [_text(m.get("content")) for m in history or [] if isinstance(m, dict)]
+    try:
+        yield from writer("chat").stream(turns + [_text(message)], temperature=float(temperature),
+                                         seed=_seed(seed))
+    except (ValueError, FileNotFoundError) as e:
+        raise _user_error(e) from None
 
-    def chat(message, history, temperature, seed):
-        """Streams the reply as it grows; the bot sees the conversation's recent turns."""
-        turns = [_text(m.get("content")) for m in history or [] if isinstance(m, dict)]
-        try:
-            for partial in bot().stream(turns + [_text(message)], temperature=float(temperature),
-                                        seed=_seed(seed)):
-                yield partial
-        except (ValueError, FileNotFoundError) as e:
-            raise _user_error(e) from None
 
-    def reply(conversation: list[str], temperature: float = 0.8, seed: str = "") -> str:
-        """The bot's next turn after `conversation` (the turns so far, the last one yours):
-        for scripts that keep the conversation themselves."""
-        try:
-            return bot().reply(list(conversation or []), temperature=float(temperature),
-                               seed=_seed(seed))
-        except (ValueError, FileNotFoundError) as e:
-            raise _user_error(e) from None
+def reply(conversation: list[str], temperature: float = 0.8, seed: str = "") -> str:
+    """The bot's next turn after `conversation` (the turns so far, the last one yours):
+    for scripts that keep the conversation themselves."""
+    try:
+        return writer("chat").reply(list(conversation or []), temperature=float(temperature),
+                                    seed=_seed(seed))
+    except (ValueError, FileNotFoundError) as e:
+        raise _user_error(e) from None
 
-    @lru_cache(maxsize=1)
-    def poem_writer() -> PoemWriter:
-        return PoemWriter.load(poem_dir)
 
-    @lru_cache(maxsize=1)
-    def tune_writer():
-        from poetry.tunes import TuneWriter
-        return TuneWriter.load(tune_dir)
+def _show_poems(poems: list[dict]) -> str:
+    return "\n\n".join(p["poem"].replace("。", "。\n").replace("，", "，\n").strip()
+                        + f"\n(score {p['score']:.3f})" for p in poems)
 
-    def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, seed):
-        """Streams the first poem character by character, then shows all n poems."""
-        try:
-            writer = poem_writer()
-            kw = dict(form=form, acrostic=acrostic or None, start=start or None,
-                      rhyme=bool(rhyme), tones="strict" if strict else None,
-                      temperature=float(temperature), seed=_seed(seed))
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                if int(n) == 1:
-                    for partial in writer.stream(theme, **kw):
-                        yield partial, ""
-                poems = writer.write(theme, n=int(n), **kw)
-        except ValueError as e:
-            raise _user_error(e) from None
-        notes = "\n".join(f"⚠ {w.message}" for w in caught)
-        text = "\n\n".join(p["poem"].replace("。", "。\n").replace("，", "，\n").strip()
-                           + f"\n(score {p['score']:.3f})" for p in poems)
-        yield text, notes
 
-    def write_tunes(meter, key, rhythm, start, n, temperature, seed):
-        from poetry.tunes.render import to_svg, to_wav
-        try:
-            tunes = tune_writer().write(meter=meter, key=key, rhythm=rhythm or None,
-                                        start=start or None, n=int(n),
-                                        temperature=float(temperature),
-                                        seed=_seed(seed))
-        except ValueError as e:
-            raise _user_error(e) from None
-        abc = "\n\n".join(t["abc"] for t in tunes)
-        first = tunes[0]["abc"]
-        out = Path(tempfile.mkdtemp(prefix="shiyu-tune-")) / "tune.abc"
-        out.write_text(abc, encoding="utf-8")
-        return abc, to_svg(first), to_wav(first), str(out)
+def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, seed):
+    """Streams the first poem character by character, then shows all n poems."""
+    kw = dict(form=form, acrostic=acrostic or None, start=start or None, rhyme=bool(rhyme),
+              tones="strict" if strict else None, temperature=float(temperature),
+              seed=_seed(seed))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if int(n) == 1:
+                for partial in writer("poem").stream(theme, **kw):
+                    yield partial, ""
+            poems = writer("poem").write(theme, n=int(n), **kw)
+    except ValueError as e:
+        raise _user_error(e) from None
+    yield _show_poems(poems), "\n".join(f"⚠ {w.message}" for w in caught)
 
-    def run_batch(file, task, form, n, seed):
-        if file is None:
-            raise gr.Error("upload a file: one theme per line, or JSONL items")
-        out = Path(tempfile.mkdtemp(prefix="shiyu-batch-")) / f"{task}s.jsonl"
-        args = ["--input", file, "--output", str(out), "-n", str(int(n)), "--seed",
-                str(int(seed))]
-        if task == "chat":
-            from chatbot.cli import main as cli
-            args += ["--model", str(chat_dir)]
-        else:
-            from poetry.cli import main as cli
-            args = [task] + args + (["--form", form, "--model", str(poem_dir)]
-                                    if task == "poem" else ["--model", str(tune_dir)])
-        try:
-            cli(args)
-        except (ValueError, FileNotFoundError) as e:
-            raise _user_error(e) from None
-        lines = out.read_text(encoding="utf-8").splitlines()
-        errors = sum('"error"' in x for x in lines)
-        return str(out), f"{len(lines)} items, {errors} with errors"
 
-    def model_info():
-        cards = {}
-        for name, d in (("chat", chat_dir), ("poem", poem_dir), ("tune", tune_dir)):
-            p = Path(d) / "card.json"
-            cards[name] = json.loads(p.read_text(encoding="utf-8")) if p.exists() else \
-                {"error": f"{p} is missing"}
-        return cards
+def write_tunes(meter, key, rhythm, start, n, temperature, seed):
+    from poetry.tunes.render import to_svg, to_wav
+    try:
+        tunes = writer("tune").write(meter=meter, key=key, rhythm=rhythm or None,
+                                     start=start or None, n=int(n),
+                                     temperature=float(temperature), seed=_seed(seed))
+    except ValueError as e:
+        raise _user_error(e) from None
+    abc = "\n\n".join(t["abc"] for t in tunes)
+    first = tunes[0]["abc"]
+    out = Path(tempfile.mkdtemp(prefix="shiyu-tune-")) / "tune.abc"
+    out.write_text(abc, encoding="utf-8")
+    return abc, to_svg(first), to_wav(first), str(out)
 
+
+def run_batch(file, task, form, n, seed):
+    """The task's batch convention, in this process with the loaded writer."""
+    if file is None:
+        raise gr.Error("upload a file: one theme per line, or JSONL items")
+    out = Path(tempfile.mkdtemp(prefix="shiyu-batch-")) / f"{task}s.jsonl"
+    run = {"chat": chat_cli.batch, "poem": poem_cli.batch, "tune": tune_cli.batch}[task]
+    options = {"form": form} if task == "poem" else {}
+    try:
+        summary = run(writer(task), file, out, n=int(n), seed=int(seed), progress=False,
+                      **options)
+    except (ValueError, FileNotFoundError) as e:
+        raise _user_error(e) from None
+    return str(out), f"{summary['items']} items, {summary['errors']} with errors"
+
+
+def _card(task: str) -> dict:
+    p = Path(MODEL_DIRS[task] or WRITERS[task].default_dir()) / "card.json"
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else \
+        {"error": f"{p} is missing"}
+
+
+def model_info():
+    return {task: _card(task) for task in WRITERS}
+
+
+def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = None,
+              chat_dir: str | Path | None = None) -> gr.Blocks:
+    """The Blocks app; each *_dir overrides that task's shipped model folder."""
+    for task, d in (("chat", chat_dir), ("poem", poem_dir), ("tune", tune_dir)):
+        MODEL_DIRS[task] = Path(d) if d else None
     with gr.Blocks(title="Shiyu 诗语") as demo:
         gr.Markdown("# Shiyu 诗语\nChat, classical Chinese poems and folk tunes from one "
                     "LSTM seq2seq core, trained on public corpora, running on a CPU.")
@@ -169,7 +175,7 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR,
                 with gr.Column():
                     theme = gr.Textbox(label="Theme 主题", value="明月", max_length=40)
                     form = gr.Dropdown(FORM_CHOICES, value="qijue", label="Form 体裁")
-                    n = gr.Slider(1, MAX_N, value=1, step=1, label="Poems")
+                    n = gr.Slider(1, MAX_POEMS, value=1, step=1, label="Poems")
                     acrostic = gr.Textbox(label="Acrostic 藏头 (one character per line)")
                     start = gr.Textbox(label="Opening line(s) 首句")
                     with gr.Row():
@@ -186,14 +192,12 @@ def build_app(poem_dir: str | Path = POEM_DIR, tune_dir: str | Path = TUNE_DIR,
         with gr.Tab("Tunes 曲"):
             with gr.Row():
                 with gr.Column():
-                    meter = gr.Dropdown(["2/4", "3/4", "4/4", "6/8", "9/8", "2/2", "3/8", "6/4",
-                                         "3/2", "4/2"], value="6/8", label="Meter")
+                    meter = gr.Dropdown(list(METERS), value="6/8", label="Meter")
                     key = gr.Textbox(value="Dmaj", label="Key (ABC, e.g. D, Ador, Emin, Gmix)")
-                    rhythm = gr.Dropdown(["", "jig", "reel", "hornpipe", "march", "strathspey",
-                                          "slip jig", "air", "song", "other"], value="jig",
-                                         label="Rhythm")
+                    rhythm = gr.Dropdown([("(the meter's most common)", "")] + known_rhythms(_card("tune")),
+                                         value="jig", label="Rhythm")
                     tstart = gr.Textbox(label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
-                    tn = gr.Slider(1, 5, value=1, step=1, label="Tunes")
+                    tn = gr.Slider(1, MAX_TUNES, value=1, step=1, label="Tunes")
                     ttemp = gr.Slider(0.5, 1.5, value=1.0, step=0.05, label="Temperature")
                     tseed = gr.Textbox(value="", label="Seed (empty = random)")
                     tgo = gr.Button("Compose 作曲", variant="primary")

@@ -16,14 +16,14 @@ import json
 import sys
 
 from shared.batch import item_seed, read_items, run_batch
-from shared.cli import check_count, run_cli
+from shared.cli import run_cli
 
 ITEM_KEYS = {"message", "history", "n", "seed"}
 
 
 def _bot(args):
-    from .bot import DEFAULT_DIR, Bot
-    return Bot.load(args.model or DEFAULT_DIR)
+    from .bot import Bot
+    return Bot.load(args.model)
 
 
 def talk(bot, args, stdin=sys.stdin, stdout=sys.stdout) -> int:
@@ -51,21 +51,27 @@ def talk(bot, args, stdin=sys.stdin, stdout=sys.stdout) -> int:
 
 
 def run_batch_file(bot, args) -> int:
-    from .bot import MAX_N, clean_history
     if not (args.input and args.output):
         raise ValueError("a batch needs both --input and --output")
-    items = read_items(args.input, "message")
+    batch(bot, args.input, args.output, n=args.n, temperature=args.temperature,
+          top_p=args.top_p, seed=args.seed or 0)
+    return 0
+
+
+def batch(bot, input, output, n: int = 1, temperature: float = 0.8, top_p: float = 0.9,
+          seed: int = 0, progress: bool = True) -> dict:
+    """The batch convention (shared/batch.py) for chat: item fields override these defaults."""
+    from .bot import clean_history
 
     def make_job(i: int, item: dict):
         if "history" in item and "message" in item:
             raise ValueError("give either 'message' or 'history', not both")
         turns = clean_history(item["history"] if "history" in item else item.get("message", ""))
-        return turns, check_count(item.get("n", args.n), MAX_N, "replies"), \
-            item_seed(item, args.seed or 0, i)
+        return turns, bot.check_n(item.get("n", n)), item_seed(item, seed, i)
 
-    run_batch(items, args.output, "replies", make_job,
-              lambda jobs: bot.generate(jobs, args.temperature, args.top_p), known_keys=ITEM_KEYS)
-    return 0
+    return run_batch(read_items(input, "message"), output, "replies", make_job,
+                     lambda jobs: bot.generate(jobs, temperature, top_p=top_p),
+                     known_keys=ITEM_KEYS, progress=progress)
 
 
 def main(argv=None) -> int:

@@ -114,9 +114,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(chat_data.OUT))
     ap.add_argument("--skip-ngram", action="store_true", help="skip the perplexities")
     args = ap.parse_args(argv)
-    from .bot import DEFAULT_DIR, Bot
-    bot = Bot.load(args.model or DEFAULT_DIR)
-    report = {"task": "chat", "model": str(args.model or DEFAULT_DIR),
+    from .bot import Bot
+    bot = Bot.load(args.model)
+    report = {"task": "chat", "model": str(args.model or Bot.default_dir()),
               "threads": torch.get_num_threads()}
     if not args.skip_ngram:
         report["perplexity"] = perplexities(bot, Path(args.data))

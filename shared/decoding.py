@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import random
 from dataclasses import dataclass
 from typing import Iterator, Literal, Optional, Protocol, Sequence
@@ -17,6 +18,10 @@ from typing import Iterator, Literal, Optional, Protocol, Sequence
 import torch
 
 from .model import Seq2Seq
+from .rules import NoRepeatNGram, RepetitionPenalty
+
+
+TEMPERATURES = (0.01, 100.0)     # outside, the division overflows or rounds to nothing
 
 
 @dataclass
@@ -34,20 +39,37 @@ class GenerationConfig:
     bf16: bool = False             # run the model under CPU bf16 autocast
 
     def validate(self) -> None:
+        """The one check of the sampling parameters (writers, CLIs and the app rely on it)."""
+        def number(x) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        lo, hi = TEMPERATURES
+        if not (number(self.temperature) and lo <= self.temperature <= hi):
+            raise ValueError(f"temperature must be a number from {lo} to {hi:g}, "
+                             f"got {self.temperature!r}")
+        if not (number(self.top_p) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not (number(self.repetition_penalty) and self.repetition_penalty > 0):
+            raise ValueError(f"repetition_penalty must be a positive number, got "
+                             f"{self.repetition_penalty!r}")
         if self.max_len <= 0:
             raise ValueError(f"max_len must be positive, got {self.max_len}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0 or self.beam_size < 1 or self.no_repeat_ngram < 0:
             raise ValueError("top_k and no_repeat_ngram must be >= 0, beam_size >= 1")
-        if self.repetition_penalty <= 0:
-            raise ValueError("repetition_penalty must be positive")
+
+    def processors(self, pad_id: int) -> list:
+        """The soft rules this configuration asks for (shared/rules.py), in the order they run."""
+        out: list = []
+        if self.repetition_penalty != 1.0:
+            out.append(RepetitionPenalty(self.repetition_penalty, pad_id))
+        if self.no_repeat_ngram > 0:
+            out.append(NoRepeatNGram(self.no_repeat_ngram))
+        return out
 
 
 class Constraint(Protocol):
-    """Batched, incremental task rules. Rows are sequences being decoded (beams included)."""
+    """Batched, incremental task rules. Rows are sequences being decoded (beams included).
+    Small reusable ones and their combination (`AllOf`) live in shared/rules.py."""
 
     def begin(self, rows: torch.Tensor) -> Optional[torch.Tensor]:
         """rows[r] = index of the input item row r decodes. Returns the first step's mask
@@ -77,22 +99,47 @@ class Generation:
 @dataclass
 class StepOutput:
     tokens: torch.Tensor           # (R,) tokens chosen this step (pad after <eos>)
-    finished: torch.Tensor         # (R,) bool
+    finished: torch.Tensor         # (R,) bool, after this step
+    live: torch.Tensor             # (R,) bool: the row was still generating at this step
+    logp: torch.Tensor             # (R,) the model's log-prob of the chosen token (raw, T = 1)
+    kept: Optional[torch.Tensor]   # (R,) probability mass the hard rules kept, None if no rule
+
+
+class Collector:
+    """Accumulates `StepOutput`s into sequences and scores: what `generate` returns, and what a
+    streaming caller reads while decoding goes on (the same numbers either way)."""
+
+    def __init__(self, rows: int, eos_id: int, pad_id: int):
+        self.eos, self.pad = eos_id, pad_id
+        self.tokens: list[list[int]] = [[] for _ in range(rows)]
+        self.logp, self.count = torch.zeros(rows), torch.zeros(rows)
+        self.finished = [False] * rows
+        self.kept: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def add(self, step: StepOutput) -> None:
+        self.logp += torch.where(step.live, step.logp, 0.0)
+        self.count += step.live.float()
+        for seq, t, live in zip(self.tokens, step.tokens.tolist(), step.live.tolist()):
+            if live and t not in (self.eos, self.pad):
+                seq.append(t)
+        self.finished = step.finished.tolist()
+        if step.kept is not None:
+            self.kept.append((step.kept, step.live))
+
+    def scores(self) -> list[float]:
+        return (self.logp / self.count.clamp(min=1)).tolist()
+
+    def result(self) -> Generation:
+        removed, steps = 0.0, 0
+        if self.kept:
+            kept, live = (torch.stack(x) for x in zip(*self.kept))
+            steps = int(live.sum())
+            removed = float((1 - kept)[live].sum()) / max(steps, 1)
+        return Generation(self.tokens, self.scores(), self.finished, removed, steps)
 
 
 def _autocast(enabled: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
-
-
-def _block_ngrams(logits: torch.Tensor, history: list[list[int]], n: int) -> None:
-    """In place: forbid each row's tokens that would repeat one of its n-grams."""
-    for r, hist in enumerate(history):
-        if len(hist) >= n - 1:
-            prefix = tuple(hist[len(hist) - n + 1:]) if n > 1 else ()
-            banned = [hist[j + n - 1] for j in range(len(hist) - n + 1)
-                      if tuple(hist[j:j + n - 1]) == prefix]
-            if banned:
-                logits[r, banned] = float("-inf")
 
 
 def _sample(logits: torch.Tensor, cfg: GenerationConfig, u: torch.Tensor) -> torch.Tensor:
@@ -132,80 +179,59 @@ class _Decoder:
         self.mask = constraint.begin(rows) if constraint is not None else None
         self.prev = torch.full((self.R,), bos_id, dtype=torch.long)
         self.finished = torch.zeros(self.R, dtype=torch.bool)
-        self.penalties = cfg.repetition_penalty != 1.0 or cfg.no_repeat_ngram > 0
-        self.history: list[list[int]] = [[] for _ in range(self.R)]   # kept for n-gram blocking
-        self.seen: Optional[torch.Tensor] = None    # (R, V) tokens generated, for the penalty
-        self.kept: list[tuple[torch.Tensor, torch.Tensor]] = []   # (mass the rules kept, live)
+        self.processors = cfg.processors(pad_id)
+        self.history = torch.zeros(self.R, 0, dtype=torch.long)   # kept for the processors
         self.never: Optional[torch.Tensor] = None   # (V,) 0, or -inf for pad, bos and unk
+        self.kept: Optional[torch.Tensor] = None    # (R,) mass the rules kept at this step
 
     def logits(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (raw log-probs, processed log-probs) for the next token, both (R, V)."""
+        """Returns (raw log-probs, processed log-probs) for the next token, both (R, V):
+        hard rules (never <pad>/<bos>/<unk>, the constraint's mask), then soft processors."""
         with torch.no_grad(), _autocast(self.cfg.bf16):
             logits, self.state = self.model.decode_step(self.prev, self.state)
         raw = logits.float().log_softmax(-1)
         if self.never is None:
             self.never = torch.zeros(raw.size(1))
             self.never[[self.pad, self.bos, self.unk]] = float("-inf")
-        rule = (lambda x: x) if self.mask is None else \
-            (lambda x: x.masked_fill(~self.mask, float("-inf")))
-        ruled = rule(raw)
+        hard = self.never if self.mask is None else self.never.masked_fill(~self.mask,
+                                                                           float("-inf"))
+        allowed = raw + hard
         if self.mask is not None:
-            self.kept.append((ruled.exp().sum(-1), ~self.finished))
-        allowed = ruled + self.never
+            self.kept = raw.masked_fill(~self.mask, float("-inf")).exp().sum(-1)
         out = allowed
-        if self.penalties:
+        if self.processors:
             scores = logits.float()
-            p = self.cfg.repetition_penalty
-            if p != 1.0:
-                # CTRL, on the logits (on log-probs a near-certain repeat would go unpunished):
-                # a seen token's logit is divided by p when positive, else multiplied by p
-                if self.seen is None:
-                    self.seen = torch.zeros(scores.shape, dtype=torch.bool)
-                scores = torch.where(self.seen, torch.where(scores > 0, scores / p, scores * p),
-                                     scores)
-            out = rule(scores.log_softmax(-1)) + self.never
-            if self.cfg.no_repeat_ngram > 0:
-                _block_ngrams(out, self.history, self.cfg.no_repeat_ngram)
-        if self.mask is not None or self.penalties:
+            for p in self.processors:
+                scores = p(self.history, scores)
+            out = scores.log_softmax(-1) + hard
             dead = torch.isneginf(out.amax(-1))
             if bool(dead.any()):
-                # rules outrank penalties: where penalties removed every allowed token, keep
-                # the rule; a rule that allows nothing at all ends the row
-                out[dead] = allowed[dead]
-                empty = dead & torch.isneginf(allowed.amax(-1))
+                out[dead] = allowed[dead]       # soft rules yield to the hard ones
+        if self.mask is not None:
+            empty = torch.isneginf(out.amax(-1))
+            if bool(empty.any()):               # a rule that allows nothing ends the row
                 out[empty, self.eos] = 0.0
         return raw, out
 
-    def removed_mass(self) -> tuple[float, int]:
-        """(mean probability mass per live step that the rules removed, live steps)."""
-        if not self.kept:
-            return 0.0, 0
-        kept, live = (torch.stack(x) for x in zip(*self.kept))
-        steps = int(live.sum())
-        return float((1 - kept)[live].sum()) / max(steps, 1), steps
-
-    def advance(self, tokens: torch.Tensor) -> None:
+    def advance(self, tokens: torch.Tensor, logp: Optional[torch.Tensor] = None) -> StepOutput:
+        """Feed the chosen tokens (R,); logp: their raw log-probs (R,), for the step's record."""
+        live = ~self.finished
         tokens = tokens.masked_fill(self.finished, self.pad)
-        if self.seen is not None:
-            self.seen.scatter_(1, tokens.view(-1, 1), True)
-            self.seen[:, self.pad] = False
-        if self.cfg.no_repeat_ngram > 0:
-            for r, (t, done) in enumerate(zip(tokens.tolist(), self.finished.tolist())):
-                if not done:
-                    self.history[r].append(t)
+        if self.processors:
+            self.history = torch.cat([self.history, tokens.view(-1, 1)], 1)
         self.finished = self.finished | tokens.eq(self.eos)
         self.prev = tokens
+        kept, self.kept = self.kept, None
         if self.constraint is not None:
             self.mask = self.constraint.step(tokens)
+        return StepOutput(tokens, self.finished, live,
+                          torch.zeros(self.R) if logp is None else logp, kept)
 
     def reorder(self, index: torch.Tensor) -> None:
         self.state = self.state.select(index)
         self.finished = self.finished[index]
         self.prev = self.prev[index]
-        if self.seen is not None:
-            self.seen = self.seen[index]
-        if self.cfg.no_repeat_ngram > 0:
-            self.history = [list(self.history[i]) for i in index.tolist()]
+        self.history = self.history[index]
         if self.mask is not None:
             self.mask = self.mask[index]
         if self.constraint is not None:
@@ -223,8 +249,7 @@ def _seeds(n: int, cfg: GenerationConfig, seeds: Optional[Sequence[int]]) -> lis
 
 def stream(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, cfg: GenerationConfig,
            *, bos_id: int, eos_id: int, pad_id: int = 0, constraint=None,
-           seeds: Optional[Sequence[int]] = None, _stats: Optional[dict] = None
-           ) -> Iterator[StepOutput]:
+           seeds: Optional[Sequence[int]] = None) -> Iterator[StepOutput]:
     """Greedy or sampled decoding of a batch, one `StepOutput` per step.
     Each row draws from its own generator seeded by `seeds[i]`, so row i's output does not
     depend on the other rows (up to fp32 rounding of batched matmuls)."""
@@ -235,7 +260,6 @@ def stream(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, cfg: Genera
     B = src.size(0)
     gens = [random.Random(s) for s in _seeds(B, cfg, seeds)]
     dec = _Decoder(model, src, src_len, cfg, constraint, torch.arange(B), bos_id, eos_id, pad_id)
-    chosen: list[tuple[torch.Tensor, torch.Tensor]] = []     # (raw log-prob, live) per step
     for _ in range(cfg.max_len):
         raw, logits = dec.logits()
         if cfg.strategy == "greedy":
@@ -243,16 +267,10 @@ def stream(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, cfg: Genera
         else:
             u = torch.tensor([[1.0 - g.random()] for g in gens])      # (B, 1) in (0, 1]
             tokens = _sample(logits, cfg, u)
-        chosen.append((raw.gather(1, tokens.view(B, 1)).view(B), ~dec.finished))
-        dec.advance(tokens)
-        yield StepOutput(dec.prev, dec.finished)
+        step = dec.advance(tokens, raw.gather(1, tokens.view(B, 1)).view(B))
+        yield step
         if bool(dec.finished.all()):
             break
-    if _stats is not None:
-        logp, live = (torch.stack(x) for x in zip(*chosen))
-        scores = torch.where(live, logp, 0.0).sum(0) / live.sum(0).clamp(min=1)
-        removed, steps = dec.removed_mass()
-        _stats.update(scores=scores.tolist(), removed=removed, steps=steps)
 
 
 def _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id) -> Generation:
@@ -265,6 +283,7 @@ def _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id) -> Gener
     lengths = torch.zeros(R)
     beam_logp.view(B, K)[:, 1:] = float("-inf")   # all beams start identical: keep one
     tokens_hist = torch.zeros(R, 0, dtype=torch.long)
+    removed = Collector(R, eos_id, pad_id)         # only its record of the rules' mass is used
 
     def norm(s, n):
         return s / ((5.0 + n) / 6.0) ** cfg.length_penalty
@@ -290,11 +309,12 @@ def _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id) -> Gener
         lengths = lengths[src_beam] + (~fin[src_beam]).float()
         tokens_hist = torch.cat([tokens_hist[src_beam], tok.view(R, 1)], 1)
         dec.reorder(src_beam)
-        dec.advance(tok)
+        removed.add(dec.advance(tok))
         if bool(dec.finished.all()):
             break
     best = norm(beam_logp, lengths).view(B, K).argmax(-1) + torch.arange(B) * K
-    out = Generation([], [], [], *dec.removed_mass())
+    rec = removed.result()
+    out = Generation([], [], [], rec.removed_mass, rec.steps)
     for r in best.tolist():
         seq = [t for t in tokens_hist[r].tolist() if t not in (eos_id, pad_id)]
         out.tokens.append(seq)
@@ -311,16 +331,11 @@ def generate(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, cfg: Gene
     if cfg.strategy == "beam":
         model.eval()
         return _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id)
-    stats: dict = {}
-    seqs: list[list[int]] = [[] for _ in range(src.size(0))]
-    finished = [False] * src.size(0)
+    out = Collector(src.size(0), eos_id, pad_id)
     for step in stream(model, src, src_len, cfg, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id,
-                       constraint=constraint, seeds=seeds, _stats=stats):
-        for seq, t, done in zip(seqs, step.tokens.tolist(), finished):
-            if not done and t not in (eos_id, pad_id):
-                seq.append(t)
-        finished = step.finished.tolist()
-    return Generation(seqs, stats["scores"], finished, stats["removed"], stats["steps"])
+                       constraint=constraint, seeds=seeds):
+        out.add(step)
+    return out.result()
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from app import TUNE_DIR, _text, build_app
+from app import _text, build_app
 
 
 def free_port() -> int:
@@ -17,7 +17,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def client(poem_model_dir, chat_model_dir):
-    demo = build_app(poem_dir=poem_model_dir, tune_dir=TUNE_DIR,     # the shipped tune model
+    demo = build_app(poem_dir=poem_model_dir, tune_dir=None,     # the shipped tune model
                      chat_dir=chat_model_dir)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from poetry.poems import verse as v
-from poetry.poems.rules import LineIndex, PoemConstraint, make_spec, parse_start
+from poetry.poems.rules import LineIndex, make_spec, parse_start, poem_rules
 from shared.tokenizers import CharTokenizer
 
 FIX = Path(__file__).parent / "fixtures" / "poems"
@@ -29,7 +29,7 @@ def index() -> LineIndex:
     return LineIndex(CORPUS)
 
 
-def run(c: PoemConstraint, tok, rows, seed=0, bias=None, reorder=False):
+def run(c, tok, rows, seed=0, bias=None, reorder=False):
     """A decode loop over the Constraint API: begin -> pick an allowed token -> step.
     `bias(step)` -> (V,) favours tokens (to steer toward corpus lines); `reorder` shuffles rows with
     replacement every step, as beam search does."""
@@ -86,19 +86,19 @@ def test_random_decoding_always_valid(tok, index, form, tones):
              make_spec(form, rhyme=False, tones=tones, tokenizer=tok),
              make_spec(form, acrostic=start[0] + heads[1:], start=start.split("，")[0],
                        tones=tones, tokenizer=tok)]
-    c = PoemConstraint(tok, specs, index)
+    c = poem_rules(tok, specs, index)
     rows = torch.arange(len(specs)).repeat_interleave(4)
     for seed in range(3):
         texts = run(c, tok, rows, seed=seed)
         for r, text in enumerate(texts):
             assert_valid(text, specs[int(rows[r])], index)
-    assert c.relaxed == 0
+    assert c.rules[-1].relaxed == 0
 
 
 def test_beam_reorder_keeps_rows_consistent(tok, index):
     specs = [make_spec(f, acrostic="春夏秋冬风花雪月"[:v.FORMS[f].lines], tones="strict")
              for f in FORMS]
-    c = PoemConstraint(tok, specs, index)
+    c = poem_rules(tok, specs, index)
     rows = torch.arange(len(specs)).repeat_interleave(4)
     for seed in range(3):
         texts = run(c, tok, rows, seed=seed, reorder=True)
@@ -115,17 +115,17 @@ def test_novelty_blocks_corpus_and_repeated_lines(tok, index):
         b[tok.stoi["白日依山尽，"[step % 6]]] = 10.0
         return b
 
-    c = PoemConstraint(tok, [make_spec("wujue", rhyme=False)], index)
+    c = poem_rules(tok, [make_spec("wujue", rhyme=False)], index)
     lines = v.split_poem(run(c, tok, torch.tensor([0]), bias=bias)[0])
     assert lines[0].startswith("白日依山") and lines[0] != "白日依山尽"
     assert len(set(lines)) == 4                    # the favoured line would repeat otherwise
     # the user's own start line may be a corpus line
-    c = PoemConstraint(tok, [make_spec("wujue", start="白日依山尽")], index)
+    c = poem_rules(tok, [make_spec("wujue", start="白日依山尽")], index)
     assert v.split_poem(run(c, tok, torch.tensor([0]), bias=bias)[0])[0] == "白日依山尽"
 
 
 def test_first_line_rhyme_is_followed(tok, index):
-    c = PoemConstraint(tok, [make_spec("wulv", start="床前明月光")], index)
+    c = poem_rules(tok, [make_spec("wulv", start="床前明月光")], index)
     for seed in range(5):
         lines = v.split_poem(run(c, tok, torch.tensor([0]), seed=seed)[0])
         assert all("唐" in v.level_rhyme_groups(x[-1]) for x in lines[1::2]), lines
@@ -134,27 +134,27 @@ def test_first_line_rhyme_is_followed(tok, index):
 def test_relaxes_instead_of_dead_end(index):
     # Only oblique characters: rhyme is impossible, so it is relaxed, format is kept.
     tok = CharTokenizer(list("月雪木柳水，。"))
-    c = PoemConstraint(tok, [make_spec("wujue", tones="strict")], index)
+    c = poem_rules(tok, [make_spec("wujue", tones="strict")], index)
     text = run(c, tok, torch.tensor([0]))[0]
-    assert len(v.split_poem(text)) == 4 and c.relaxed > 0
+    assert len(v.split_poem(text)) == 4 and c.rules[-1].relaxed > 0
     # One character: lines must repeat, so the within-poem novelty rule gives way last.
     tok = CharTokenizer(list("山，。"))
-    c = PoemConstraint(tok, [make_spec("qijue", rhyme=False)], index)
+    c = poem_rules(tok, [make_spec("qijue", rhyme=False)], index)
     assert run(c, tok, torch.tensor([0]))[0] == "山山山山山山山，山山山山山山山。" * 2
     # Rhyme allows only 天, which novelty bans along with a character rhyme had excluded:
     # counting must see the mask empty (a dead end) and relax, not trust a partial overlap.
     tok = CharTokenizer(list("天月，。"))
-    c = PoemConstraint(tok, [make_spec("wujue", start="天天天天天")], LineIndex(["天天天天月"]))
+    c = poem_rules(tok, [make_spec("wujue", start="天天天天天")], LineIndex(["天天天天月"]))
 
     def bias(step):
         return torch.tensor([0, 0, 0, 0, 5.0, 0, 0, 0])     # always prefer 天
 
     assert run(c, tok, torch.tensor([0]), bias=bias)[0].startswith("天天天天天，天天天天")
-    assert c.relaxed > 0
+    assert c.rules[-1].relaxed > 0
 
 
 def test_finished_rows_and_unexpected_tokens(tok, index):
-    c = PoemConstraint(tok, [make_spec("wujue")], index)
+    c = poem_rules(tok, [make_spec("wujue")], index)
     m = c.begin(torch.tensor([0]))
     m = c.step(torch.tensor([tok.eos_id]))           # an early <eos> (e.g. from max_len logic)
     assert m[0].nonzero().flatten().tolist() == [tok.eos_id]
@@ -190,7 +190,7 @@ def test_with_shared_decoding(tok, index):
     for strategy in ("sample", "beam"):
         cfg = decoding.GenerationConfig(strategy=strategy, max_len=80, seed=1, beam_size=3)
         out = decoding.generate(Model(), src, src_len, cfg, bos_id=tok.bos_id,
-                                eos_id=tok.eos_id, constraint=PoemConstraint(tok, specs, index))
+                                eos_id=tok.eos_id, constraint=poem_rules(tok, specs, index))
         assert all(out.finished)
         for spec, ids in zip(specs, out.tokens):
             assert_valid(tok.decode(ids), spec, index)
@@ -215,7 +215,7 @@ def test_validation_messages(tok):
         with pytest.raises(ValueError, match=msg):
             make_spec(tokenizer=tok, **kwargs)
     with pytest.raises(ValueError, match="not in the vocabulary"):
-        PoemConstraint(tok, [make_spec("wujue", acrostic="春夏秋齉")])
+        poem_rules(tok, [make_spec("wujue", acrostic="春夏秋齉")])
 
 
 def test_line_index(tmp_path):

@@ -6,7 +6,7 @@ import torch
 
 from poetry.tunes import abc
 from poetry.tunes.abc import METERS
-from poetry.tunes.rules import (START, TuneConstraint, check_structure, check_tune,
+from poetry.tunes.rules import (START, TuneConstraint, tune_rules, check_structure, check_tune,
                                copied_windows, repeat_step, window_hashes)
 from shared.tokenizers import RegexTokenizer
 
@@ -118,9 +118,9 @@ def test_eager_and_reluctant_models_still_end_properly(tok):
 
 def test_prefix_is_forced_and_checked(tok):
     prefix = tok.encode("|:G|c3cde|")
-    c = TuneConstraint(tok, ["6/8"], max_bars=8, prefixes=[prefix])
-    body = decode(c, tok, 1, random_logits(tok))[0]
+    body = decode(tune_rules(tok, ["6/8"], [prefix], max_bars=8), tok, 1, random_logits(tok))[0]
     assert body.startswith("|:G|c3cde|") and not check_tune(body, "6/8")
+    c = TuneConstraint(tok, ["6/8"], max_bars=8)
     assert c.check_prefix(prefix) is None
     assert "breaks" in c.check_prefix(tok.encode("c8|"))      # 8 eighths in 6/8
     assert c.check_prefix(tok.encode(":|")) is not None

@@ -9,6 +9,6 @@
     cli.py      python -m poetry poem ...
     evaluate.py held-out perplexity, rules on/off, speed             (python -m poetry.evaluate poem)
 """
-from .writer import DEFAULT_DIR, MAX_N, PoemWriter
+from .writer import MAX_N, PoemWriter
 
-__all__ = ["DEFAULT_DIR", "MAX_N", "PoemWriter"]
+__all__ = ["MAX_N", "PoemWriter"]

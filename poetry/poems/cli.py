@@ -40,8 +40,8 @@ def add_parser(sub) -> None:
 
 
 def _writer(args):
-    from .writer import DEFAULT_DIR, PoemWriter
-    return PoemWriter.load(args.model or DEFAULT_DIR)
+    from .writer import PoemWriter
+    return PoemWriter.load(args.model)
 
 
 def show(poem: dict) -> str:
@@ -69,19 +69,24 @@ def run(args) -> int:
 
 
 def run_poem_batch(args) -> int:
-    from .writer import check_n
     if not (args.input and args.output):
         raise ValueError("a batch needs both --input and --output")
-    items = read_items(args.input, "theme")
-    writer = _writer(args)
-
-    def make_job(i: int, item: dict):
-        theme, spec = writer.request(item.get("theme", ""), item.get("form", args.form),
-                                     item.get("acrostic", args.acrostic),
-                                     item.get("start", args.start), not args.no_rhyme,
-                                     args.tones)
-        return theme, spec, check_n(item.get("n", args.n)), item_seed(item, args.seed or 0, i)
-
-    run_batch(items, args.output, "poems", make_job,
-              lambda jobs: writer.generate(jobs, args.temperature), known_keys=ITEM_KEYS)
+    batch(_writer(args), args.input, args.output, form=args.form, n=args.n,
+          acrostic=args.acrostic, start=args.start, rhyme=not args.no_rhyme, tones=args.tones,
+          temperature=args.temperature, seed=args.seed or 0)
     return 0
+
+
+def batch(writer, input, output, form: str = "qijue", n: int = 1, acrostic=None, start=None,
+          rhyme: bool = True, tones=None, temperature: float = 0.8, seed: int = 0,
+          progress: bool = True) -> dict:
+    """The batch convention (shared/batch.py) for poems: item fields override these defaults."""
+    def make_job(i: int, item: dict):
+        req = writer.request(item.get("theme", ""), item.get("form", form),
+                             item.get("acrostic", acrostic), item.get("start", start), rhyme,
+                             tones)
+        return req, writer.check_n(item.get("n", n)), item_seed(item, seed, i)
+
+    return run_batch(read_items(input, "theme"), output, "poems", make_job,
+                     lambda jobs: writer.generate(jobs, temperature), known_keys=ITEM_KEYS,
+                     progress=progress)

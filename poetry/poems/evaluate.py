@@ -107,13 +107,15 @@ def requests(test: list[dict], n: int, seed: int = 0) -> list[dict]:
 def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1) -> dict:
     jobs = []
     for i, r in enumerate(reqs):
-        theme, spec = writer.request(r["theme"], r["form"], r.get("acrostic"), rhyme=True)
-        jobs.append((theme, spec, 1, seed * 1000 + i))
+        jobs.append((writer.request(r["theme"], r["form"], r.get("acrostic"), rhyme=True), 1,
+                     seed * 1000 + i))
     t0 = time.time()
-    poems = []
+    poems, masses = [], []
     for k in range(0, len(jobs), 50):
-        poems += [p[0] for p in writer.generate(jobs[k:k + 50], candidates=1, rules=rules)]
-        removed = writer.last_removed_mass
+        out = writer.run(jobs[k:k + 50], candidates=1, rules=rules)
+        poems += [p[0] for p in out.results]
+        masses.append(out.removed_mass)
+    removed = statistics.fmean(masses)
     dt = time.time() - t0
     valid = [not check_poem(p["lines"], p["form"], rhyme=False) for p in poems]
     acro = [p["lines"] and all(len(x) > 0 and x[0] == h for x, h in zip(p["lines"], r["acrostic"]))
@@ -146,7 +148,7 @@ def speed(writer, runs: int = 21) -> dict:
     def measure() -> dict:
         out = {"qilv_p50_ms_batch1": p50_ms(1), "qilv_p50_ms_3_candidates": p50_ms(3)}
         t0 = time.perf_counter()
-        writer.generate([(t, writer.request(t, "qijue")[1], 1, i) for i, t in
+        writer.generate([(t, writer.request(t, "qijue"), 1, i) for i, t in
                          enumerate(["明月", "秋思", "江南", "送别"] * 25)], candidates=1)
         return {**out, "poems100_one_call_s": round(time.perf_counter() - t0, 2)}
 
@@ -166,11 +168,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .writer import DEFAULT_DIR, PoemWriter
-    writer = PoemWriter.load(args.model or DEFAULT_DIR)
+    from .writer import PoemWriter
+    writer = PoemWriter.load(args.model)
     test = poem_data.load_split("test", Path(args.data))
     reqs = requests(test, args.poems)
-    report = {"task": "poem", "model": str(args.model or DEFAULT_DIR),
+    report = {"task": "poem", "model": str(args.model or PoemWriter.default_dir()),
               "threads": torch.get_num_threads()}
     if not args.skip_ngram:
         report["perplexity"] = perplexities(writer, Path(args.data))

@@ -25,6 +25,8 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 
+from shared.rules import AllOf, ForcePrefix
+
 from .verse import (RHYME_GROUPS, get_form, is_cjk, level_rhyme_groups, patterns,
                     primary_is_level, readings)
 
@@ -156,6 +158,7 @@ class _Tables:
             for g in gs:
                 self.rhyme[RHYME_GROUPS.index(g), i] = True
         self.any_rhyme = self.rhyme.any(0)
+        self.everything = torch.ones(V, dtype=torch.bool)
         self.cache: dict = {}
 
     def onehot(self, tok: int) -> torch.Tensor:
@@ -198,37 +201,58 @@ class _Row:
         self.done = False
 
 
+def forced_tokens(tokenizer, spec: PoemSpec) -> list[Optional[int]]:
+    """What `spec` fixes at each target position (None = free): the user's opening lines and
+    acrostic heads, '，' after odd lines, '。' after even lines, <eos> after the last."""
+    f = get_form(spec.form)
+    comma, stop = tokenizer.stoi[COMMA], tokenizer.stoi[STOP]
+    forced: list[Optional[int]] = []
+    for i in range(f.lines):
+        line = spec.start[i] if i < len(spec.start) else ""
+        for j in range(f.length):
+            ch = line[j] if line else (spec.acrostic[i] if spec.acrostic and j == 0 else None)
+            if ch is not None and ch not in tokenizer.stoi:
+                raise ValueError(f"{ch!r} (acrostic or start) is not in the vocabulary")
+            forced.append(None if ch is None else tokenizer.stoi[ch])
+        forced.append(comma if i % 2 == 0 else stop)
+    forced.append(tokenizer.eos_id)
+    return forced
+
+
+def poem_rules(tokenizer, specs: Sequence[PoemSpec], corpus: Optional[LineIndex] = None):
+    """The whole chain for a batch of specs: what the user and the form fix (shared
+    `ForcePrefix`), then the verse rules at the free positions (`PoemConstraint`)."""
+    check_vocabulary(tokenizer)
+    forced = [forced_tokens(tokenizer, s) for s in specs]
+    return AllOf([ForcePrefix(tokenizer.vocab_size, forced),
+                  PoemConstraint(tokenizer, specs, corpus, forced)])
+
+
+def check_vocabulary(tokenizer) -> None:
+    if not any(is_cjk(t) for t in tokenizer.itos):
+        raise ValueError("the tokenizer has no Chinese characters")
+    for p in (COMMA, STOP):
+        if p not in tokenizer.stoi:
+            raise ValueError(f"the tokenizer lacks {p!r}, needed between lines")
+
+
 class PoemConstraint:
-    """Constraint protocol (begin / step / reorder) for a batch of poem specs."""
+    """The verse rules (Constraint protocol: begin / step / reorder) at the positions a spec
+    leaves free: CJK characters only, strict tones, rhyme, novelty. Positions fixed by
+    `forced_tokens` allow anything here: `ForcePrefix`, before it in `poem_rules`, decides."""
 
     def __init__(self, tokenizer, specs: Sequence[PoemSpec],
-                 corpus: Optional[LineIndex] = None):
+                 corpus: Optional[LineIndex] = None,
+                 forced: Optional[Sequence[Sequence[Optional[int]]]] = None):
         """specs[i] rules item i; `corpus` lines may not be generated (None = no such check;
         repeated lines within a poem are always blocked)."""
+        check_vocabulary(tokenizer)
         self.tok, self.specs, self.index = tokenizer, list(specs), corpus
         self.t = _tables(tuple(tokenizer.itos))
-        if not bool(self.t.cjk.any()):
-            raise ValueError("the tokenizer has no Chinese characters")
-        for p in (COMMA, STOP):
-            if p not in tokenizer.stoi:
-                raise ValueError(f"the tokenizer lacks {p!r}, needed between lines")
-        comma, stop = tokenizer.stoi[COMMA], tokenizer.stoi[STOP]
         self._forms = [get_form(s.form) for s in self.specs]
         self._pats = [patterns(s.form) for s in self.specs]
-        # forced[item][pos]: the token that must come at target position pos, or None.
-        self._forced: list[list[Optional[int]]] = []
-        for s, f in zip(self.specs, self._forms):
-            forced: list[Optional[int]] = []
-            for i in range(f.lines):
-                line = s.start[i] if i < len(s.start) else ""
-                for j in range(f.length):
-                    ch = line[j] if line else (s.acrostic[i] if s.acrostic and j == 0 else None)
-                    if ch is not None and ch not in tokenizer.stoi:
-                        raise ValueError(f"{ch!r} (acrostic or start) is not in the vocabulary")
-                    forced.append(None if ch is None else tokenizer.stoi[ch])
-                forced.append(comma if i % 2 == 0 else stop)
-            forced.append(tokenizer.eos_id)
-            self._forced.append(forced)
+        self._forced = [list(f) for f in forced] if forced is not None else \
+            [forced_tokens(tokenizer, s) for s in self.specs]
         self.rows: list[_Row] = []
         self.relaxed = 0          # how many steps needed a rule relaxed (for evaluation)
 
@@ -246,11 +270,6 @@ class PoemConstraint:
         self.rows = [copy.copy(self.rows[i]) for i in index.tolist()]
 
     # -- state -----------------------------------------------------------------------------
-    def row_lines(self, r: int) -> list[str]:
-        """Lines of row r so far (the current partial line included)."""
-        row = self.rows[r]
-        return list(row.lines) + ([row.cur] if row.cur else [])
-
     def _consume(self, row: _Row, tok: int) -> None:
         if row.done:
             return                                     # <pad> after <eos>
@@ -313,7 +332,7 @@ class PoemConstraint:
         if row.done or row.pos >= len(forced):
             return t.onehot(eos), []
         if forced[row.pos] is not None:
-            return t.onehot(forced[row.pos]), []
+            return t.everything, []                    # ForcePrefix decides here
         spec, f = self.specs[row.item], self._forms[row.item]
         i, j = divmod(row.pos, f.length + 1)
         tone = None

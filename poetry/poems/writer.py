@@ -4,27 +4,24 @@
     writer.write("明月", form="qijue", n=2, seed=1)   # -> [{"theme", "form", "poem", "lines", "score"}]
 
 Form, rhyme, acrostic heads, opening lines and novelty are rules applied through the core's
-constraint hook while decoding (poetry/poem_rules.py), not retries. Each request samples
-`candidates` poems per wanted poem and keeps the best by mean log-probability per character.
+constraint hook while decoding (poetry/poems/rules.py), not retries. Each request samples
+`candidates` poems per wanted poem and keeps the best by mean log-probability per character
+(shared/writer.py).
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-import torch
-
-from shared.checkpoint import load_model
-from shared.cli import check_count
-from shared.decoding import GenerationConfig, derive_seed, generate, pad_batch, stream
-from shared.fp16 import for_generation
+from shared.decoding import GenerationConfig, derive_seed
+from shared.writer import Writer
 
 from .format import MAX_THEME, source_text
-from .rules import LineIndex, PoemConstraint, PoemSpec, make_spec
+from .rules import LineIndex, PoemSpec, make_spec, poem_rules
 from .verse import get_form, is_cjk, split_poem
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "models" / "poem"
 MAX_N = 20            # poems per request
 TOP_K = 40            # sample among the 40 likeliest characters: a top-p sort over the whole
                       # vocabulary cost ~0.4 ms of a ~4 ms step (profiled)
@@ -51,93 +48,69 @@ def clean_theme(theme: str, known) -> str:
     return kept
 
 
-def check_n(n: int) -> int:
-    return check_count(n, MAX_N, "poems")
+@dataclass(frozen=True)
+class PoemRequest:
+    theme: str                    # cleaned: known Chinese characters only
+    spec: PoemSpec
 
 
-class PoemWriter:
+class PoemWriter(Writer):
+    MODEL, MAX_N, WHAT, TEXT = "poem", MAX_N, "poems", "poem"
+    TEMPERATURE, CANDIDATES = 0.8, 3
+
     def __init__(self, model, tokenizer, card: dict, lines: Optional[LineIndex] = None,
                  fp16: bool = True):
-        """`model` (fp32) scores text; generation runs fp16 decoder weights unless fp16=False
-        (shared/fp16.py; the speed and perplexity of both: python -m poetry.evaluate poem)."""
-        self.model, self.tok, self.card, self.lines = model.eval(), tokenizer, card, lines
-        self.decoder = for_generation(model, fp16)
+        """`lines`: the corpus lines no poem may copy (None = no novelty rule)."""
+        super().__init__(model, tokenizer, card, fp16)
+        self.lines = lines
 
     @classmethod
-    def load(cls, model_dir: str | Path = DEFAULT_DIR, novelty: bool = True,
-             fp16: bool = True) -> "PoemWriter":
-        model, tok, card = load_model(model_dir)
-        lines_file = Path(model_dir) / "lines.txt.gz"
-        lines = LineIndex.load(lines_file) if novelty and lines_file.exists() else None
-        return cls(model, tok, card, lines, fp16)
+    def extras(cls, model_dir: Path, novelty: bool = True) -> dict:
+        path = model_dir / "lines.txt.gz"
+        return {"lines": LineIndex.load(path) if novelty and path.exists() else None}
 
     # -- requests ------------------------------------------------------------------------
     def request(self, theme: str, form: str = "qijue", acrostic: Optional[str] = None,
-                start=None, rhyme: bool = True, tones: Optional[str] = None) -> tuple[str, PoemSpec]:
-        """Validate one request -> (clean theme, spec). Raises ValueError on bad input."""
+                start=None, rhyme: bool = True, tones: Optional[str] = None) -> PoemRequest:
+        """Validate one request. Raises ValueError on bad input."""
         spec = make_spec(form, acrostic=acrostic, start=start, rhyme=rhyme, tones=tones,
                          tokenizer=self.tok)
-        return clean_theme(theme, lambda c: c in self.tok.stoi), spec
+        return PoemRequest(clean_theme(theme, lambda c: c in self.tok.stoi), spec)
 
-    def _source(self, theme: str, form: str) -> list[int]:
-        return self.tok.encode(f"<{form}>{theme}")
+    # -- what the shared writer needs --------------------------------------------------------
+    def source(self, req: PoemRequest) -> list[int]:
+        return self.tok.encode(source_text(req.spec.form, req.theme))
 
-    def generate(self, jobs: Sequence[tuple[str, PoemSpec, int, int]], temperature: float = 0.8,
-                 top_k: int = TOP_K, candidates: int = 3, rules: bool = True) -> list[list[dict]]:
-        """jobs: (theme, spec, n, seed) each. One batched decode for all candidates of all jobs.
-        Returns, per job, its n best distinct poems."""
-        rows, specs, seeds, owner = [], [], [], []
-        for j, (theme, spec, n, seed) in enumerate(jobs):
-            for c in range(n * candidates):
-                rows.append(self._source(theme, spec.form))
-                specs.append(spec)
-                seeds.append(derive_seed(seed, c))
-                owner.append(j)
-        src, src_len = pad_batch(rows)
-        constraint = PoemConstraint(self.tok, specs, self.lines) if rules else None
-        max_len = max(get_form(s.form).lines * (get_form(s.form).length + 1) for s in specs) + 1
-        cfg = GenerationConfig(strategy="sample", temperature=temperature, top_k=top_k,
-                               max_len=max_len)
-        out = generate(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
-                       eos_id=self.tok.eos_id, constraint=constraint, seeds=seeds)
-        self.last_removed_mass = out.removed_mass
-        results: list[list[dict]] = [[] for _ in jobs]
-        for toks, score, j in sorted(zip(out.tokens, out.scores, owner), key=lambda x: -x[1]):
-            theme, spec, n, _ = jobs[j]
-            text = self.tok.decode(toks)
-            if len(results[j]) < n and all(p["poem"] != text for p in results[j]):
-                results[j].append({"theme": theme, "form": spec.form, "poem": text,
-                                   "lines": split_poem(text), "score": round(score, 4)})
-        return results
+    def rules(self, reqs: Sequence[PoemRequest], on: bool):
+        return poem_rules(self.tok, [r.spec for r in reqs], self.lines) if on else None
 
+    def settings(self, reqs: Sequence[PoemRequest], temperature: float,
+                 top_k: int = TOP_K) -> GenerationConfig:
+        forms = [get_form(r.spec.form) for r in reqs]
+        return GenerationConfig(strategy="sample", temperature=temperature, top_k=top_k,
+                                max_len=max(f.lines * (f.length + 1) for f in forms) + 1)
+
+    def result(self, req: PoemRequest, text: str, score: float, rank: int) -> dict:
+        return {"theme": req.theme, "form": req.spec.form, "poem": text,
+                "lines": split_poem(text), "score": round(score, 4)}
+
+    # -- the API -------------------------------------------------------------------------
     def write(self, theme: str, form: str = "qijue", n: int = 1, acrostic: Optional[str] = None,
               start=None, rhyme: bool = True, tones: Optional[str] = None,
-              temperature: float = 0.8, seed: Optional[int] = None, candidates: int = 3,
-              rules: bool = True) -> list[dict]:
+              temperature: float = TEMPERATURE, seed: Optional[int] = None,
+              candidates: int = CANDIDATES, rules: bool = True) -> list[dict]:
         """n poems on `theme`. Same seed, same poems. Raises ValueError on bad input."""
-        n = check_n(n)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        theme, spec = self.request(theme, form, acrostic, start, rhyme, tones)
-        seed = int(torch.randint(0, 2**31, (1,))) if seed is None else seed
-        return self.generate([(theme, spec, n, derive_seed(seed, 0))], temperature,
-                             candidates=candidates, rules=rules)[0]
+        n = self.check_n(n)
+        req = self.request(theme, form, acrostic, start, rhyme, tones)
+        job = (req, n, derive_seed(self.seed(seed), 0))
+        return self.generate([job], temperature, candidates, rules)[0]
 
     def stream(self, theme: str, form: str = "qijue", acrostic: Optional[str] = None,
                start=None, rhyme: bool = True, tones: Optional[str] = None,
-               temperature: float = 0.8, seed: Optional[int] = None) -> Iterator[str]:
-        """One poem, yielded as its growing text (for a live display)."""
-        theme, spec = self.request(theme, form, acrostic, start, rhyme, tones)
-        src, src_len = pad_batch([self._source(theme, spec.form)])
-        f = get_form(spec.form)
-        cfg = GenerationConfig(strategy="sample", temperature=temperature, top_k=TOP_K,
-                               max_len=f.lines * (f.length + 1) + 1, seed=seed)
-        ids: list[int] = []
-        for step in stream(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
-                           eos_id=self.tok.eos_id,
-                           constraint=PoemConstraint(self.tok, [spec], self.lines)):
-            t = int(step.tokens[0])
-            if t == self.tok.eos_id:
-                break
-            ids.append(t)
-            yield self.tok.decode(ids)
+               temperature: float = TEMPERATURE, seed: Optional[int] = None,
+               candidates: int = CANDIDATES) -> Iterator[str]:
+        """The poem `write(..., n=1)` returns for the same request and seed, yielded as its
+        growing text (the leading candidate's, while they are written)."""
+        req = self.request(theme, form, acrostic, start, rhyme, tones)
+        yield from self.stream_job((req, 1, derive_seed(self.seed(seed), 0)), temperature,
+                                   candidates)

@@ -10,6 +10,6 @@
     cli.py      python -m poetry tune ...
     evaluate.py held-out loss, rules on/off, speed                  (python -m poetry.evaluate tune)
 """
-from .writer import DEFAULT_DIR, MAX_N, TuneWriter
+from .writer import MAX_N, TuneWriter
 
-__all__ = ["DEFAULT_DIR", "MAX_N", "TuneWriter"]
+__all__ = ["MAX_N", "TuneWriter"]

@@ -51,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _writer(args):
-    from .writer import DEFAULT_DIR, TuneWriter
-    return TuneWriter.load(args.model or DEFAULT_DIR)
+    from .writer import TuneWriter
+    return TuneWriter.load(args.model)
 
 
 def public(tune: dict) -> dict:
@@ -102,28 +102,32 @@ def parse_item(item: dict) -> dict:
 
 
 def run_batch_cli(args) -> int:
-    from .writer import check_n
     if not (args.input and args.output):
         raise ValueError("a batch needs both --input and --output")
-    items = read_items(args.input, "setting")
-    writer = _writer(args)
+    batch(_writer(args), args.input, args.output, meter=args.meter, key=args.key,
+          rhythm=args.rhythm, start=args.start, n=args.n, temperature=args.temperature,
+          seed=args.seed or 0, out_dir=args.out_dir)
+    return 0
 
+
+def batch(writer, input, output, meter=None, key=None, rhythm=None, start=None, n: int = 1,
+          temperature: float = 1.0, seed: int = 0, out_dir=None, progress: bool = True) -> dict:
+    """The batch convention (shared/batch.py) for tunes: item fields override these defaults."""
     def make_job(i: int, item: dict):
-        meter, key = item.get("meter", args.meter), item.get("key", args.key)
-        if not meter or not key:
+        m, k = item.get("meter", meter), item.get("key", key)
+        if not m or not k:
             raise ValueError("the item has no meter or key (give them per item or with "
                              "--meter/--key)")
-        req = writer.request(str(meter), str(key), item.get("rhythm", args.rhythm),
-                             item.get("start", args.start))
-        return req, check_n(item.get("n", args.n)), item_seed(item, args.seed or 0, i)
+        req = writer.request(str(m), str(k), item.get("rhythm", rhythm),
+                             item.get("start", start))
+        return req, writer.check_n(item.get("n", n)), item_seed(item, seed, i)
 
     def finish(i: int, tunes: list[dict]) -> list[dict]:
-        if args.out_dir:
-            _render(tunes, args.out_dir, f"item{i}_tune")
+        if out_dir:
+            _render(tunes, out_dir, f"item{i}_tune")
         return [public(t) for t in tunes]
 
     # plain lines 'METER KEY [RHYTHM]' become fields before the shared validation
-    run_batch([parse_item(it) for it in items], args.output, "tunes", make_job,
-              lambda jobs: writer.generate(jobs, args.temperature), known_keys=ITEM_KEYS,
-              finish=finish)
-    return 0
+    return run_batch([parse_item(it) for it in read_items(input, "setting")], output, "tunes",
+                     make_job, lambda jobs: writer.generate(jobs, temperature),
+                     known_keys=ITEM_KEYS, finish=finish, progress=progress)

@@ -92,8 +92,9 @@ def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1,
     t0 = time.time()
     tunes, removed = [], []
     for k in range(0, len(jobs), chunk):
-        tunes += [t[0] for t in writer.generate(jobs[k:k + chunk], rules=rules, keep_home=True)]
-        removed.append(writer.last_removed_mass)
+        out = writer.run(jobs[k:k + chunk], rules=rules)
+        tunes += [t[0] for t in out.results]
+        removed.append(out.removed_mass)
     dt = time.time() - t0
     t1 = time.time()
     parsed = [_music21_error(t["abc"]) == "" for t in tunes]
@@ -179,14 +180,14 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .writer import DEFAULT_DIR, TuneWriter
+    from .writer import TuneWriter
     if args.tunes <= 0:
         raise ValueError(f"--tunes must be positive, got {args.tunes}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    writer = TuneWriter.load(args.model or DEFAULT_DIR)
+    writer = TuneWriter.load(args.model)
     report = evaluate(writer, args.tunes, Path(args.data))
-    report["model"] = str(args.model or DEFAULT_DIR)
+    report["model"] = str(args.model or TuneWriter.default_dir())
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
     return 0
 

@@ -8,20 +8,24 @@ A tune (a normalised body, see `poetry.tunes.abc`) obeys them when:
   repeat, closed by `:|` and followed at once by `[2`; `||` and `|]` never inside a repeat;
 * a tie is followed by a note; the tune ends with `|]` or `:|`, then <eos>.
 The constraint also caps the length (`max_bars`, closing the tune properly when the cap nears),
-asks for `min_bars`, can force a prefix (the user's opening bars), and, given the hashes of all
+asks for `min_bars`, and, given the hashes of all
 4-bar windows of the training tunes, masks the token that would complete a bar whose 4-bar window
 (with the three bars before it) copies a training tune. Bars compare by their tokens without ties
 and endings (a tie added afterwards cannot dodge the check). The ban is best effort: when masking
 would leave a row nothing (the only completion is the copied one) it is lifted.
+`tune_rules` chains it after the shared `ForcePrefix` (the user's opening bars).
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import struct
+from dataclasses import dataclass, replace
 from typing import Iterable, Optional, Sequence
 
 import torch
+
+from shared.rules import AllOf, ForcePrefix
 
 from .abc import BARS, TUPLETS, bar_length, bars, token_duration, token_kind, tokenize
 
@@ -147,15 +151,15 @@ class _Row:
 
     __slots__ = ("full", "used", "pending", "role", "tup_left", "tup_q", "tup_d", "tied",
                  "tie_ok", "rep", "after_bar", "n_bars", "must_end", "eos_ok", "done",
-                 "content", "hashes", "pos", "prefix", "last")
+                 "content", "hashes", "pos", "last")
 
-    def __init__(self, full: int, prefix: Sequence[int]):
+    def __init__(self, full: int):
         self.full, self.used, self.pending, self.role = full, 0, 0, 0
         self.tup_left, self.tup_q, self.tup_d, self.tied, self.tie_ok = 0, 1, 0, "", False
         self.last = ""                     # the last note's name, without accidental
         self.rep, self.after_bar, self.n_bars = START, False, 0
         self.must_end = self.eos_ok = self.done = False
-        self.content, self.hashes, self.pos, self.prefix = [], [], 0, list(prefix)
+        self.content, self.hashes, self.pos = [], [], 0
 
     def copy(self) -> "_Row":
         new = _Row.__new__(_Row)
@@ -165,16 +169,38 @@ class _Row:
         return new
 
 
+@dataclass(frozen=True)
+class BarState:
+    """What the allowed next tokens depend on (masks are cached per distinct value); durations
+    in grains."""
+    full: int               # grains in a bar of the row's meter
+    used: int               # grains of the current bar so far
+    pending: int            # 0, or the last note (1) / rest (2) still waits for its duration
+    role: int               # the pending one: 0 plain, 1 first of a tuplet, 2 later in a tuplet
+    tup_q: int              # a tuplet's p notes last q plain ones
+    tup_d: int              # the duration of a tuplet's first note (its others repeat it)
+    in_tup: bool            # inside a tuplet
+    tied: str               # after a tie: the pitch name the next note must have
+    tie_ok: bool            # a tie may follow
+    rep: tuple              # repeat state (see repeat_step)
+    after_bar: bool         # right after a bar line (an ending may start)
+    start: bool             # nothing generated yet (`|:` may open the tune)
+    first: bool             # in the first bar (a pickup may be short)
+    can_close: bool         # long enough to end
+    force: bool             # the length cap is near: close the tune
+    room_end1: bool         # room for a first and a second ending
+    eos_ok: bool            # the tune may end here
+
+
 class TuneConstraint:
     """Bar, repeat, length and no-copy rules for decoding normalised tune bodies.
 
-    meters[i] is the meter of input item i (`begin(rows)` maps rows to items); prefixes[i], if
-    given, are token ids forced first (validate them with `check_prefix`). `windows` holds the
-    `window_hash`es of the training tunes' 4-bar windows. Masks are cached per distinct state."""
+    meters[i] is the meter of input item i (`begin(rows)` maps rows to items). `windows` holds
+    the `window_hash`es of the training tunes' 4-bar windows. Masks are cached per distinct
+    `BarState`."""
 
     def __init__(self, tokenizer, meters: Sequence[str], *, max_bars: int = 32,
-                 min_bars: int = 4, windows: Optional[set[int]] = None,
-                 prefixes: Optional[Sequence[Sequence[int]]] = None):
+                 min_bars: int = 4, windows: Optional[set[int]] = None):
         if not 1 <= min_bars <= max_bars:
             raise ValueError(f"need 1 <= min_bars <= max_bars, got {min_bars}, {max_bars}")
         self.itos, self.eos, self.V = tokenizer.itos, tokenizer.eos_id, tokenizer.vocab_size
@@ -194,7 +220,6 @@ class TuneConstraint:
         self.meters = [int(bar_length(m) * self.grain) for m in meters]
         self.max_bars, self.min_bars = max_bars, min_bars
         self.windows = windows or set()
-        self.prefixes = [list(p) for p in prefixes] if prefixes else [[] for _ in meters]
         self._fill = self._fill_table(max(self.meters))
         self._cache: dict[tuple, torch.Tensor] = {}
         self.rows: list[_Row] = []
@@ -215,15 +240,16 @@ class TuneConstraint:
         return any(self._fits(rem, factor * d) for d in set(self.dur_g.values()) | {self.grain})
 
     # -- masks ----------------------------------------------------------------------------------
-    def _resolved(self, full, used, in_tup, tied, tie_ok, rep, after_bar, start, first,
-                  can_close, force, room_end1, eos_ok, ban_bars) -> set[int]:
+    def _resolved(self, k: BarState, ban_bars: bool) -> set[int]:
         """Allowed ids once the last note's duration is settled."""
+        full, used, in_tup, tied, tie_ok, rep = k.full, k.used, k.in_tup, k.tied, k.tie_ok, k.rep
+        first, can_close, force = k.first, k.can_close, k.force
         if rep[2]:
             return {self.bar_ids["[2"]}
         # a tie needs a note after it: room in this bar, or a bar line that does not end the tune
         tie = tie_ok and not tied and (full > used or in_tup or not force)
         out = set(self.ids["tie"]) if tie else set()
-        if eos_ok and not tied:
+        if k.eos_ok and not tied:
             out.add(self.eos)
         notes = self.by_pitch.get(tied, set()) if tied else set(self.ids["note"])
         if in_tup:                         # the rest of a tuplet: notes of the forced duration
@@ -234,10 +260,10 @@ class TuneConstraint:
         if rem > 0 and not tied:
             out |= {i for i in self.ids["tuplet"]
                     if self._can_start(rem, TUPLETS[int(self.itos[i][1])])}
-        if after_bar and not (force or tied) and room_end1 and "[1" in self.bar_ids \
+        if k.after_bar and not (force or tied) and k.room_end1 and "[1" in self.bar_ids \
                 and repeat_step(rep, "[1"):
             out.add(self.bar_ids["[1"])
-        if start and "|:" in self.bar_ids:
+        if k.start and "|:" in self.bar_ids:
             out.add(self.bar_ids["|:"])
         if used == 0 or ban_bars:
             return out
@@ -253,24 +279,22 @@ class TuneConstraint:
             out.add(self.bar_ids[b])
         return out
 
-    def _build(self, key: tuple, bans: tuple) -> set[int]:
-        (full, used, pending, role, q, tup_d, in_tup, tied, tie_ok, rep, after_bar, start,
-         first, can_close, force, room_end1, eos_ok) = key
+    def _build(self, k: BarState, bans: tuple) -> set[int]:
         ban_durs, ban_impl, ban_bars = bans
-        flags = (rep, False, False, first, can_close, force, room_end1, False, ban_bars)
-        if not pending:
-            return self._resolved(full, used, in_tup, tied, tie_ok, rep, after_bar, start,
-                                  first, can_close, force, room_end1, eos_ok, ban_bars)
-        f, rem = (q if role == 1 else 1), full - used
-        if role == 2:                      # later notes of a tuplet repeat the first's length
-            out, impl = {i for i, d in self.dur_g.items() if d == tup_d}, tup_d == self.grain
+        if not k.pending:
+            return self._resolved(k, ban_bars)
+        f, rem = (k.tup_q if k.role == 1 else 1), k.full - k.used
+        if k.role == 2:                    # later notes of a tuplet repeat the first's length
+            out = {i for i, d in self.dur_g.items() if d == k.tup_d}
+            impl = k.tup_d == self.grain
         else:
             out = {i for i, d in self.dur_g.items() if self._fits(rem, f * d)}
             impl = self._fits(rem, f * self.grain)
         out -= ban_durs
-        if impl and not ban_impl:
-            used2 = used + (0 if role == 2 else f * self.grain)
-            out |= self._resolved(full, used2, in_tup, "", pending == 1, *flags)
+        if impl and not ban_impl:          # no duration token: the note lasts one eighth
+            used = k.used + (0 if k.role == 2 else f * self.grain)
+            out |= self._resolved(replace(k, used=used, tied="", tie_ok=k.pending == 1,
+                                          after_bar=False, start=False, eos_ok=False), ban_bars)
         return out
 
     def _bans(self, row: _Row) -> tuple:
@@ -292,19 +316,19 @@ class TuneConstraint:
             return frozenset(), False, copied([])
         return none
 
-    def _key(self, row: _Row) -> tuple:
+    def _key(self, row: _Row) -> BarState:
         bars_left = self.max_bars - row.n_bars
-        force = bars_left <= (2 if row.rep[1] == 1 else 1)
-        return (row.full, row.used, row.pending, row.role, row.tup_q, row.tup_d,
-                row.tup_left > 0, row.tied, row.tie_ok, row.rep, row.after_bar, row.pos == 0,
-                row.n_bars == 0, row.n_bars + 1 >= self.min_bars, force, bars_left >= 2,
-                row.eos_ok)
+        return BarState(full=row.full, used=row.used, pending=row.pending, role=row.role,
+                        tup_q=row.tup_q, tup_d=row.tup_d, in_tup=row.tup_left > 0,
+                        tied=row.tied, tie_ok=row.tie_ok, rep=row.rep, after_bar=row.after_bar,
+                        start=row.pos == 0, first=row.n_bars == 0,
+                        can_close=row.n_bars + 1 >= self.min_bars,
+                        force=bars_left <= (2 if row.rep[1] == 1 else 1),
+                        room_end1=bars_left >= 2, eos_ok=row.eos_ok)
 
     def _mask(self, row: _Row) -> torch.Tensor:
         if row.done or row.must_end:
             return self._tensor(("only", self.eos), {self.eos})
-        if row.pos < len(row.prefix):
-            return self._tensor(("only", row.prefix[row.pos]), {row.prefix[row.pos]})
         key, bans = self._key(row), self._bans(row)
         if (key, bans) not in self._cache:
             ids = self._build(key, bans) or self._build(key, (frozenset(), False, False))
@@ -371,7 +395,7 @@ class TuneConstraint:
 
     # -- the Constraint protocol ----------------------------------------------------------------
     def begin(self, rows: torch.Tensor) -> torch.Tensor:
-        self.rows = [_Row(self.meters[r], self.prefixes[r]) for r in rows.tolist()]
+        self.rows = [_Row(self.meters[r]) for r in rows.tolist()]
         return self.masks()
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -388,14 +412,18 @@ class TuneConstraint:
 
     def check_prefix(self, ids: Sequence[int], item: int = 0) -> str | None:
         """Why forcing `ids` as item's opening would break the rules, or None if it is fine."""
-        row = _Row(self.meters[item], [])
+        row = _Row(self.meters[item])
         for n, i in enumerate(ids):
             if not bool(self._mask(row)[i]):
                 return f"token {n + 1} ({self.itos[i]!r}) breaks the tune rules there"
             self._feed(row, i)
         return None
 
-    def max_tokens(self) -> int:
-        """A safe decoding length: every bar at its finest notes, plus bar lines and <eos>."""
-        finest = min(self.dur_g.values(), default=self.grain)
-        return self.max_bars * (2 * max(self.meters) // finest + 3) + 2
+
+def tune_rules(tokenizer, meters: Sequence[str], prefixes: Sequence[Sequence[int]],
+               on: bool = True, **options):
+    """The chain for a batch: the user's opening bars (shared `ForcePrefix`, checked beforehand
+    with `TuneConstraint.check_prefix`), then, if `on`, the bar rules; `options` go to
+    `TuneConstraint`. With the rules off only the opening is forced (plain sampling after it)."""
+    force = ForcePrefix(tokenizer.vocab_size, prefixes)
+    return AllOf([force, TuneConstraint(tokenizer, meters, **options)]) if on else force

@@ -8,8 +8,9 @@ batch runs, evaluation and app.
 The model writes bodies in C of the requested mode (how the corpus was normalised); the writer
 transposes the user's opening bars into C, forces them as the decoder's prefix, and transposes
 the result back to the requested key. Bar lengths, repeats, the length cap and the ban on 4-bar
-copies of training tunes are rules applied while decoding (`poetry.tunes.rules.TuneConstraint`),
-not retries. `candidates` samples per wanted tune keep the best by mean log-prob per token.
+copies of training tunes are rules applied while decoding (`poetry.tunes.rules.tune_rules`),
+not retries. `candidates` samples per wanted tune keep the best by mean log-prob per token
+(shared/writer.py).
 """
 from __future__ import annotations
 
@@ -19,27 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
-
-from shared.checkpoint import load_model
-from shared.cli import check_count
-from shared.decoding import GenerationConfig, derive_seed, generate, pad_batch
-from shared.fp16 import for_generation
+from shared.decoding import GenerationConfig, derive_seed
+from shared.writer import Writer
 
 from . import abc
 from .abc import Key, build_tune, parse_key, parse_meter
 from .format import RHYTHMS, source_text
-from .rules import TuneConstraint, load_windows
+from .rules import TuneConstraint, load_windows, tune_rules
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "models" / "tune"
 MAX_N = 10            # tunes per request
 MAX_BARS = 32         # length cap (the rules close the tune in time)
 MIN_BARS = 8
 MAX_LEN = 600         # decoder steps; the constraint ends every tune well before
-
-
-def check_n(n: int) -> int:
-    return check_count(n, MAX_N, "tunes")
 
 
 @dataclass(frozen=True)
@@ -54,27 +46,28 @@ class TuneRequest:
         return Key("C", self.key.mode)
 
 
-class TuneWriter:
+def known_rhythms(card: dict) -> list[str]:
+    """The rhythms a model was trained on (its card's table), in RHYTHMS order."""
+    seen = {r for row in (card.get("rhythms_by_meter") or {}).values() for r in row}
+    return [r for r in RHYTHMS if r in seen] or list(RHYTHMS)
+
+
+class TuneWriter(Writer):
+    MODEL, MAX_N, WHAT, TEXT = "tune", MAX_N, "tunes", "abc"
+    TEMPERATURE, CANDIDATES = 1.0, 1
+
     def __init__(self, model, tokenizer, card: dict, windows: Optional[set[int]] = None,
                  fp16: bool = True):
-        """`model` (fp32) scores text; generation runs fp16 decoder weights unless fp16=False
-        (shared/fp16.py)."""
-        self.model, self.tok, self.card = model.eval(), tokenizer, card
-        self.decoder = for_generation(model, fp16)
+        """`windows`: hashes of the training tunes' 4-bar windows, which no tune may copy."""
+        super().__init__(model, tokenizer, card, fp16)
         self.windows = windows or set()
         self.rhythms_by_meter: dict = card.get("rhythms_by_meter") or {}
-        seen = {r for row in self.rhythms_by_meter.values() for r in row}
-        self.rhythms = [r for r in RHYTHMS if r in seen] or list(RHYTHMS)
-        self.max_bars, self.min_bars = MAX_BARS, MIN_BARS
-        self.last_removed_mass = 0.0
+        self.rhythms = known_rhythms(card)
 
     @classmethod
-    def load(cls, model_dir: str | Path = DEFAULT_DIR, novelty: bool = True,
-             fp16: bool = True) -> "TuneWriter":
-        model, tok, card = load_model(model_dir)
-        path = Path(model_dir) / "train_windows.npy"
-        windows = load_windows(path) if novelty and path.exists() else None
-        return cls(model, tok, card, windows, fp16)
+    def extras(cls, model_dir: Path, novelty: bool = True) -> dict:
+        path = model_dir / "train_windows.npy"
+        return {"windows": load_windows(path) if novelty and path.exists() else None}
 
     # -- requests ------------------------------------------------------------------------
     def default_rhythm(self, meter: str) -> str:
@@ -125,84 +118,42 @@ class TuneWriter:
             bad = [p for p, i in zip(self.tok.split(body), ids) if i == self.tok.unk_id]
             raise ValueError(f"--start {one!r} uses symbols the model does not know: "
                              f"{', '.join(dict.fromkeys(bad))}")
-        why = TuneConstraint(self.tok, [meter], max_bars=self.max_bars).check_prefix(ids)
+        why = TuneConstraint(self.tok, [meter], max_bars=MAX_BARS).check_prefix(ids)
         if why:
             raise ValueError(f"--start {one!r} does not fit the meter {meter} and the tune "
                              f"rules: {_explain(abc.normalise(one, key), meter, why)}")
         return ids
 
-    def _source(self, req: TuneRequest) -> list[int]:
+    # -- what the shared writer needs --------------------------------------------------------
+    def source(self, req: TuneRequest) -> list[int]:
         return self.tok.encode(source_text(req.meter, req.key.mode, req.rhythm))
 
-    # -- generation ----------------------------------------------------------------------
-    def generate(self, jobs: Sequence[tuple[TuneRequest, int, int]], temperature: float = 1.0,
-                 candidates: int = 1, rules: bool = True, top_p: float = 1.0,
-                 index: int = 1, keep_home: bool = False) -> list[list[dict]]:
-        """jobs: (request, n, seed) each. One batched decode for all candidates of all jobs.
-        Returns, per job, its n best distinct tunes (fewer only if candidates repeat);
-        `keep_home` keeps each tune's body as the model wrote it (in C) under "home"."""
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if candidates < 1:
-            raise ValueError(f"candidates must be >= 1, got {candidates}")
-        rows, reqs, seeds, owner = [], [], [], []
-        for j, (req, n, seed) in enumerate(jobs):
-            for c in range(n * candidates):
-                rows.append(self._source(req))
-                reqs.append(req)
-                seeds.append(derive_seed(seed, c))
-                owner.append(j)
-        if not rows:
-            return [[] for _ in jobs]
-        src, src_len = pad_batch(rows)
-        if rules:
-            constraint = TuneConstraint(self.tok, [r.meter for r in reqs],
-                                        max_bars=self.max_bars, min_bars=self.min_bars, windows=self.windows,
-                                        prefixes=[r.prefix for r in reqs])
-        else:
-            constraint = _Prefix(self.tok.vocab_size, [r.prefix for r in reqs])
-        cfg = GenerationConfig(strategy="sample", temperature=temperature, top_p=top_p,
-                               max_len=MAX_LEN)
-        with torch.inference_mode():
-            out = generate(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
-                           eos_id=self.tok.eos_id, constraint=constraint, seeds=seeds)
-        self.last_removed_mass = out.removed_mass
-        results: list[list[dict]] = [[] for _ in jobs]
-        ranked = sorted(zip(out.tokens, out.scores, owner, range(len(owner))),
-                        key=lambda x: (x[2], -x[1], x[3]))
-        for toks, score, j, _ in ranked:
-            req, n, _ = jobs[j]
-            if len(results[j]) >= n:
-                continue
-            home = self.tok.decode(toks)
-            if any(t["_home"] == home for t in results[j]):
-                continue
-            results[j].append(self._tune(req, home, score, index + len(results[j])))
-        for rs in results:
-            for t in rs:
-                home = t.pop("_home")
-                if keep_home:
-                    t["home"] = home
-        return results
+    def rules(self, reqs: Sequence[TuneRequest], on: bool):
+        return tune_rules(self.tok, [r.meter for r in reqs], [r.prefix for r in reqs], on,
+                          max_bars=MAX_BARS, min_bars=MIN_BARS, windows=self.windows)
 
-    def _tune(self, req: TuneRequest, home: str, score: float, index: int) -> dict:
+    def settings(self, reqs: Sequence[TuneRequest], temperature: float,
+                 top_p: float = 1.0) -> GenerationConfig:
+        return GenerationConfig(strategy="sample", temperature=temperature, top_p=top_p,
+                                max_len=MAX_LEN)
+
+    def result(self, req: TuneRequest, home: str, score: float, rank: int) -> dict:
+        """`home`: the body as the model wrote it, in C of the mode; X: numbers from 1."""
         body = transpose_loose(home, req.home, req.key)
-        return {"abc": build_tune(req.meter, str(req.key), req.rhythm, body, index),
+        return {"abc": build_tune(req.meter, str(req.key), req.rhythm, body, rank + 1),
                 "meter": req.meter, "key": str(req.key), "rhythm": req.rhythm,
-                "score": round(float(score), 4), "body": body, "_home": home}
+                "score": round(float(score), 4), "body": body, "home": home}
 
+    # -- the API -------------------------------------------------------------------------
     def write(self, meter: str, key: str, rhythm: Optional[str] = None,
-              start: Optional[str] = None, n: int = 1, temperature: float = 1.0,
-              seed: Optional[int] = None, candidates: int = 1, rules: bool = True
+              start: Optional[str] = None, n: int = 1, temperature: float = TEMPERATURE,
+              seed: Optional[int] = None, candidates: int = CANDIDATES, rules: bool = True
               ) -> list[dict]:
         """n tunes for the setting. Same seed, same tunes. Raises ValueError on bad input."""
-        n = check_n(n)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+        n = self.check_n(n)
         req = self.request(meter, key, rhythm, start)
-        seed = int(torch.randint(0, 2**31, (1,))) if seed is None else seed
-        return self.generate([(req, n, derive_seed(seed, 0))], temperature,
-                             candidates=candidates, rules=rules)[0]
+        return self.generate([(req, n, derive_seed(self.seed(seed), 0))], temperature,
+                             candidates, rules)[0]
 
 
 def _explain(start: str, meter: str, why: str) -> str:
@@ -243,32 +194,3 @@ def transpose_loose(body: str, src: Key, dst: Key) -> str:
         out.append(tok)
         bar = []
     return "".join(out)[:-1]
-
-
-class _Prefix:
-    """Rules off: only the user's opening is forced (plain sampling after it)."""
-
-    def __init__(self, vocab: int, prefixes: Sequence[Sequence[int]]):
-        self.V, self.prefixes = vocab, [list(p) for p in prefixes]
-
-    def _masks(self):
-        if not any(len(self.prefixes[r]) > self.pos for r in self.rows):
-            return None
-        m = torch.ones(len(self.rows), self.V, dtype=torch.bool)
-        for k, r in enumerate(self.rows):
-            p = self.prefixes[r]
-            if self.pos < len(p):
-                m[k] = False
-                m[k, p[self.pos]] = True
-        return m
-
-    def begin(self, rows: torch.Tensor):
-        self.rows, self.pos = rows.tolist(), 0
-        return self._masks()
-
-    def step(self, tokens: torch.Tensor):
-        self.pos += 1
-        return self._masks()
-
-    def reorder(self, index: torch.Tensor) -> None:
-        self.rows = [self.rows[i] for i in index.tolist()]

@@ -1,0 +1,183 @@
+"""The writer layer every task shares: a loaded model (card-checked) that turns validated
+requests into results, used by the CLIs, batch runs, evaluation and the app.
+
+A task's writer (`PoemWriter`, `TuneWriter`, `Bot`) subclasses `Writer` and supplies only:
+its request checking (public `write`-style methods that build request objects), the source ids
+of a request, its rules (a `Constraint`, see shared/rules.py), the decoding settings, and how
+decoded text becomes a result. Everything else is here, once:
+
+* a job is (request, n, seed); each job decodes `n * candidates` rows in one batched call,
+  row c of a job seeded with derive_seed(seed, c), and keeps the n best distinct results by
+  mean log-prob per token;
+* `stream` decodes the very same rows and yields the text of the currently best candidate,
+  so its last yield is exactly what `write` returns first for the same request and seed;
+* a request without a seed gets a random one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import torch
+
+from .checkpoint import load_model
+from .cli import check_count
+from .decoding import Collector, GenerationConfig, derive_seed, generate, pad_batch, stream
+from .fp16 import for_generation
+
+MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
+Job = tuple[Any, int, int]          # (request, n, seed)
+
+
+@dataclass
+class Outcome:
+    results: list[list[dict]]       # per job, its n best distinct results
+    removed_mass: float             # mean probability mass per step the rules removed
+
+
+class Writer:
+    """Subclasses set MODEL (folder name under data/models), MAX_N, WHAT (plural noun),
+    TEXT (the result field that holds the text), TEMPERATURE and CANDIDATES, and implement
+    `source`, `rules`, `settings` and `result`."""
+
+    MODEL = ""
+    MAX_N = 10
+    WHAT = "results"
+    TEXT = "text"
+    TEMPERATURE = 0.8
+    CANDIDATES = 3
+
+    def __init__(self, model, tokenizer, card: dict, fp16: bool = True):
+        """`model` (fp32) scores text; generation runs fp16 decoder weights unless fp16=False
+        (shared/fp16.py)."""
+        self.model, self.tok, self.card = model.eval(), tokenizer, card
+        self.decoder = for_generation(model, fp16)
+
+    @classmethod
+    def default_dir(cls) -> Path:
+        return MODELS / cls.MODEL
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, fp16: bool = True, **options):
+        """The model in `model_dir` (default data/models/<MODEL>); `options` go to `extras`."""
+        model_dir = Path(model_dir or cls.default_dir())
+        model, tok, card = load_model(model_dir)
+        return cls(model, tok, card, fp16=fp16, **cls.extras(model_dir, **options))
+
+    @classmethod
+    def extras(cls, model_dir: Path, **options) -> dict:
+        """Task files shipped beside the model, as keyword arguments of the constructor."""
+        if options:
+            raise TypeError(f"unknown options {sorted(options)}")
+        return {}
+
+    # -- what a task supplies ----------------------------------------------------------------
+    def source(self, request) -> list[int]:
+        raise NotImplementedError
+
+    def rules(self, requests: Sequence, on: bool):
+        """A Constraint for rows decoding `requests` (row i decodes requests[i]), or None."""
+        return None
+
+    def settings(self, requests: Sequence, temperature: float, **options) -> GenerationConfig:
+        raise NotImplementedError
+
+    def text(self, tokens: list[int]) -> str:
+        return self.tok.decode(tokens)
+
+    def result(self, request, text: str, score: float, rank: int) -> dict:
+        """The result dict for decoded `text`; rank = its place among the job's results."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    def check_n(self, n) -> int:
+        return check_count(n, self.MAX_N, self.WHAT)
+
+    @staticmethod
+    def seed(seed: Optional[int]) -> int:
+        """A request's seed: the given whole number, else a random one."""
+        if seed is None:
+            return int(torch.randint(0, 2**31, (1,)))
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"the seed must be a whole number, got {seed!r}")
+        return seed
+
+    def _plan(self, jobs: Sequence[Job], candidates: int):
+        if not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1:
+            raise ValueError(f"candidates must be a whole number >= 1, got {candidates!r}")
+        reqs, seeds, owner = [], [], []
+        for j, (req, n, seed) in enumerate(jobs):
+            for c in range(n * candidates):
+                reqs.append(req)
+                seeds.append(derive_seed(seed, c))
+                owner.append(j)
+        return reqs, seeds, owner
+
+    def _inputs(self, reqs, temperature, rules, options):
+        src, src_len = pad_batch([self.source(r) for r in reqs])
+        cfg = self.settings(reqs, self.TEMPERATURE if temperature is None else temperature,
+                            **options)
+        cfg.validate()
+        return src, src_len, cfg, self.rules(reqs, rules)
+
+    def _rank(self, jobs, reqs, owner, tokens, scores) -> list[list[dict]]:
+        """Per job, its n best distinct results (by mean log-prob per token)."""
+        results: list[list[dict]] = [[] for _ in jobs]
+        seen: list[set] = [set() for _ in jobs]
+        for r in sorted(range(len(reqs)), key=lambda r: -scores[r]):
+            j = owner[r]
+            text = self.text(tokens[r])
+            if len(results[j]) < jobs[j][1] and text not in seen[j]:
+                seen[j].add(text)
+                results[j].append(self.result(reqs[r], text, scores[r], len(results[j])))
+        return results
+
+    def run(self, jobs: Sequence[Job], temperature: Optional[float] = None,
+            candidates: Optional[int] = None, rules: bool = True, **options) -> Outcome:
+        """Decode every job in one batched call."""
+        reqs, seeds, owner = self._plan(jobs, self.CANDIDATES if candidates is None
+                                        else candidates)
+        if not reqs:
+            return Outcome([[] for _ in jobs], 0.0)
+        src, src_len, cfg, constraint = self._inputs(reqs, temperature, rules, options)
+        with torch.inference_mode():
+            out = generate(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
+                           eos_id=self.tok.eos_id, pad_id=self.tok.pad_id,
+                           constraint=constraint, seeds=seeds)
+        return Outcome(self._rank(jobs, reqs, owner, out.tokens, out.scores), out.removed_mass)
+
+    def generate(self, jobs: Sequence[Job], temperature: Optional[float] = None,
+                 candidates: Optional[int] = None, rules: bool = True,
+                 **options) -> list[list[dict]]:
+        """jobs: (request, n, seed) each -> per job, its n best distinct results."""
+        return self.run(jobs, temperature, candidates, rules, **options).results
+
+    def stream_job(self, job: Job, temperature: Optional[float] = None,
+                   candidates: Optional[int] = None, rules: bool = True,
+                   **options) -> Iterator[str]:
+        """The growing text of the job's currently best candidate, whenever it changes; the
+        last yield is the text of `generate([job])[0][0]`. (The lead may pass to another
+        candidate on the way, so a yield need not extend the one before.)"""
+        jobs = [job]
+        reqs, seeds, owner = self._plan(jobs, self.CANDIDATES if candidates is None
+                                        else candidates)
+        if not reqs:
+            return
+        src, src_len, cfg, constraint = self._inputs(reqs, temperature, rules, options)
+        acc = Collector(len(reqs), self.tok.eos_id, self.tok.pad_id)
+        shown = None
+        with torch.inference_mode():
+            for step in stream(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
+                               eos_id=self.tok.eos_id, pad_id=self.tok.pad_id,
+                               constraint=constraint, seeds=seeds):
+                acc.add(step)
+                scores = acc.scores()
+                best = max(range(len(reqs)), key=lambda r: scores[r])
+                text = self.text(acc.tokens[best])
+                if text != shown:
+                    shown = text
+                    yield text
+        final = self._rank(jobs, reqs, owner, acc.tokens, acc.scores())[0]
+        if final and final[0][self.TEXT] != shown:
+            yield final[0][self.TEXT]
