@@ -11,7 +11,7 @@ nothing is installed):
   * `chatterbot-corpus==1.3.3`: the YAML dialogs of its `english` and `chinese` folders.
 
 Writes train/validation/test.jsonl of {"id", "source", "lang", "turns"} and stats.json. Splits
-are by conversation (sha1 of its id, 96/2/2 %), so no conversation's turns cross splits.
+are by conversation (shared.data.split_of of its id, 96/2/2 %), so no conversation's turns cross splits.
 Whitespace is collapsed; empty turns are dropped; conversations with fewer than two turns, and
 exact repeats of an earlier conversation, are dropped and counted.
 """

@@ -16,21 +16,23 @@ import datasets
 SPLITS = ("train", "validation", "test")
 
 
-def split_of(key: str, fractions: Sequence[float] = (0.96, 0.02, 0.02)) -> str:
-    """Stable split by sha1 of a key: the same item lands in the same split on every machine,
+def split_of(key: str, percents: Sequence[int] = (96, 2, 2)) -> str:
+    """Stable split by sha1 of a key: its first 8 hex digits mod 100 against the train /
+    validation / test percentages. The same item lands in the same split on every machine,
     whatever the corpus order. Key by what must not leak (a conversation, a poem's opening)."""
-    if abs(sum(fractions) - 1.0) > 1e-9 or len(fractions) != 3:
-        raise ValueError(f"split fractions must be three numbers summing to 1, got {fractions}")
-    v = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:12], 16) / 16 ** 12
-    return "train" if v < fractions[0] else "validation" if v < fractions[0] + fractions[1] \
-        else "test"
+    if len(percents) != 3 or sum(percents) != 100 or min(percents) < 0:
+        raise ValueError(f"split percentages must be three whole numbers summing to 100, "
+                         f"got {tuple(percents)}")
+    bucket = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "train" if bucket < percents[0] else "validation" \
+        if bucket < percents[0] + percents[1] else "test"
 
 
 def make_splits(records: Iterable[dict], key: Callable[[dict], str],
-                fractions: Sequence[float] = (0.96, 0.02, 0.02)) -> datasets.DatasetDict:
+                percents: Sequence[int] = (96, 2, 2)) -> datasets.DatasetDict:
     parts: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for r in records:
-        parts[split_of(key(r), fractions)].append(r)
+        parts[split_of(key(r), percents)].append(r)
     if not parts["train"]:
         raise ValueError("no records: the dataset is empty")
     return datasets.DatasetDict({s: datasets.Dataset.from_list(v) for s, v in parts.items()})
@@ -58,14 +60,21 @@ def load(source: str | Path) -> datasets.DatasetDict:
 
 
 def tokenize(ds: datasets.Dataset, fn: Callable[[dict], dict], cache_dir: str | Path,
-             fingerprint: str) -> datasets.Dataset:
+             fingerprint: str, batched: bool = False) -> datasets.Dataset:
     """`ds.map(fn)` cached under `cache_dir`, keyed by `fingerprint` (e.g. the tokenizer's
-    sha256) so a changed tokenizer never reuses stale ids."""
+    sha256) so a changed tokenizer never reuses stale ids. `batched=True`: `fn` takes a batch
+    of columns and may return more or fewer rows (the input columns are dropped)."""
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha1(f"{ds._fingerprint}:{fingerprint}".encode()).hexdigest()[:16]
-    return ds.map(fn, cache_file_name=str(cache / f"tok-{key}.arrow"),
-                  new_fingerprint=key, desc="tokenizing")
+    key = hashlib.sha1(f"{ds._fingerprint}:{fingerprint}:{batched}".encode()).hexdigest()[:16]
+    extra = {"batched": True, "remove_columns": ds.column_names} if batched else {}
+    return ds.map(fn, cache_file_name=str(cache / f"tok-{key}.arrow"), new_fingerprint=key,
+                  desc="tokenizing", **extra)
+
+
+def records(batch: dict[str, list]) -> list[dict]:
+    """A batch of columns (what `Dataset.map(batched=True)` passes) as a list of rows."""
+    return [dict(zip(batch, row)) for row in zip(*batch.values())]
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -1,24 +1,92 @@
-"""Plumbing shared by every task's training script: common options, `model.K=V` / `train.K=V`
-overrides, resume (shape settings come from the run's first invocation, as in nanoGPT), the
-run record, and the facts a model card needs."""
+"""Every task's training script, written once: a task describes itself as a `TrainTask` and
+`main(task)` does the rest — common options, `model.K=V` / `train.K=V` overrides, the splits
+through Hugging Face `datasets` (shared/data.py: local JSONL, tokenization cached with `map`),
+resume (shape settings come from the run's first invocation, as in nanoGPT), the run record,
+and export with a model card."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from safetensors.torch import load_file
 
-from .checkpoint import load_state
+from . import data as datalib
+from .checkpoint import export_model, load_state
 from .config import apply_overrides, from_dict
 from .model import Seq2Seq, Seq2SeqConfig
 from .tokenizers import Tokenizer
-from .trainer import TrainConfig, Trainer, init_distributed
+from .trainer import TrainConfig, Trainer, evaluate, init_distributed
+
+
+@dataclass
+class TrainTask:
+    """What a task's training script says about itself; `main(task)` runs it."""
+    name: str                                   # "poem": the model card's task
+    prog: str                                   # "python -m poetry.poems.train"
+    doc: str                                    # the script's help text
+    data: Path                                  # default prepared corpus folder
+    out: str                                    # default run folder
+    epochs: int
+    build_tokenizer: Callable[[list[dict]], Tokenizer]     # from the training records
+    model_config: Callable[[int], Seq2SeqConfig]            # vocabulary size -> config
+    train_config: Callable[[int], TrainConfig]              # epochs -> config
+    pairs: Callable[[list[dict], Tokenizer, str], list]     # (records, tokenizer, split) ->
+                                                            # (source ids, target ids) pairs
+    card: Callable[[list[dict], Path], dict]                # (train records, data) -> card
+    rebuild: str                                            # the commands that rebuild it
+    extra_files: Callable[[Path, Path], dict] = field(      # (data, tmp) -> {name: path}
+        default=lambda data, tmp: {})
+
+
+def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog=task.prog, description=task.doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap, task.data, task.out, task.epochs)
+    args = ap.parse_args(argv)
+    splits = load_splits(args.data)
+    train_records = splits["train"]
+    if args.limit:
+        train_records = train_records.select(range(min(args.limit, len(train_records))))
+    tok = tokenizer(args.out, lambda: task.build_tokenizer(train_records))
+    mcfg, tcfg = configs(args, task.model_config(tok.vocab_size), task.train_config(args.epochs))
+    torch.manual_seed(tcfg.seed)
+    model = Seq2Seq(mcfg)
+    val = encoded(splits["validation"], task, tok, "validation", args.out)
+    if args.export:
+        return export(task, model, tok, Path(args.out), Path(args.export), val,
+                      train_records.to_list(), Path(args.data), args.train_seconds,
+                      args.schedule_note)
+    train(model, encoded(train_records, task, tok, "train", args.out), val, tcfg, args.out,
+          bos=tok.bos_id, eos=tok.eos_id, what=f"{task.name} model")
+    return 0
+
+
+def load_splits(folder: str | Path):
+    """The prepared corpus as a DatasetDict (train, validation, test)."""
+    folder = Path(folder)
+    if not (folder / "train.jsonl").exists():
+        raise FileNotFoundError(f"{folder / 'train.jsonl'} is missing: prepare the corpus "
+                                f"first (README, 'Train, evaluate, benchmark')")
+    return datalib.load(folder)
+
+
+def encoded(ds, task: TrainTask, tok: Tokenizer, split: str, out: str | Path) -> list:
+    """(source ids, target ids) pairs of a split, tokenized once per tokenizer and cached in
+    the run folder."""
+    def fn(batch: dict) -> dict:
+        pairs = task.pairs(datalib.records(batch), tok, split)
+        return {"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]}
+    fingerprint = f"{task.name}:{split}:{tok.fingerprint()}"
+    ds = datalib.tokenize(ds, fn, Path(out) / "tokenized", fingerprint, batched=True)
+    return list(zip(ds["src"], ds["tgt"]))
 
 
 def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epochs: int) -> None:
@@ -73,22 +141,6 @@ def configs(args, mcfg: Seq2SeqConfig, tcfg: TrainConfig) -> tuple[Seq2SeqConfig
     return mcfg, tcfg
 
 
-def setup(args, load_split: Callable, build_tokenizer: Callable[[list], Tokenizer],
-          model_config: Callable[[int], Seq2SeqConfig], train_config: TrainConfig):
-    """How every training script starts: the train/validation items (train cut to --limit),
-    the run's tokenizer (built once from train), the configs with overrides (the model's shape
-    from the run's record on resume) and a freshly seeded model.
-    Returns (train, validation, tokenizer, model, train config)."""
-    data = Path(args.data)
-    train, val = load_split("train", data), load_split("validation", data)
-    if args.limit:
-        train = train[:args.limit]
-    tok = tokenizer(args.out, lambda: build_tokenizer(train))
-    mcfg, tcfg = configs(args, model_config(tok.vocab_size), train_config)
-    torch.manual_seed(tcfg.seed)
-    return train, val, tok, Seq2Seq(mcfg), tcfg
-
-
 def train(model: Seq2Seq, train_pairs, val_pairs, tcfg: TrainConfig, out: str | Path, *,
           bos: int, eos: int, what: str) -> dict:
     out = Path(out)
@@ -112,6 +164,25 @@ def hardware() -> str:
                 name = line.split(":", 1)[1].strip()
                 break
     return f"{name}, {os.cpu_count()} cores, CPU only"
+
+
+def export(task: TrainTask, model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path,
+           val_pairs: list, train_records: list[dict], data: Path,
+           train_seconds: float | None, schedule_note: str | None = None) -> int:
+    """The run's best weights, their validation perplexity and the task's card -> dest."""
+    load_best(model, run)
+    metrics = evaluate(model, val_pairs, bos=tok.bos_id, eos=tok.eos_id)
+    card = {"task": task.name, **task.card(train_records, data),
+            **card_facts(run, train_seconds, schedule_note),
+            "validation": {"nll_per_token": metrics["nll"], "ppl": metrics["ppl"],
+                           "tokens": metrics["tokens"],
+                           "note": "per target token, <eos> included"},
+            "rebuild": task.rebuild, "exported": time.strftime("%Y-%m-%d")}
+    with tempfile.TemporaryDirectory() as tmp:
+        export_model(dest, model, tok, card, extra_files=task.extra_files(data, Path(tmp)))
+    print(f"exported to {dest}: validation nll {metrics['nll']:.4f} nats/token "
+          f"(ppl {metrics['ppl']:.2f})", file=sys.stderr)
+    return 0
 
 
 def load_best(model: Seq2Seq, run: str | Path) -> None:

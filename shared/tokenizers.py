@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -55,9 +56,6 @@ class Tokenizer:
     def _decode_plain(self, ids: list[int]) -> str:
         raise NotImplementedError
 
-    def pieces(self, text: str) -> list[str]:
-        return [self.itos[i] for i in self.encode(text)]
-
     def encode(self, text: str) -> list[int]:
         if not text:
             return []
@@ -96,6 +94,11 @@ class Tokenizer:
     def to_json(self) -> dict:
         return {"kind": self.kind, "version": FORMAT_VERSION, "specials": self.specials,
                 "itos": self.itos, **self._payload()}
+
+    def fingerprint(self) -> str:
+        """sha256 of the saved form: equal tokenizers, equal fingerprints (cache keys)."""
+        text = json.dumps(self.to_json(), ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=0),

@@ -10,8 +10,8 @@ RECORDS = [{"id": f"c{i}", "text": "春眠不觉晓"[: 1 + i % 5]} for i in rang
 
 def test_split_is_stable_and_roughly_proportional():
     assert split_of("abc") == split_of("abc")
-    ds = make_splits(RECORDS, key=lambda r: r["id"], fractions=(0.8, 0.1, 0.1))
-    ds_again = make_splits(reversed(RECORDS), key=lambda r: r["id"], fractions=(0.8, 0.1, 0.1))
+    ds = make_splits(RECORDS, key=lambda r: r["id"], percents=(80, 10, 10))
+    ds_again = make_splits(reversed(RECORDS), key=lambda r: r["id"], percents=(80, 10, 10))
     assert sorted(ds["test"]["id"]) == sorted(ds_again["test"]["id"])
     assert 280 < len(ds["train"]) < 360
     assert not set(ds["train"]["id"]) & set(ds["test"]["id"])
@@ -21,7 +21,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="empty"):
         make_splits([], key=str)
     with pytest.raises(ValueError, match="sum"):
-        split_of("x", (0.5, 0.5, 0.5))
+        split_of("x", (50, 50, 50))
     with pytest.raises(ValueError, match="no such file"):
         load("./does-not-exist")
 

@@ -23,7 +23,8 @@ import tarfile
 from pathlib import Path
 from typing import Iterator
 
-from shared.data import read_jsonl, write_jsonl, write_text
+from shared.data import SPLITS, read_jsonl, write_jsonl, write_text
+from shared.data import split_of as shared_split
 
 from .verse import FORMS, form_of, is_cjk
 
@@ -32,7 +33,6 @@ INTEGRITY = ("sha512-KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5k
              "EQ3lfJ//25K8p3uHNg==")
 TARBALL = Path("cache/npm") / f"{PACKAGE}-{VERSION}.tgz"
 OUT = Path("cache/poems")
-SPLITS = ("train", "validation", "test")
 OUTPUTS = tuple(f"{s}.jsonl" for s in SPLITS) + ("stats.json", "lines.txt")
 _MEMBER = re.compile(r"package/dist/quantangshi/poet\.tang\.\d+\.json")
 
@@ -123,12 +123,10 @@ def body(lines: list[str]) -> str:
 
 
 def split_of(lines: list[str]) -> str:
-    """96/2/2 % by sha1 of the first couplet: stable across runs, machines and corpus order.
-    Keyed on the couplet, not the whole body, so variant versions of one poem (same opening,
-    a character changed later) land in the same split instead of leaking into the test set."""
-    key = body(lines[:2])
-    v = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 100
-    return "train" if v < 96 else "validation" if v < 98 else "test"
+    """96/2/2 % by the first couplet: stable across runs, machines and corpus order. Keyed on
+    the couplet, not the whole body, so variant versions of one poem (same opening, a character
+    changed later) land in the same split instead of leaking into the test set."""
+    return shared_split(body(lines[:2]), (96, 2, 2))
 
 
 def keywords(poem: dict, rng: random.Random, k: int = 1) -> list[str]:

@@ -34,7 +34,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from shared.data import read_jsonl, write_jsonl, write_text
+from shared.data import SPLITS, read_jsonl, split_of, write_jsonl, write_text
 
 from . import abc
 from .abc import AbcError, Event, Key
@@ -42,7 +42,6 @@ from .format import RHYTHMS
 from .rules import check_tune, save_windows, window_hashes
 
 DEFAULT_OUT = Path("cache/tunes")
-SPLITS = ("train", "validation", "test")
 _RHYTHM_WORDS = [(r"slip[ -]?jigg?", "slip jig"), (r"jigg?", "jig"), (r"reel", "reel"),
                  (r"hornpipe|clog", "hornpipe"), (r"strathspey|fling", "strathspey"),
                  (r"polka", "polka"), (r"waltz", "waltz"), (r"air", "air"),
@@ -356,12 +355,6 @@ def music21_check(records: list[dict], cache: Path, workers: int) -> None:
         r["m21"] = done[r["check"]]
 
 
-def split_of(sha1: str) -> str:
-    """Deterministic 94/3/3 split from the body's sha1."""
-    bucket = int(sha1[:8], 16) % 100
-    return "train" if bucket < 94 else "validation" if bucket < 97 else "test"
-
-
 def prepare(out: Path = DEFAULT_OUT, workers: int = 2, limit: int | None = None) -> dict:
     t0 = time.time()
     records, dropped, total = read_corpus(limit)
@@ -375,7 +368,7 @@ def prepare(out: Path = DEFAULT_OUT, workers: int = 2, limit: int | None = None)
         row = {"id": f"{r['source']}-{r['number']}-{r['sha1'][:8]}", "source": r["source"],
                "meter": r["meter"], "mode": r["mode"], "key": r["key"], "rhythm": r["rhythm"],
                "body": r["body"], "tokens": r["tokens"], "expanded": r["expanded"]}
-        splits[split_of(r["sha1"])].append(row)
+        splits[split_of(r["body"], (94, 3, 3))].append(row)
     for name, rows in splits.items():
         write_jsonl(out / f"{name}.jsonl", rows)
     count = collections.Counter

@@ -10,19 +10,14 @@ command resumes from the checkpoint in --out.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
-
 from shared import runs
-from shared.checkpoint import export_model
 from shared.cli import run_cli
-from shared.model import Seq2Seq, Seq2SeqConfig
+from shared.model import Seq2SeqConfig
 from shared.tokenizers import Tokenizer
-from shared.trainer import TrainConfig, evaluate
+from shared.trainer import TrainConfig
 
 from . import data as tune_data
 from .abc import make_tokenizer
@@ -31,11 +26,11 @@ REBUILD = ("python -m poetry.tunes.data prepare && python -m poetry.tunes.train 
            "--threads 1 && python -m poetry.tunes.train --out runs/tune --export data/models/tune")
 
 
-def build_tokenizer(train: list[dict]) -> Tokenizer:
+def build_tokenizer(train) -> Tokenizer:
     return make_tokenizer([t["body"] for t in train], specials=SETTING_TOKENS)
 
 
-def pairs(tunes: list[dict], tok: Tokenizer) -> list:
+def pairs(tunes: list[dict], tok: Tokenizer, split: str = "train") -> list:
     return [(tok.encode(source_text(t["meter"], t["mode"], t["rhythm"])), tok.encode(t["body"]))
             for t in tunes]
 
@@ -63,52 +58,30 @@ def rhythm_table(train: list[dict]) -> dict:
     return {m: dict(sorted(r.items(), key=lambda kv: -kv[1])) for m, r in sorted(table.items())}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.tunes.train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    runs.add_arguments(ap, tune_data.DEFAULT_OUT, "runs/tune", epochs=8)
-    args = ap.parse_args(argv)
-    out, data = Path(args.out), Path(args.data)
-    train, val, tok, model, tcfg = runs.setup(args, tune_data.load_split, build_tokenizer,
-                                              default_model_config,
-                                              default_train_config(args.epochs))
-    if args.export:
-        return export(model, tok, out, Path(args.export), val, train, data, args.train_seconds,
-                      args.schedule_note)
-    runs.train(model, pairs(train, tok), pairs(val, tok), tcfg, out, bos=tok.bos_id,
-               eos=tok.eos_id, what="tune model")
-    return 0
-
-
-def export(model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path, val: list[dict],
-           train: list[dict], data: Path, train_seconds: float | None,
-           schedule_note: str | None = None) -> int:
-    runs.load_best(model, run)
-    metrics = evaluate(model, pairs(val, tok), bos=tok.bos_id, eos=tok.eos_id)
+def card(train: list[dict], data: Path) -> dict:
     stats = json.loads((data / "stats.json").read_text())
-    card = {
-        "task": "tune",
-        "corpus": "ABC collections bundled with PyPI music21 (essenFolksong, oneills1850, "
-                  "airdsAirs, ryansMammoth, miscFolk), prepared by poetry.tunes.data",
-        "counts": {"splits": stats.get("splits"), "tokens": stats.get("tokens"),
-                   "meters": stats.get("meters"), "modes": stats.get("modes"),
-                   "rhythms": stats.get("rhythms")},
-        "source": "<M:meter><K:mode><R:rhythm>; target: the body in music tokens, transposed "
-                  "to C of its mode (the writer transposes to the requested key)",
-        "rhythms_by_meter": rhythm_table(train),
-        **runs.card_facts(run, train_seconds, schedule_note),
-        "validation": {"nll_per_token": metrics["nll"], "ppl": metrics["ppl"],
-                       "tokens": metrics["tokens"]},
-        "notes": "fp32 training; the shipped weights are bf16, loaded as fp32",
-        "rebuild": REBUILD,
-        "exported": time.strftime("%Y-%m-%d"),
-    }
-    # the no-copy rule needs the 4-bar windows of the training tunes: ship them with the model
-    export_model(dest, model, tok, card,
-                 extra_files={"train_windows.npy": data / "train_windows.npy"})
-    print(f"exported to {dest}: validation nll {metrics['nll']:.4f} nats/token "
-          f"(ppl {metrics['ppl']:.2f})", file=sys.stderr)
-    return 0
+    return {"corpus": "ABC collections bundled with PyPI music21 (essenFolksong, oneills1850, "
+                      "airdsAirs, ryansMammoth, miscFolk), prepared by poetry.tunes.data",
+            "counts": {"splits": stats.get("splits"), "tokens": stats.get("tokens"),
+                       "meters": stats.get("meters"), "modes": stats.get("modes"),
+                       "rhythms": stats.get("rhythms")},
+            "source": "<M:meter><K:mode><R:rhythm>; target: the body in music tokens, "
+                      "transposed to C of its mode (the writer transposes to the requested key)",
+            "rhythms_by_meter": rhythm_table(train),
+            "notes": "the shipped weights are bf16, loaded as fp32"}
+
+
+TASK = runs.TrainTask(
+    name="tune", prog="python -m poetry.tunes.train", doc=__doc__, data=tune_data.DEFAULT_OUT,
+    out="runs/tune", epochs=8, build_tokenizer=build_tokenizer,
+    model_config=default_model_config, train_config=default_train_config, pairs=pairs,
+    card=card, rebuild=REBUILD,
+    # the no-copy rule needs the 4-bar windows of the training tunes: shipped with the model
+    extra_files=lambda data, tmp: {"train_windows.npy": data / "train_windows.npy"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runs.main(TASK, argv)
 
 
 if __name__ == "__main__":
