@@ -12,7 +12,6 @@ by reading only `encode`, many-to-one. Everything is chosen by `Seq2SeqConfig`.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -66,9 +65,6 @@ class State:
         return State(self.h.index_select(1, index),
                      None if self.c is None else self.c.index_select(1, index),
                      self.context.index_select(0, index))
-
-    def rnn_state(self):
-        return self.h if self.c is None else (self.h, self.c)
 
 
 class Stack(nn.Module):
@@ -252,7 +248,3 @@ class Seq2Seq(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def config_dict(cfg: Seq2SeqConfig) -> dict:
-    return dataclasses.asdict(cfg)

@@ -7,6 +7,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tests.helpers import export_tiny  # noqa: E402  (after the path is set)
 # One intra-op thread per test process: two cores, and oversubscribed OpenMP threads
 # spin-wait each other to a crawl when a background job shares the machine.
 torch.set_num_threads(1)
@@ -19,22 +20,15 @@ def cell(request):
 
 @pytest.fixture(scope="session")
 def poem_model_dir(tmp_path_factory):
-    """A tiny untrained poem model exported like the real one: the rules guarantee the form
-    whatever the model's quality, so writer, CLI, batch and app behaviour can be tested fast."""
+    """A tiny untrained poem model exported like the real one (tests/helpers.export_tiny)."""
     from poetry.poems.format import FORM_TOKENS
     from poetry.poems.train import default_model_config
-    from shared.checkpoint import export_model
-    from shared.config import apply_overrides
-    from shared.model import Seq2Seq
     from shared.tokenizers import CharTokenizer
     chars = (ROOT / "tests" / "fixtures" / "poems" / "chars.txt").read_text(encoding="utf-8")
     extra = "春夏秋冬白日依山尽黄河入海流明月思江送别，。"
     tok = CharTokenizer.train([chars.replace("\n", "") + extra], specials=FORM_TOKENS)
-    cfg = apply_overrides(default_model_config(tok.vocab_size),
-                          ["emb_dim=16", "hidden=32", "dec_layers=1"])
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("poem_model")
-    export_model(d, Seq2Seq(cfg), tok, {"rebuild": "tests/conftest.py"})
+    d = export_tiny(tmp_path_factory.mktemp("poem_model"), tok, default_model_config,
+                    {"rebuild": "tests/conftest.py"})
     with gzip.open(d / "lines.txt.gz", "wt", encoding="utf-8") as f:
         f.write("白日依山尽\n黄河入海流\n")
     return d
@@ -48,9 +42,6 @@ def chat_model_dir(tmp_path_factory):
     import random
     from chatbot.format import SEP
     from chatbot.train import default_model_config
-    from shared.checkpoint import export_model
-    from shared.config import apply_overrides
-    from shared.model import Seq2Seq
     from shared.tokenizers import SentencePieceTokenizer
     rng = random.Random(0)
     words = ("hi hello how are you doing today good fine thanks what about weekend movie "
@@ -59,9 +50,5 @@ def chat_model_dir(tmp_path_factory):
              for _ in range(400)]
     tok = SentencePieceTokenizer.train(texts, vocab_size=80, specials=[SEP],
                                        character_coverage=1.0)
-    cfg = apply_overrides(default_model_config(tok.vocab_size),
-                          ["emb_dim=16", "hidden=32", "dec_layers=1"])
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("chat_model")
-    export_model(d, Seq2Seq(cfg), tok, {"rebuild": "tests/conftest.py"})
-    return d
+    return export_tiny(tmp_path_factory.mktemp("chat_model"), tok, default_model_config,
+                       {"rebuild": "tests/conftest.py"})

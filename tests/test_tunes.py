@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from poetry.tunes import abc
 from poetry.tunes.abc import METERS, Key, parse_key
@@ -16,10 +15,8 @@ from poetry.tunes.rules import check_tune, copied_windows, save_windows, window_
 from poetry.tunes.format import SETTING_TOKENS
 from poetry.tunes.train import default_model_config
 from poetry.tunes import MAX_N, TuneWriter
-from shared.checkpoint import export_model
-from shared.config import apply_overrides
-from shared.model import Seq2Seq
 from shared.tokenizers import RegexTokenizer
+from tests.helpers import export_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = [acc + n for n in ("G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B",
@@ -33,12 +30,8 @@ RHYTHMS = {"6/8": {"jig": 9, "song": 4, "other": 1}, "2/4": {"song": 9, "march":
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     tok = RegexTokenizer(abc.TOKEN_PATTERN, TOKENS, SETTING_TOKENS)
-    cfg = apply_overrides(default_model_config(tok.vocab_size),
-                          ["emb_dim=16", "hidden=32", "dec_layers=1"])
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("tune_model")
-    export_model(d, Seq2Seq(cfg), tok, {"rebuild": "tests/test_tunes.py",
-                                        "rhythms_by_meter": RHYTHMS})
+    d = export_tiny(tmp_path_factory.mktemp("tune_model"), tok, default_model_config,
+                    {"rebuild": "tests/test_tunes.py", "rhythms_by_meter": RHYTHMS})
     save_windows(d / "train_windows.npy", window_hashes("|:c6|d6|e6|f6|g6:|", 4))
     return d
 
