@@ -41,6 +41,9 @@ def test_streaming_partials_grow(client):
     job.result()
     partials = [o[0] for o in job.outputs()]
     assert len(partials) > 5 and partials[-1].startswith("春")
+    # the poem that streamed in is the poem shown at the end
+    shown = partials[-1].split("\n(score")[0].replace("\n", "")
+    assert partials[-2] == shown
 
 
 def test_bad_input_is_one_clear_message(client):
@@ -84,6 +87,7 @@ def test_chat_streams_and_reply_takes_a_conversation(client):
     job = client.submit("how are you?", 0.8, "5", api_name="/chat")
     final = job.result()
     assert isinstance(final, str) and final and list(job.outputs())[-1] == final
+    assert final == client.predict(["how are you?"], 0.8, "5", api_name="/reply")
     turns = ["hi", "hello!", "how are you?"]
     a = client.predict(turns, 0.8, "5", api_name="/reply")
     assert isinstance(a, str) and a == client.predict(turns, 0.8, "5", api_name="/reply")
