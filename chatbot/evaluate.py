@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from shared.cli import run_cli
-from shared.fp16 import fp32_generation, stepwise_nll
+from shared.fp16 import fp32_generation
 from shared.ngram import KneserNey, tune_order
 from shared.trainer import evaluate
 
@@ -39,7 +39,7 @@ def perplexities(bot, data: Path) -> dict:
     model = evaluate(bot.model, test, bos=tok.bos_id, eos=tok.eos_id)
     out = {"test_pairs": len(test), "pieces": model["tokens"], "model_ppl": model["ppl"]}
     if bot.decoder is not bot.model:
-        nll = stepwise_nll(bot.decoder, test, bos=tok.bos_id, eos=tok.eos_id)["nll"]
+        nll = evaluate(bot.decoder, test, bos=tok.bos_id, eos=tok.eos_id, stepwise=True)["nll"]
         out["fp16_generation_ppl"] = math.exp(nll)
     t0 = time.time()
     seqs = {s: [t for _, t in v] for s, v in split.items()}

@@ -12,8 +12,8 @@ changes with its batch-mates). Gate nonlinearities, the LSTM cell state and the 
     fast = Fp16Decoder(model)        # model: a trained shared.model.Seq2Seq (unchanged)
     generate(fast, src, src_len, cfg, ...)   # anything that calls encode / decode_step
 
-What it costs in quality is measured, not assumed: `stepwise_nll` scores held-out data through
-any `decode_step`, and `python -m poetry.evaluate poem` prints both. Training and teacher-forced
+What it costs in quality is measured, not assumed: `shared.trainer.evaluate(..., stepwise=True)`
+scores held-out data through any `decode_step`, and `python -m poetry.evaluate poem` prints both. Training and teacher-forced
 evaluation use the fp32 model.
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 
 from .model import Seq2Seq, State
 
@@ -96,33 +95,6 @@ class Fp16Decoder:
                 x = h + x if self.cfg.residual and i > 0 and h.shape == x.shape else h
             logits = _linear(self.pre(x) if self.pre is not None else x, self.proj)
         return logits, State(torch.stack(hs), torch.stack(cs) if cs else None, state.context)
-
-
-def stepwise_nll(decoder, pairs, *, bos: int, eos: int, pad: int = 0,
-                 exclude: frozenset[int] | set[int] = frozenset(), batch_size: int = 128) -> dict:
-    """Mean NLL (nats) of target tokens through `decoder.decode_step`, teacher-forced one step
-    at a time as in generation. pairs: (src ids, tgt ids); scores each target and its <eos>,
-    except tokens in `exclude`. Works for a `Seq2Seq` and an `Fp16Decoder` alike."""
-    from .decoding import pad_batch
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for j in range(0, len(pairs), batch_size):
-            chunk = pairs[j:j + batch_size]
-            src, src_len = pad_batch([s for s, _ in chunk], pad)
-            tgt, _ = pad_batch([list(t) + [eos] for _, t in chunk], pad)
-            state = decoder.encode(src, src_len)
-            prev = torch.full((len(chunk),), bos, dtype=torch.long)
-            for t in range(tgt.size(1)):
-                logits, state = decoder.decode_step(prev, state)
-                gold = tgt[:, t]
-                keep = gold.ne(pad)
-                for e in exclude:
-                    keep &= gold.ne(e)
-                nll = -F.log_softmax(logits.float(), -1).gather(1, gold.view(-1, 1)).view(-1)
-                total += float(nll[keep].sum())
-                count += int(keep.sum())
-                prev = gold
-    return {"nll": total / max(count, 1), "tokens": count}
 
 
 def for_generation(model: Seq2Seq, fp16: bool = True):

@@ -15,10 +15,11 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from safetensors.torch import save_file
@@ -126,21 +127,41 @@ def _autocast(on: bool):
 
 
 @torch.no_grad()
-def evaluate(model: Seq2Seq, pairs: Sequence[Pair], *, bos: int, eos: int, pad: int = 0,
-             batch_size: int = 128, bf16: bool = False) -> dict:
-    """Mean NLL per target token (nats, <eos> included) and perplexity."""
-    was = model.training
+def evaluate(model, pairs: Sequence[Pair], *, bos: int, eos: int, pad: int = 0,
+             batch_size: int = 128, bf16: bool = False, exclude: Iterable[int] = (),
+             stepwise: bool = False) -> dict:
+    """The one teacher-forced scorer: mean NLL per target token (nats, <eos> included) and
+    perplexity. `exclude`: target ids left unscored (still fed as input), e.g. punctuation.
+    `stepwise`: score through `model.decode_step`, one step at a time as generation runs it,
+    so any decoder works (a `Seq2Seq`, or `shared.fp16.Fp16Decoder`)."""
+    was = getattr(model, "training", False)
     model.eval()
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
+    exclude = list(exclude)
     total, count = 0.0, 0
     for j in range(0, len(order), batch_size):
-        batch = collate(pairs, order[j:j + batch_size], bos, eos, pad)
+        src, src_len, tgt_in, tgt_out = collate(pairs, order[j:j + batch_size], bos, eos, pad)
+        for e in exclude:                    # unscored: the loss skips <pad> targets
+            tgt_out = tgt_out.masked_fill(tgt_out.eq(e), pad)
         with _autocast(bf16):
-            loss, n = model(*batch)
-        total, count = total + float(loss.detach()), count + int(n)
-    model.train(was)
+            loss, n = (_stepwise(model, src, src_len, tgt_in, tgt_out, pad) if stepwise
+                       else model(src, src_len, tgt_in, tgt_out))
+        total, count = total + float(loss), count + int(n)
+    if was:
+        model.train()
     nll = total / max(count, 1)
     return {"nll": nll, "ppl": math.exp(min(nll, 50)), "tokens": count}
+
+
+def _stepwise(decoder, src, src_len, tgt_in, tgt_out, pad: int):
+    """(summed NLL of non-pad targets, their count) through decode_step."""
+    state = decoder.encode(src, src_len)
+    total, keep = torch.zeros(()), tgt_out.ne(pad)
+    for t in range(tgt_in.size(1)):
+        logits, state = decoder.decode_step(tgt_in[:, t], state)
+        nll = F.cross_entropy(logits.float(), tgt_out[:, t], reduction="none")
+        total = total + nll[keep[:, t]].sum()
+    return total, keep.sum()
 
 
 class Trainer:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from shared.decoding import GenerationConfig, generate, pad_batch
-from shared.fp16 import Fp16Decoder, available, stepwise_nll
+from shared.fp16 import Fp16Decoder, available
 from shared.trainer import evaluate
 from tests.helpers import BOS, EOS, copy_pairs, tiny_model
 
@@ -33,9 +33,9 @@ def test_stepwise_nll_equals_teacher_forcing_and_fp16_stays_close():
     model = tiny_model("lstm", dec_layers=2, hidden=64).eval()
     pairs = copy_pairs(60, seed=3)
     tf = evaluate(model, pairs, bos=BOS, eos=EOS)
-    fp32 = stepwise_nll(model, pairs, bos=BOS, eos=EOS)
+    fp32 = evaluate(model, pairs, bos=BOS, eos=EOS, stepwise=True)
     assert fp32["nll"] == pytest.approx(tf["nll"], rel=1e-5)
-    q = stepwise_nll(Fp16Decoder(model), pairs, bos=BOS, eos=EOS)
+    q = evaluate(Fp16Decoder(model), pairs, bos=BOS, eos=EOS, stepwise=True)
     assert q["tokens"] == fp32["tokens"]
     assert q["nll"] == pytest.approx(fp32["nll"], rel=0.005)
 

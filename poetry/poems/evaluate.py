@@ -25,43 +25,27 @@ from pathlib import Path
 import torch
 
 from shared.cli import run_cli
-from shared.fp16 import fp32_generation, stepwise_nll
+from shared.fp16 import fp32_generation
 from shared.ngram import tune_order
-from shared.trainer import collate
+from shared.trainer import evaluate
 
 from . import data as poem_data
+from .format import source_text
 from .verse import FORMS, check_poem, get_form, rhymes
-
-
-def char_nll(model, tok, pairs, exclude: set[int], batch_size: int = 128) -> dict:
-    """Mean NLL (nats) over target tokens not in `exclude`; the <eos> is excluded too."""
-    total, count = 0.0, 0
-    model.eval()
-    with torch.no_grad():
-        for j in range(0, len(pairs), batch_size):
-            src, src_len, tgt_in, tgt_out = collate(pairs, range(j, min(j + batch_size, len(pairs))),
-                                                    tok.bos_id, tok.eos_id, tok.pad_id)
-            logp = model(src, src_len, tgt_in).float().log_softmax(-1)
-            nll = -logp.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
-            keep = tgt_out.ne(tok.pad_id) & tgt_out.ne(tok.eos_id)
-            for e in exclude:
-                keep &= tgt_out.ne(e)
-            total += float(nll[keep].sum())
-            count += int(keep.sum())
-    return {"nll": total / count, "ppl": math.exp(total / count), "tokens": count}
 
 
 def perplexities(writer, data_dir: Path) -> dict:
     tok = writer.tok
     punct = {tok.stoi[p] for p in "，。" if p in tok.stoi}
-    src = lambda p: tok.encode(f"<{p['form']}>{p['title']}")
+    src = lambda p: tok.encode(source_text(p["form"], p["title"]))
     splits = {s: poem_data.load_split(s, data_dir) for s in ("train", "validation", "test")}
     test_pairs = [(src(p), tok.encode(p["body"])) for p in splits["test"]]
-    model = char_nll(writer.model, tok, test_pairs, punct)
+    unscored = punct | {tok.eos_id}
+    model = evaluate(writer.model, test_pairs, bos=tok.bos_id, eos=tok.eos_id, exclude=unscored)
     half = None
     if writer.decoder is not writer.model:     # what generation runs: fp16 decoder weights
-        nll = stepwise_nll(writer.decoder, test_pairs, bos=tok.bos_id, eos=tok.eos_id,
-                           pad=tok.pad_id, exclude=punct | {tok.eos_id})["nll"]
+        nll = evaluate(writer.decoder, test_pairs, bos=tok.bos_id, eos=tok.eos_id,
+                       exclude=unscored, stepwise=True)["nll"]
         half = math.exp(nll)
     seqs = {s: [tok.encode(p["body"]) for p in v] for s, v in splits.items()}
     prefixes = {s: [src(p) for p in v] for s, v in splits.items()}
@@ -75,7 +59,7 @@ def perplexities(writer, data_dir: Path) -> dict:
     from shared.ngram import KneserNey
     kn = KneserNey(best, tok.vocab_size).fit(seqs["train"], tok.bos_id, tok.eos_id,
                                              prefixes=prefixes["train"])
-    ngram = kn.score(seqs["test"], tok.bos_id, tok.eos_id, exclude=punct | {tok.eos_id},
+    ngram = kn.score(seqs["test"], tok.bos_id, tok.eos_id, exclude=unscored,
                      prefixes=prefixes["test"])
     return {"test_poems": len(test_pairs), "model_ppl": model["ppl"],
             "model_nll": model["nll"], "chars": model["tokens"],
