@@ -1,18 +1,20 @@
 """LSTM and GRU layers that run under CPU bf16 autocast.
 
-`nn.LSTM`/`nn.GRU` run one fused oneDNN kernel in fp32, but under `torch.autocast("cpu",
-torch.bfloat16)` torch 2.13's oneDNN LSTM cannot build its bf16 primitive ("could not create a
-primitive descriptor"), and autocast leaves GRU in fp32 altogether (both measured and printed by
-`python -m shared.bench`). These subclasses keep the exact parameters of `nn.LSTM`/`nn.GRU`
-(state dicts are interchangeable), behave identically without autocast, and, only while CPU
-autocast is on, run the recurrence themselves:
+`nn.LSTM`/`nn.GRU` run one fused oneDNN kernel in fp32. Under `torch.autocast("cpu",
+torch.bfloat16)` what torch 2.13 does depends on the CPU: with AMX (measured 2026-12-01, a Xeon
+with `amx_bf16`) oneDNN builds its bf16 LSTM and GRU primitives, forward and backward, ~2.6x
+faster than fp32 at the reference size; without AMX it fails ("could not create a primitive
+descriptor"), and autocast leaves GRU in fp32 altogether (`python -m shared.bench` prints both).
+These subclasses keep the exact parameters of `nn.LSTM`/`nn.GRU` (state dicts are
+interchangeable), behave identically without autocast, and, only while CPU autocast is on:
 
-  * the input projection of all time steps is one large bf16 matmul;
-  * each step does one (batch, hidden) x (hidden, gates*hidden) bf16 matmul for the recurrence;
-  * gate nonlinearities and the LSTM cell state stay in fp32, so long memories do not round away.
+  * call oneDNN's bf16 kernel with bf16 copies of input, states and weights, where a one-off
+    probe (`native_bf16`) shows it builds on this CPU;
+  * else run the recurrence themselves: the input projection of all time steps is one large
+    bf16 matmul, each step one (batch, hidden) x (hidden, gates*hidden) bf16 matmul, gate
+    nonlinearities and the LSTM cell state in fp32, so long memories do not round away.
 
-bf16 pays only where the CPU multiplies bf16 natively (AMX, AVX512-BF16). On an AVX2-only CPU
-(this project's build machine) a bf16 matmul runs ~100x slower than fp32, so train in fp32 there.
+bf16 pays only where the CPU multiplies bf16 natively; `shared.precision` measures it.
 
 Single layer, batch_first, unpacked input only: `shared.model.Stack` stacks them itself.
 """
@@ -25,6 +27,51 @@ from torch import nn
 
 def _autocast_on() -> bool:
     return torch.is_autocast_enabled("cpu")
+
+
+_NATIVE: dict[str, bool] = {}
+
+
+def native_bf16(cell: str) -> bool:
+    """Whether torch's fused bf16 kernel for `cell` runs forward and backward on this CPU
+    (probed once per process on a tiny layer)."""
+    if cell not in _NATIVE:
+        layer = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](8, 8, batch_first=True)
+        x = torch.randn(2, 3, 8, requires_grad=True)
+        try:
+            with torch.autocast("cpu", enabled=False):
+                out, _ = _native(layer, x, None, cell)
+                out.float().sum().backward()
+            _NATIVE[cell] = out.dtype == torch.bfloat16 and x.grad is not None
+        except RuntimeError:
+            _NATIVE[cell] = False
+    return _NATIVE[cell]
+
+
+def _native(layer, x, hx, cell):
+    """The fused kernel on bf16 copies (the casts are differentiable: fp32 master weights
+    get the gradients). Returns bf16 output and states."""
+    bf = torch.bfloat16
+    weights = [w.to(bf) for w in layer._flat_weights]
+    if hx is None:
+        dirs = 2 if layer.bidirectional else 1
+        h = x.new_zeros(dirs, x.size(0), layer.hidden_size, dtype=bf)
+        hx = (h, h) if cell == "lstm" else h
+    elif cell == "lstm":
+        hx = (hx[0].to(bf), hx[1].to(bf))
+    else:
+        hx = hx.to(bf)
+    fn = torch._VF.lstm if cell == "lstm" else torch._VF.gru
+    out, *states = fn(x.to(bf), hx, weights, layer.bias, 1, 0.0, layer.training,
+                      layer.bidirectional, True)
+    return out, (tuple(states) if cell == "lstm" else states[0])
+
+
+def _bf16_forward(layer, x, hx, cell):
+    if native_bf16(cell):
+        with torch.autocast("cpu", enabled=False):
+            return _native(layer, x, hx, cell)
+    return _run(layer, x, hx, cell)
 
 
 def _run(layer, x, hx, cell):
@@ -72,9 +119,9 @@ def _run(layer, x, hx, cell):
 
 class LSTM(nn.LSTM):
     def forward(self, x, hx=None):
-        return _run(self, x, hx, "lstm") if _autocast_on() else super().forward(x, hx)
+        return _bf16_forward(self, x, hx, "lstm") if _autocast_on() else super().forward(x, hx)
 
 
 class GRU(nn.GRU):
     def forward(self, x, hx=None):
-        return _run(self, x, hx, "gru") if _autocast_on() else super().forward(x, hx)
+        return _bf16_forward(self, x, hx, "gru") if _autocast_on() else super().forward(x, hx)

@@ -1,6 +1,6 @@
 """A trainer that knows no task: pairs of id lists in, a trained Seq2Seq out.
 
-Length-bucketed batches, optional CPU bf16 autocast, AdamW, linear warmup + cosine/linear decay,
+Length-bucketed batches, CPU bf16 autocast where it measures faster (`shared.precision`), AdamW, linear warmup + cosine/linear decay,
 gradient clipping, validation perplexity, early stopping, a JSONL metrics log, atomic checkpoints
 every N steps with exact resume (model, optimiser, RNG, data position), a stop on NaN/exploding
 loss, and DistributedDataParallel under `torchrun` (gloo on CPU, nccl on GPU).
@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 
 from .checkpoint import load_training_state, save_training_state, unique_state
 from .model import Seq2Seq
+from .precision import resolve
 
 Pair = tuple[Sequence[int], Sequence[int]]   # (source ids, target ids without <bos>/<eos>)
 
@@ -39,7 +40,9 @@ class TrainConfig:
     decay: Literal["cosine", "linear", "none"] = "cosine"
     min_lr_ratio: float = 0.05    # the lr decays to lr * min_lr_ratio at the last step
     clip_norm: float = 1.0        # 0 = no clipping (watch for exploding gradients)
-    bf16: bool = False            # CPU bf16 autocast; pays only with AMX (see shared/bench.py)
+    # CPU bf16 autocast: "auto" times both precisions at the start (shared/precision.py) and
+    # keeps the faster; true/false force it. A resumed run keeps its first run's choice.
+    bf16: bool | Literal["auto"] = "auto"
     bucket_batches: int = 50      # sort by length inside windows of this many batches
     max_src_len: int = 128        # longer sequences are truncated, with a counted warning
     max_tgt_len: int = 256
@@ -178,6 +181,27 @@ class Trainer:
             self.state = meta["state"]
             if self.state["stopped"] == "max_steps":   # a new run may go further
                 self.state["stopped"] = None
+        self.precision = self._precision()
+        self.bf16 = self.precision["precision"] == "bf16"
+
+    def _precision(self) -> dict:
+        """The precision to train in, with the probe's figures: the checkpoint's on resume
+        (exact resume needs the same arithmetic), else measured or forced by the config.
+        Under torchrun rank 0 decides for all."""
+        if "precision" in self.state:
+            return dict(self.state["precision"], resumed=True)
+        batch = max(1, self.cfg.batch_size // self.world)
+        rec = resolve(self.cfg.bf16, self.model, batch).record()
+        if self.world > 1:
+            pick = torch.tensor([rec["precision"] == "bf16"], dtype=torch.long)
+            dist.broadcast(pick, 0)
+            rec["precision"] = "bf16" if int(pick) else "fp32"
+        rec["setting"] = self.cfg.bf16
+        self.state["precision"] = rec
+        if self.progress:
+            tqdm.write(f"precision: {rec['precision']} (setting {self.cfg.bf16}; probe seconds per "
+                       f"step {rec['probe_s']}; CPU flags {' '.join(rec['cpu_flags'])})")
+        return rec
 
     # -- one optimiser step ----------------------------------------------------------------
     def _step(self, idx: list[int]) -> tuple[float, int, float]:
@@ -191,7 +215,7 @@ class Trainer:
             t = torch.tensor([n_local], dtype=torch.long)
             dist.all_reduce(t)
             n_global = int(t)
-        with _autocast(cfg.bf16):
+        with _autocast(self.bf16):
             loss_sum, _ = self.ddp(*collate(self.train, mine, self.bos, self.eos, self.pad))
         # DDP averages gradients over processes; scaling by world/global tokens makes the
         # result the gradient of (global summed NLL / global tokens), whatever the split.
@@ -229,7 +253,7 @@ class Trainer:
     def _end_epoch(self) -> bool:
         """Validate, keep the best weights, decide on early stopping. True = stop."""
         metrics = evaluate(self.model, self.validation, bos=self.bos, eos=self.eos,
-                           pad=self.pad, bf16=self.cfg.bf16)
+                           pad=self.pad, bf16=self.bf16)
         st = self.state
         self._log({"epoch": st["epoch"], "step": st["step"], "val_nll": metrics["nll"],
                    "val_ppl": metrics["ppl"]})
@@ -252,6 +276,8 @@ class Trainer:
                    unit="step", dynamic_ncols=True)
         t0, tokens = time.time(), 0
         self._t0 = t0
+        if st["step"] == 0 or self.precision.get("resumed"):
+            self._log({"step": st["step"], **self.precision})
         while st["epoch"] < cfg.epochs and st["stopped"] is None:
             batches = batches_for_epoch(self.train, cfg, st["epoch"])
             while st["batch"] < len(batches):

@@ -65,10 +65,34 @@ def test_hand_written_recurrence_matches_torch(cls, bi, monkeypatch):
     hx = (h0, torch.randn_like(h0)) if cls is LSTM else h0
     ref_out, ref_state = layer(x, hx)
     monkeypatch.setattr(rnn, "_autocast_on", lambda: True)
+    monkeypatch.setattr(rnn, "native_bf16", lambda cell: False)   # the loop, not oneDNN
     out, state = layer(x, hx)
     torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
     for a, b in zip(torch.utils._pytree.tree_leaves(state), torch.utils._pytree.tree_leaves(ref_state)):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bi", [False, True])
+def test_native_bf16_kernel_is_close_to_fp32(cell, bi):
+    """Where oneDNN builds its bf16 RNN (AMX CPUs), the layers call it: outputs, states and
+    gradients agree with fp32 to bf16 rounding."""
+    import shared.rnn as rnn
+    if not rnn.native_bf16(cell):
+        pytest.skip("no native bf16 RNN kernel on this CPU")
+    torch.manual_seed(0)
+    layer = (LSTM if cell == "lstm" else GRU)(24, 16, batch_first=True, bidirectional=bi)
+    x = torch.randn(3, 5, 24, requires_grad=True)
+    runs = []
+    for on in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+            out, _ = layer(x)
+        assert out.dtype == (torch.bfloat16 if on else torch.float32)
+        out.float().pow(2).sum().backward()
+        runs.append((out.detach().float(), x.grad.clone(), layer.weight_hh_l0.grad.clone()))
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+    for a, b in zip(*runs):
+        assert float((a - b).norm() / a.norm()) < 0.02
 
 
 def test_bf16_autocast_forward_backward(cell):
