@@ -51,6 +51,7 @@ class TrainConfig:
     patience: int = 3             # epochs without a better validation loss before stopping
     max_loss: float = 50.0        # a finite loss above this counts as exploding
     max_steps: int = 0            # stop after this many steps in total (0 = no limit)
+    max_seconds: float = 0.0      # stop after this much wall time in this invocation (0 = none)
     seed: int = 0
 
     def validate(self) -> None:
@@ -124,6 +125,20 @@ def collate(pairs: Sequence[Pair], idx: Sequence[int], bos: int, eos: int, pad: 
     return src, src_len, tgt_in, tgt_out
 
 
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not embeddings, biases). Fused: one kernel
+    for all tensors, measured 10 ms a step instead of 54 ms at the reference size (9.6 M
+    parameters, 1 thread), a few % of a training step."""
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1 and "emb" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() > 1 and "emb" not in n)]
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": rest, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError):          # a build without the fused CPU kernel
+        return torch.optim.AdamW(groups, lr=lr)
+
+
 def _autocast(on: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
 
@@ -164,10 +179,7 @@ class Trainer:
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.ddp = (torch.nn.parallel.DistributedDataParallel(model) if self.world > 1
                     else model)
-        decay = [p for n, p in model.named_parameters() if p.dim() > 1 and "emb" not in n]
-        rest = [p for n, p in model.named_parameters() if not (p.dim() > 1 and "emb" not in n)]
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                      {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+        self.opt = adamw(model, cfg.lr, cfg.weight_decay)
         self.steps_per_epoch = len(batches_for_epoch(self.train, cfg, 0))
         # the schedule spans all epochs; max_steps only stops early (so a run cut in two
         # sees the same learning rates as one run)
@@ -179,7 +191,7 @@ class Trainer:
         if (self.out / "checkpoint" / "state.json").exists():
             meta = load_training_state(self.out / "checkpoint", model, self.opt)
             self.state = meta["state"]
-            if self.state["stopped"] == "max_steps":   # a new run may go further
+            if self.state["stopped"] in ("max_steps", "max_seconds"):  # may go further
                 self.state["stopped"] = None
         self.precision = self._precision()
         self.bf16 = self.precision["precision"] == "bf16"
@@ -283,6 +295,9 @@ class Trainer:
             while st["batch"] < len(batches):
                 if cfg.max_steps and st["step"] >= cfg.max_steps:
                     st["stopped"] = "max_steps"
+                    break
+                if cfg.max_seconds and time.time() - t0 >= cfg.max_seconds:
+                    st["stopped"] = "max_seconds"
                     break
                 loss, n, gnorm = self._step(batches[st["batch"]])
                 st["step"] += 1
