@@ -105,16 +105,17 @@ class Fp16Decoder:
         """tokens: (batch,) previous tokens -> logits (batch, vocab) fp32 and the new state."""
         with torch.no_grad(), torch.autocast("cpu", enabled=False):   # fp32 activations
             x = self.model.tgt_emb(tokens)
-            hs, cs = [], []
+            hs, cs, H = [], [], self.cfg.hidden
             for i, packed in enumerate(self.layers):
                 h = state.h[i]
-                if self.lstm:
-                    gates = _linear(torch.cat([x, h], -1), packed[0])
+                if self.lstm:   # few ops: at batch 1 each costs what a product's row does
+                    gates = _linear(torch.cat([x, h], -1), packed[0])      # (B, 4H): i f g o
                     if i == 0 and self.ctx is not None:
-                        gates = gates + self._context_gates(state.context)
-                    gi, gf, gg, go = gates.chunk(4, 1)
-                    c = torch.sigmoid(gf) * state.c[i] + torch.sigmoid(gi) * torch.tanh(gg)
-                    h = torch.sigmoid(go) * torch.tanh(c)
+                        gates += self._context_gates(state.context)
+                    s = gates.sigmoid()
+                    c = torch.addcmul(s[:, H:2 * H] * state.c[i], s[:, :H],
+                                      gates[:, 2 * H:3 * H].tanh())
+                    h = s[:, 3 * H:] * c.tanh()
                     cs.append(c)
                 else:
                     gx = _linear(x, packed[0])
