@@ -51,14 +51,22 @@ class Fp16Decoder:
         self.model, self.cfg = model.eval(), model.cfg
         self.lstm = self.cfg.cell == "lstm"
         self.layers = []
+        self.ctx = None          # packed share of the encoder summary in layer 0's input product
+        self._ctx_gates = (None, None)   # (context tensor, its gate share) of the last call
+        emb = self.cfg.emb_dim
         with torch.no_grad():
-            for layer in model.decoder.layers:
+            for i, layer in enumerate(model.decoder.layers):
                 w_ih, w_hh = layer.weight_ih_l0, layer.weight_hh_l0
                 b_ih, b_hh = layer.bias_ih_l0, layer.bias_hh_l0
-                if self.lstm:    # one product: [x ; h] @ [W_ih ; W_hh]^T + both biases
-                    self.layers.append((_pack(torch.cat([w_ih, w_hh], 1), b_ih + b_hh),))
-                else:            # GRU: r gates W_hn h + b_hn, so the two products stay apart
-                    self.layers.append((_pack(w_ih, b_ih), _pack(w_hh, b_hh)))
+                # LSTM: one product, [x ; h] @ [W_ih ; W_hh]^T + both biases. GRU: r gates
+                # W_hn h + b_hn, so the two products stay apart.
+                w, b = (torch.cat([w_ih, w_hh], 1), b_ih + b_hh) if self.lstm else (w_ih, b_ih)
+                if i == 0 and self.cfg.feed_context:
+                    # the summary is the same at every step: its share of the product (and
+                    # the bias) is computed once per sequence, not once per token
+                    self.ctx = _pack(w[:, emb:emb + self.cfg.hidden], b)
+                    w, b = torch.cat([w[:, :emb], w[:, emb + self.cfg.hidden:]], 1), None
+                self.layers.append((_pack(w, b),) if self.lstm else (_pack(w, b), _pack(w_hh, b_hh)))
             if self.cfg.tie_embeddings:
                 self.pre = model.out_proj                    # (hidden -> emb), small: fp32
                 self.proj = _pack(model.tgt_emb.weight, model.out_bias)
@@ -69,25 +77,50 @@ class Fp16Decoder:
     def eval(self) -> "Fp16Decoder":
         return self
 
+    def products(self) -> list:
+        """The packed fp16 products one decode step runs, in order (for timing them alone)."""
+        return [p for layer in self.layers for p in layer] + [self.proj]
+
+    def product_inputs(self) -> list[int]:
+        """The input width of each of `products()`."""
+        c, H = self.cfg, self.cfg.hidden
+        sizes = []
+        for i in range(c.dec_layers):
+            x = c.emb_dim if i == 0 else H
+            sizes += [x + H] if self.lstm else [x, H]
+        return sizes + [c.emb_dim if c.tie_embeddings else H]
+
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> State:
         return self.model.encode(src, src_len)
+
+    def _context_gates(self, context: torch.Tensor) -> torch.Tensor:
+        """Layer 0's gate share of the summary (+ bias), (batch, gates*hidden); recomputed only
+        when the state carries another context tensor (a new sequence, beams reordered)."""
+        if self._ctx_gates[0] is not context:
+            self._ctx_gates = (context, _linear(context.float(), self.ctx))
+        return self._ctx_gates[1]
 
     def decode_step(self, tokens: torch.Tensor, state: State):
         """tokens: (batch,) previous tokens -> logits (batch, vocab) fp32 and the new state."""
         with torch.no_grad(), torch.autocast("cpu", enabled=False):   # fp32 activations
             x = self.model.tgt_emb(tokens)
-            if self.cfg.feed_context:
-                x = torch.cat([x, state.context.float()], -1)
-            hs, cs = [], []
+            hs, cs, H = [], [], self.cfg.hidden
             for i, packed in enumerate(self.layers):
                 h = state.h[i]
-                if self.lstm:
-                    gi, gf, gg, go = _linear(torch.cat([x, h], -1), packed[0]).chunk(4, 1)
-                    c = torch.sigmoid(gf) * state.c[i] + torch.sigmoid(gi) * torch.tanh(gg)
-                    h = torch.sigmoid(go) * torch.tanh(c)
+                if self.lstm:   # few ops: at batch 1 each costs what a product's row does
+                    gates = _linear(torch.cat([x, h], -1), packed[0])      # (B, 4H): i f g o
+                    if i == 0 and self.ctx is not None:
+                        gates += self._context_gates(state.context)
+                    s = gates.sigmoid()
+                    c = torch.addcmul(s[:, H:2 * H] * state.c[i], s[:, :H],
+                                      gates[:, 2 * H:3 * H].tanh())
+                    h = s[:, 3 * H:] * c.tanh()
                     cs.append(c)
                 else:
-                    xr, xz, xn = _linear(x, packed[0]).chunk(3, 1)
+                    gx = _linear(x, packed[0])
+                    if i == 0 and self.ctx is not None:
+                        gx = gx + self._context_gates(state.context)
+                    xr, xz, xn = gx.chunk(3, 1)
                     hr, hz, hn = _linear(h, packed[1]).chunk(3, 1)
                     r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
                     h = (1 - z) * torch.tanh(xn + r * hn) + z * h

@@ -83,14 +83,16 @@ class Stack(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.dirs = dirs
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, static=None):
         """x: (batch, time, input), unpadded or right-padded (padding only ever follows the
-        positions that matter). state: per-layer RNN states or None.
+        positions that matter). state: per-layer RNN states or None. static: None or
+        (batch, extra), appended to the first layer's input at every step (shared/rnn.py).
         Returns output (batch, time, out_size) and the list of per-layer final states."""
         finals = []
         for i, layer in enumerate(self.layers):
             inp = x
-            out, final = layer(x, None if state is None else state[i])
+            out, final = layer(x, None if state is None else state[i],
+                               static if i == 0 else None)
             if self.residual and i > 0 and out.shape[-1] == inp.shape[-1]:
                 out = out + inp
             x = self.drop(out) if i < len(self.layers) - 1 else out
@@ -189,12 +191,12 @@ class Seq2Seq(nn.Module):
     def _decode(self, tgt_in: torch.Tensor, state: State):
         """tgt_in: (batch, time). Returns top-layer outputs (batch, time, hidden) and new state."""
         x = self.drop(self.tgt_emb(tgt_in))
-        if self.cfg.feed_context:
-            ctx = state.context.to(x.dtype).unsqueeze(1).expand(-1, x.size(1), -1)
-            x = torch.cat([x, ctx], -1)
+        # [embedding ; summary] at every step; the layer takes the summary apart (its share
+        # of the input projection is then computed once, not once per step)
+        static = state.context if self.cfg.feed_context else None
         per_layer = [(state.h[i:i + 1], state.c[i:i + 1]) if state.c is not None
                      else state.h[i:i + 1] for i in range(self.cfg.dec_layers)]
-        out, finals = self.decoder(x, per_layer)
+        out, finals = self.decoder(x, per_layer, static)
         if state.c is not None:
             h = torch.cat([f[0] for f in finals], 0)
             c = torch.cat([f[1] for f in finals], 0)

@@ -146,12 +146,14 @@ def train(model: Seq2Seq, train_pairs, val_pairs, tcfg: TrainConfig, out: str | 
     out = Path(out)
     init_distributed()
     out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, train_pairs, val_pairs, tcfg, out, bos=bos, eos=eos)
     (out / "run.json").write_text(json.dumps(
         {"model": asdict(model.cfg), "train": asdict(tcfg), "argv": sys.argv[1:],
-         "threads": torch.get_num_threads(), "hardware": hardware()}, indent=1))
+         "threads": torch.get_num_threads(), "hardware": hardware(),
+         "precision": trainer.precision}, indent=1))     # the choice and the probe's figures
     print(f"{what}: {model.num_parameters():,} parameters, {len(train_pairs)} training pairs",
           file=sys.stderr)
-    result = Trainer(model, train_pairs, val_pairs, tcfg, out, bos=bos, eos=eos).fit()
+    result = trainer.fit()
     print(json.dumps(result), file=sys.stderr)
     return result
 
@@ -210,4 +212,5 @@ def card_facts(run: str | Path, train_seconds: float | None = None,
             "train_wall_time_min": round(seconds / 60, 1),
             "hardware": f"{record.get('hardware', hardware())}; "
                         f"{threads} torch thread(s)",
+            **({"precision": record["precision"]} if "precision" in record else {}),
             **({"schedule_note": schedule_note} if schedule_note else {})}

@@ -65,10 +65,34 @@ def test_hand_written_recurrence_matches_torch(cls, bi, monkeypatch):
     hx = (h0, torch.randn_like(h0)) if cls is LSTM else h0
     ref_out, ref_state = layer(x, hx)
     monkeypatch.setattr(rnn, "_autocast_on", lambda: True)
+    monkeypatch.setattr(rnn, "native_bf16", lambda cell: False)   # the loop, not oneDNN
     out, state = layer(x, hx)
     torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
     for a, b in zip(torch.utils._pytree.tree_leaves(state), torch.utils._pytree.tree_leaves(ref_state)):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bi", [False, True])
+def test_native_bf16_kernel_is_close_to_fp32(cell, bi):
+    """Where oneDNN builds its bf16 RNN (AMX CPUs), the layers call it: outputs, states and
+    gradients agree with fp32 to bf16 rounding."""
+    import shared.rnn as rnn
+    if not rnn.native_bf16(cell):
+        pytest.skip("no native bf16 RNN kernel on this CPU")
+    torch.manual_seed(0)
+    layer = (LSTM if cell == "lstm" else GRU)(24, 16, batch_first=True, bidirectional=bi)
+    x = torch.randn(3, 5, 24, requires_grad=True)
+    runs = []
+    for on in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+            out, _ = layer(x)
+        assert out.dtype == (torch.bfloat16 if on else torch.float32)
+        out.float().pow(2).sum().backward()
+        runs.append((out.detach().float(), x.grad.clone(), layer.weight_hh_l0.grad.clone()))
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+    for a, b in zip(*runs):
+        assert float((a - b).norm() / a.norm()) < 0.02
 
 
 def test_bf16_autocast_forward_backward(cell):
@@ -79,3 +103,35 @@ def test_bf16_autocast_forward_backward(cell):
     loss.backward()
     assert torch.isfinite(loss) and int(n) == 3
     assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+
+
+def test_hand_lstm_recurrence_gradcheck():
+    from shared.rnn import LSTMRecurrence
+    torch.manual_seed(0)
+    B, T, H = 2, 4, 3
+    args = [torch.randn(*s, dtype=torch.double, requires_grad=True)
+            for s in ((B, T, 4 * H), (B, H), (B, H), (4 * H, H))]
+    assert torch.autograd.gradcheck(LSTMRecurrence.apply, args)
+
+
+def test_static_input_equals_concatenating_it_at_every_step():
+    """The decoder's summary input taken apart (fp32 hand recurrence) computes what nn.LSTM
+    computes on [x_t ; summary], forward and backward."""
+    torch.manual_seed(0)
+    layer = LSTM(6 + 5, 7, batch_first=True)
+    x, s = torch.randn(3, 4, 6, requires_grad=True), torch.randn(3, 5, requires_grad=True)
+    hx = (torch.randn(1, 3, 7), torch.randn(1, 3, 7))
+    runs = []
+    for static in (True, False):
+        if static:
+            out, (h, c) = layer(x, hx, s)
+        else:
+            out, (h, c) = torch.nn.LSTM.forward(
+                layer, torch.cat([x, s.unsqueeze(1).expand(-1, 4, -1)], -1), hx)
+        (out.pow(2).sum() + h.sum() + c.sum()).backward()
+        runs.append([out, h, c, x.grad, s.grad] + [p.grad for p in layer.parameters()])
+        runs[-1] = [t.detach().clone() for t in runs[-1]]
+        x.grad = s.grad = None
+        layer.zero_grad(set_to_none=True)
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cfg(**kw):
     base = dict(epochs=3, batch_size=16, lr=5e-3, warmup_steps=5, checkpoint_every=0,
-                log_every=1, patience=5)
+                log_every=1, patience=5, bf16=False)   # fixed: runs compared bitwise
     base.update(kw)
     return TrainConfig(**base)
 
@@ -47,6 +47,53 @@ def test_resume_is_bitwise_exact(cell, tmp_path):
     log_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     losses = lambda log: [r["loss"] for r in log if "loss" in r]
     assert losses(log_a) == losses(log_b)               # same data order, same numbers
+
+
+def test_auto_precision_leaves_no_trace_is_logged_and_kept_on_resume(tmp_path, monkeypatch):
+    """The probe really runs (forward and backward in both precisions) yet a run that it sends
+    to fp32 equals a forced-fp32 run bitwise; a resumed run keeps the first run's choice."""
+    import shared.precision as precision
+    train = copy_pairs(100, seed=1)
+    forced = tiny_model("lstm", seed=0, dropout=0.3)
+    fit(forced, tmp_path / "a", train, max_steps=6)
+    monkeypatch.setattr(precision, "choose", lambda seconds, margin=1.1: "fp32")
+    auto = tiny_model("lstm", seed=0, dropout=0.3)
+    fit(auto, tmp_path / "b", train, max_steps=3, bf16="auto")
+    monkeypatch.setattr(precision, "choose", lambda seconds, margin=1.1: "bf16")
+    resumed = tiny_model("lstm", seed=5, dropout=0.3)
+    trainer = Trainer(resumed, train, copy_pairs(20, seed=9), cfg(max_steps=6, bf16="auto"),
+                      tmp_path / "b", bos=BOS, eos=EOS, progress=False)
+    assert trainer.precision["precision"] == "fp32" and trainer.precision["resumed"]
+    trainer.fit()
+    for (k, a), b in zip(forced.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    log = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in log if "precision" in r)
+    assert first["setting"] == "auto" and set(first["probe_s"]) == {"fp32", "bf16"}
+    assert first["probe_s"]["fp32"] > 0 and isinstance(first["cpu_flags"], list)
+
+
+@pytest.mark.parametrize("fp32,bf16,pick", [(1.0, 1.5, "fp32"), (1.0, None, "fp32"),
+                                            (1.0, 0.95, "fp32"), (1.0, 0.5, "bf16")])
+def test_probe_picks_bf16_only_when_it_measures_clearly_faster(fp32, bf16, pick, monkeypatch):
+    """The probe's decision from injected step timings: a CPU without native bf16 (slower,
+    or too slow to finish the warm-up = None) never gets bf16, nor does a tie."""
+    import shared.precision as precision
+    times = {False: fp32, True: bf16}
+    monkeypatch.setattr(precision, "_step_seconds", lambda m, b, bf, reps, limit: times[bf])
+    probe = precision.probe_training(tiny_model("gru"), 8)
+    assert probe.choice == pick and probe.seconds == {"fp32": fp32, "bf16": bf16}
+    assert precision.resolve(True, None, 8).choice == "bf16"
+    assert precision.resolve(False, None, 8).choice == "fp32"
+
+
+def test_bf16_setting_parses_from_overrides():
+    from shared.config import apply_overrides
+    assert TrainConfig().bf16 == "auto"
+    for raw, value in (("true", True), ("false", False), ("auto", "auto")):
+        assert apply_overrides(TrainConfig(), [f"bf16={raw}"]).bf16 == value
+    with pytest.raises(ValueError, match="bf16"):
+        apply_overrides(TrainConfig(), ["bf16=fast"])
 
 
 def test_bucketed_batches_are_deterministic_and_cover_everything():
@@ -117,7 +164,7 @@ init_distributed()
 torch.set_num_threads(1)
 model = tiny_model("lstm", seed=0, dropout=0.0)
 cfg = TrainConfig(epochs=1, batch_size=16, lr=5e-3, warmup_steps=2, max_steps=8,
-                  checkpoint_every=0, log_every=100)
+                  checkpoint_every=0, log_every=100, bf16=False)
 Trainer(model, copy_pairs(160, seed=1, lo=1, hi=7), copy_pairs(10, seed=2), cfg,
         sys.argv[1], bos=2, eos=3, progress=False).fit()
 save_file(unique_state(model), sys.argv[1] + "/final.safetensors")
