@@ -5,30 +5,85 @@
     bot.replies(["hi! how was your weekend?"], n=3)    # -> [{"reply", "score"}], best first
     bot.reply(["hi", "hello! how are you?", "good, you?"])   # multi-turn: the last turn is yours
 
-The model sees the last two turns (chatbot/format.py). Replies are sampled (temperature,
-top-p within the top 50) with a repetition penalty and no repeated 3-grams; `candidates`
-replies are decoded together and the one with the best mean log-probability per piece is kept
-(shared/writer.py).
+The model sees the last two turns (chatbot/format.py). Candidates: `candidates` replies
+sampled together (temperature, top-p within the top 50, a repetition penalty, no repeated
+3-grams; shared/writer.py) plus the replies that followed the RETRIEVED most similar training
+messages (BM25, chatbot/retrieval.py). All are re-ranked by
+
+    log p(reply | context) / pieces  +  backward * log p(message | reply) / pieces
+
+(the forward model and the backward model of chatbot/train.py; Li et al. 2016's MMI re-ranking,
+which favours replies that say something about the message over generic ones), with the weight
+tuned on validation (`rerank.json` beside the model). Candidates in the other language than the
+message are dropped when any in its language exist. Each reply records where it came from:
+"source" is "generated" or "retrieved". Without the backward model and index (a bare model
+folder), replies rank by the forward score alone.
 """
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from shared.decoding import GenerationConfig, derive_seed
+
+from shared.checkpoint import load_model
+from shared.decoding import GenerationConfig, derive_seed, pad_batch
 from shared.rules import AllOf, ForbidTokens, MinLength
 from shared.writer import Writer
 
 from .format import CONTEXT, MAX_SRC, MAX_TGT, SEP, source_text
+from .retrieval import Retrieval
 
 MAX_N = 10               # replies per request
 MAX_CHARS = 1000         # characters of one message kept (its end)
+RETRIEVED = 5            # retrieved candidates per request
+RERANK = {"backward": 0.5, "retrieved": 0.0}   # until rerank.json (tuned on validation) says
+
+
+def is_chinese(text: str) -> bool:
+    """Mostly CJK characters (among letters and CJK): the message's language, for replies."""
+    cjk = sum("\u4e00" <= c <= "\u9fff" for c in text)
+    latin = sum(c.isascii() and c.isalpha() for c in text)
+    return cjk > 0 and cjk >= latin / 4
+
+
+ROLES = ("user", "assistant")
+
+
+def from_messages(messages) -> list[str]:
+    """Chat tools' format, [{"role": "user"|"assistant", "content": "..."}, ...] (system
+    messages are skipped), as a list of turns. ValueError says what is wrong."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise ValueError("messages must be a non-empty list of {role, content} objects")
+    turns, roles = [], []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise ValueError(f"message {i} is not a {{\"role\", \"content\"}} object")
+        if m["role"] == "system":
+            continue
+        if m["role"] not in ROLES:
+            raise ValueError(f"message {i} has role {m['role']!r}; use user or assistant")
+        if not isinstance(m["content"], str):
+            raise ValueError(f"message {i}'s content is not a string")
+        turns.append(m["content"])
+        roles.append(m["role"])
+    if not roles or roles[-1] != "user":
+        raise ValueError("the last message must be the user's")
+    return turns
 
 
 def clean_history(history) -> list[str]:
-    """Validate a conversation (a list of turns, or one message); ValueError if unusable."""
+    """Validate a conversation: one message, a list of turns (the last one yours), or chat
+    messages ({"messages": [...]} or the list itself); ValueError if unusable."""
     if isinstance(history, str):
         history = [history]
+    if isinstance(history, dict):
+        if "messages" not in history:
+            raise ValueError("a conversation object needs a 'messages' list")
+        history = from_messages(history["messages"])
+    elif isinstance(history, (list, tuple)) and history and all(
+            isinstance(t, dict) for t in history):
+        history = from_messages(history)
     if not isinstance(history, (list, tuple)) or not all(isinstance(t, str) for t in history):
         raise ValueError("a conversation is a list of messages (strings), the last one yours")
     turns = [" ".join(t.split()) for t in history]
@@ -42,10 +97,40 @@ def clean_history(history) -> list[str]:
     return turns[-CONTEXT:]
 
 
+def teacher_forced(model, pairs: Sequence[tuple[list[int], list[int]]], bos: int, eos: int
+                   ) -> list[float]:
+    """Mean log-prob per target piece (its <eos> included) of each (source, target) pair."""
+    src, src_len = pad_batch([s for s, _ in pairs])
+    tgt_in, _ = pad_batch([[bos] + list(t) for _, t in pairs])
+    tgt_out, _ = pad_batch([list(t) + [eos] for _, t in pairs])
+    total, count = model.sequence_logprob(src, src_len, tgt_in, tgt_out)
+    return (total / count.clamp(min=1)).tolist()
+
+
 class Bot(Writer):
     MODEL, MAX_N, WHAT, TEXT = "chat", MAX_N, "replies", "reply"
     TEMPERATURE, CANDIDATES = 0.8, 3
     TOP_P = 0.9
+
+    def __init__(self, model, tokenizer, card: dict, backward=None,
+                 index: Optional[Path] = None, fp16: bool = True):
+        """`backward`: the p(message | reply) model; `index`: retrieval.npz. The weights of
+        the combined score come from the card ("rerank", written by `chatbot.evaluate --tune`)."""
+        super().__init__(model, tokenizer, card, fp16)
+        self.backward = backward
+        self.index = Retrieval.load(index, tokenizer) if index else None
+        self.weights = {**RERANK, **{k: v for k, v in (card.get("rerank") or {}).items()
+                                     if k in RERANK}}
+
+    @classmethod
+    def extras(cls, model_dir: Path, rerank: bool = True) -> dict:
+        """The backward model (data/models/chat-backward beside chat) and the retrieval
+        index, where they exist (rerank=False: the forward model alone)."""
+        back = model_dir.parent / f"{model_dir.name}-backward"
+        index = model_dir / "retrieval.npz"
+        return {"backward": load_model(back)[0] if rerank and (back / "card.json").exists()
+                else None,
+                "index": index if rerank and index.exists() else None}
 
     # -- what the shared writer needs (a request is the cleaned list of turns) ---------------
     def source(self, turns: list[str]) -> list[int]:
@@ -67,15 +152,52 @@ class Bot(Writer):
         return self.tok.decode(tokens).strip()
 
     def result(self, turns: list[str], text: str, score: float, rank: int) -> dict:
-        return {"reply": text, "score": round(score, 4)}
+        return {"reply": text, "score": round(score, 4), "source": "generated"}
+
+    # -- re-ranking ----------------------------------------------------------------------------
+    def finalize(self, jobs, reqs, owner, tokens, scores) -> list[list[dict]]:
+        if self.backward is None and self.index is None:
+            return self._rank(jobs, reqs, owner, tokens, scores)
+        pools: list[dict[str, str]] = [{} for _ in jobs]          # text -> source
+        for r, j in enumerate(owner):
+            text = self.text(tokens[r])
+            if text:
+                pools[j].setdefault(text, "generated")
+        for j, (turns, n, _) in enumerate(jobs):
+            if self.index is not None:
+                for text, _ in self.index.search(turns[-1], RETRIEVED):
+                    pools[j].setdefault(text, "retrieved")
+            zh = is_chinese(turns[-1])
+            same = {t: s for t, s in pools[j].items() if is_chinese(t) == zh}
+            pools[j] = same or pools[j]
+        return [self.rerank(turns, pool, n) for (turns, n, _), pool in zip(jobs, pools)]
+
+    def rerank(self, turns: list[str], pool: dict[str, str], n: int) -> list[dict]:
+        """The n best of `pool` (text -> source) after `turns` by the combined score."""
+        texts = list(pool)
+        if not texts:
+            return []
+        bos, eos = self.tok.bos_id, self.tok.eos_id
+        replies = [self.tok.encode(t)[:MAX_TGT] for t in texts]
+        forward = teacher_forced(self.model, [(self.source(turns), r) for r in replies], bos, eos)
+        w = self.weights
+        backward = [0.0] * len(texts)
+        if self.backward is not None:
+            message = self.tok.encode(turns[-1])[-MAX_TGT:]
+            backward = teacher_forced(self.backward, [(r, message) for r in replies], bos, eos)
+        out = [{"reply": t, "score": round(f + w["backward"] * b
+                                             + w["retrieved"] * (pool[t] == "retrieved"), 4),
+                "source": pool[t], "forward": round(f, 4), "backward": round(b, 4)}
+               for t, f, b in zip(texts, forward, backward)]
+        return sorted(out, key=lambda x: -x["score"])[:n]
 
     # -- the API -------------------------------------------------------------------------
     def replies(self, history, n: int = 1, temperature: float = TEMPERATURE,
                 top_p: float = TOP_P, seed: Optional[int] = None,
                 candidates: int = CANDIDATES) -> list[dict]:
         """Up to n distinct next turns after `history` (one message, or a list of turns with
-        the last one yours), best first: [{"reply", "score"}]. Same seed, same replies.
-        Raises ValueError on bad input."""
+        the last one yours), best first: [{"reply", "score", "source", ...}]. Same seed, same
+        replies. Raises ValueError on bad input."""
         n = self.check_n(n)
         job = (clean_history(history), n, derive_seed(self.seed(seed), 0))
         return self.generate([job], temperature, candidates, top_p=top_p)[0]

@@ -4,9 +4,11 @@
     python -m chatbot --message "hi! how was your weekend?" -n 3 --seed 1
     python -m chatbot --input chats.jsonl --output replies.jsonl       # batch, resumable
 
-Batch items: a plain line is one message; a JSON object has "message" (one message) or
-"history" (a list of turns, the last one yours), and optionally "n" and "seed". Output: one
-line per item, in order: {"index", "input", "replies": [{"reply", "score"}]} or {..., "error"}.
+Batch items: a plain line is one message; a JSON object has "message" (one message),
+"history" (a list of turns, the last one yours) or "messages" (chat tools' format:
+[{"role": "user"|"assistant", "content": ...}, ...]), and optionally "n" and "seed". Output:
+one line per item, in order: {"index", "input", "replies": [{"reply", "score", "source", ...}]}
+or {..., "error"}; "source" says whether a reply was generated or retrieved.
 Bad input: a warning for what can be repaired, else one line on stderr and exit status 2.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from shared.batch import item_seed, read_items, run_batch
 from shared.cli import run_cli
 
-ITEM_KEYS = {"message", "history", "n", "seed"}
+ITEM_KEYS = {"message", "history", "messages", "n", "seed"}
 
 
 def _bot(args):
@@ -64,9 +66,10 @@ def batch(bot, input, output, n: int = 1, temperature: float = 0.8, top_p: float
     from .bot import clean_history
 
     def make_job(i: int, item: dict):
-        if "history" in item and "message" in item:
-            raise ValueError("give either 'message' or 'history', not both")
-        turns = clean_history(item["history"] if "history" in item else item.get("message", ""))
+        given = [k for k in ("message", "history", "messages") if k in item]
+        if len(given) > 1:
+            raise ValueError(f"give one of 'message', 'history' or 'messages', not {given}")
+        turns = clean_history(item[given[0]] if given else "")
         return turns, bot.check_n(item.get("n", n)), item_seed(item, seed, i)
 
     return run_batch(read_items(input, "message"), output, "replies", make_job,

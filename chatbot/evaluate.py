@@ -1,14 +1,24 @@
-"""Held-out evaluation of the shipped chat model.
+"""Held-out evaluation of the shipped chat models (forward, backward, retrieval, re-ranker).
 
-    python -m chatbot.evaluate [--json] [--contexts 200] [--model DIR] [--skip-ngram]
+    python -m chatbot.evaluate [--json] [--contexts 300] [--model DIR] [--skip-ngram]
+    python -m chatbot.evaluate --tune       # also tune the re-ranking weight on validation and
+                                            # write it into the model's card
 
-Perplexity per SentencePiece piece (the reply's pieces and its <eos>) on the test split's
-(context -> next turn) pairs, for the model (teacher-forced fp32, and step by step through the
-fp16 decoder that generation runs) and for a modified Kneser-Ney n-gram over the same pieces
-(order tuned on validation, the context as its history prefix). Then replies to test contexts
-with the default settings: distinct-1/2 (unique word uni-/bigrams over all reply words), mean
-length, echo rate (the reply repeats the message), the share of the most common reply, and
-speed (one reply p50 at batch 1, replies/s in batches of 50).
+English (chitchat, chatterbot en) and Chinese (KdConv, chatterbot zh) test conversations are
+reported separately; persona conversations are training-only.
+* hits@1/20 (ConvAI2): each test context's true next turn among 19 true turns of other test
+  contexts, ranked by the forward score log p(reply | context) / pieces, the backward score
+  log p(message | reply) / pieces, the bot's combined score, and a TF-IDF baseline (cosine of the
+  candidate's and the message's piece counts, idf from training turns: ConvAI2's IR baseline).
+* Perplexity per piece of the true reply with its true context and with a random other one;
+  for each language, the model's and a modified Kneser-Ney 4-gram's on the same pieces.
+* Replies of the default bot to `--contexts` test contexts per language: distinct-1/2 (words
+  for English, characters for Chinese) beside the human replies', the generic-reply rate (equal,
+  ignoring case and punctuation, to one of the 20 most frequent validation replies), the share
+  retrieved, language match, mean length, speed; the same for the retrieval baseline (the reply
+  after the most similar training message, as it is).
+* Identity: the persona's held-out phrasings of "what is your name?" (data/persona/persona.json,
+  never trained on) and whether the reply gives the bot's name.
 """
 from __future__ import annotations
 
@@ -17,6 +27,7 @@ import collections
 import json
 import math
 import random
+import re
 import statistics
 import time
 from pathlib import Path
@@ -24,103 +35,261 @@ from pathlib import Path
 import torch
 
 from shared.cli import run_cli
-from shared.fp16 import fp32_generation
-from shared.ngram import KneserNey, tune_order
+from shared.ngram import KneserNey
 from shared.trainer import evaluate
 
 from . import data as chat_data
+from .bot import Bot, is_chinese, teacher_forced
+from .format import MAX_SRC, MAX_TGT, source_text
 from .train import pairs
 
+CANDIDATES = 20
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)       # backward weights tried by --tune
 
-def perplexities(bot, data: Path) -> dict:
-    tok = bot.tok
-    split = {s: pairs(chat_data.load_split(s, data), tok) for s in chat_data.SPLITS}
-    test = split["test"]
-    model = evaluate(bot.model, test, bos=tok.bos_id, eos=tok.eos_id)
-    out = {"test_pairs": len(test), "pieces": model["tokens"], "model_ppl": model["ppl"]}
-    if bot.decoder is not bot.model:
-        nll = evaluate(bot.decoder, test, bos=tok.bos_id, eos=tok.eos_id, stepwise=True)["nll"]
-        out["fp16_generation_ppl"] = math.exp(nll)
-    t0 = time.time()
-    seqs = {s: [t for _, t in v] for s, v in split.items()}
-    prefixes = {s: [src for src, _ in v] for s, v in split.items()}
-    best, by_order = tune_order(seqs["train"], seqs["validation"], orders=(2, 3, 4),
-                                vocab_size=tok.vocab_size, bos=tok.bos_id, eos=tok.eos_id,
-                                train_prefixes=prefixes["train"],
-                                validation_prefixes=prefixes["validation"])
-    kn = KneserNey(best, tok.vocab_size).fit(seqs["train"], tok.bos_id, tok.eos_id,
-                                            prefixes=prefixes["train"])
-    ngram = kn.score(seqs["test"], tok.bos_id, tok.eos_id, prefixes=prefixes["test"])
-    out["ngram"] = {"order": best, "validation_ppl_by_order": by_order,
-                    "test_ppl": ngram["ppl"], "seconds": round(time.time() - t0, 1)}
-    out["ratio_model_to_ngram"] = model["ppl"] / ngram["ppl"]
+
+def examples(data: Path, split: str, lang: str) -> list[tuple[list[str], str]]:
+    """(turns so far, the true next turn) of a split's conversations in one language."""
+    return [(c["turns"][:i], c["turns"][i]) for c in chat_data.load_split(split, data)
+            if c["lang"] == lang and c["source"] != "persona"
+            for i in range(1, len(c["turns"]))]
+
+
+def sample(items: list, n: int, seed: int = 0) -> list:
+    return random.Random(seed).sample(items, min(n, len(items)))
+
+
+# -- ranking ---------------------------------------------------------------------------------
+def candidate_sets(exs, seed: int = 0) -> list[list[str]]:
+    """Per example: its true reply first, then 19 true replies of other examples."""
+    rng = random.Random(seed)
+    replies = [r for _, r in exs]
+    out = []
+    for i, (_, true) in enumerate(exs):
+        others = [r for r in rng.sample(replies, min(len(replies), CANDIDATES + 5)) if r != true]
+        out.append([true] + others[:CANDIDATES - 1])
     return out
 
 
-def contexts(n: int, data: Path, seed: int = 0) -> list[list[str]]:
-    """n (conversation so far) lists from the test split, sampled with a fixed seed."""
-    convs = chat_data.load_split("test", data)
-    every = [c["turns"][:i] for c in convs for i in range(1, len(c["turns"]))]
-    return random.Random(seed).sample(every, min(n, len(every)))
+def pair_scores(model, tok, src_tgt: list[tuple[list[int], list[int]]],
+                batch: int = 256) -> list[float]:
+    out: list[float] = []
+    for j in range(0, len(src_tgt), batch):
+        out += teacher_forced(model, src_tgt[j:j + batch], tok.bos_id, tok.eos_id)
+    return out
 
 
-def reply_metrics(bot, ctxs: list[list[str]]) -> dict:
-    from .bot import clean_history
+def ranking_scores(bot, exs, cands) -> dict[str, list[list[float]]]:
+    """forward, backward and TF-IDF scores of every candidate of every example."""
+    tok = bot.tok
+    enc = {t: tok.encode(t)[:MAX_TGT] for cs in cands for t in cs}
+    fwd_pairs = [(tok.encode(source_text(turns))[-MAX_SRC:], enc[c])
+                 for (turns, _), cs in zip(exs, cands) for c in cs]
+    f = pair_scores(bot.model, tok, fwd_pairs)
+    b = [0.0] * len(f)
+    if bot.backward is not None:
+        b = pair_scores(bot.backward, tok, [(enc[c], tok.encode(turns[-1])[-MAX_TGT:])
+                                            for (turns, _), cs in zip(exs, cands) for c in cs])
+    idf = bot_idf(bot)
+    tfidf = [cosine(tok.encode(turns[-1]), enc[c], idf) for (turns, _), cs in zip(exs, cands)
+             for c in cs]
+    k = CANDIDATES
+
+    def rows(xs):
+        return [xs[i:i + k] for i in range(0, len(xs), k)]
+    return {"forward": rows(f), "backward": rows(b), "tfidf": rows(tfidf)}
+
+
+def bot_idf(bot) -> dict[int, float]:
+    """Piece idf over the retrieval index's messages (training turns)."""
+    if bot.index is None:
+        return {}
+    n = len(bot.index)
+    df = bot.index.indptr[1:] - bot.index.indptr[:-1]
+    return {i: math.log(1 + n / (1 + d)) for i, d in enumerate(df.tolist()) if d}
+
+
+def cosine(a: list[int], b: list[int], idf: dict[int, float]) -> float:
+    ca, cb = collections.Counter(a), collections.Counter(b)
+    dot = sum(ca[t] * cb[t] * idf.get(t, 0.0) ** 2 for t in ca if t in cb)
+    na = math.sqrt(sum((v * idf.get(t, 0.0)) ** 2 for t, v in ca.items()))
+    nb = math.sqrt(sum((v * idf.get(t, 0.0)) ** 2 for t, v in cb.items()))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def hits_at_1(rows: list[list[float]]) -> float:
+    """Share of examples whose true candidate (index 0) scores strictly best."""
+    return round(sum(r[0] > max(r[1:]) for r in rows) / max(len(rows), 1), 4)
+
+
+def combined(scores: dict, weight: float) -> list[list[float]]:
+    return [[f + weight * b for f, b in zip(fr, br)]
+            for fr, br in zip(scores["forward"], scores["backward"])]
+
+
+def ranking(bot, exs) -> dict:
+    scores = ranking_scores(bot, exs, candidate_sets(exs))
+    w = bot.weights["backward"]
+    return {"examples": len(exs), "forward": hits_at_1(scores["forward"]),
+            "backward": hits_at_1(scores["backward"]) if bot.backward is not None else None,
+            "combined": hits_at_1(combined(scores, w)), "combined_weight": w,
+            "tfidf_baseline": hits_at_1(scores["tfidf"])}
+
+
+def tune(bot, data: Path, n: int = 400) -> dict:
+    """The backward weight with the best validation hits@1 (both languages pooled)."""
+    exs = sample(examples(data, "validation", "en"), n) + \
+        sample(examples(data, "validation", "zh"), n // 2)
+    scores = ranking_scores(bot, exs, candidate_sets(exs, seed=1))
+    by_weight = {w: hits_at_1(combined(scores, w)) for w in WEIGHTS}
+    best = max(WEIGHTS, key=lambda w: (by_weight[w], -w))
+    return {"validation_examples": len(exs), "hits_at_1_by_weight": by_weight, "best": best}
+
+
+# -- perplexity --------------------------------------------------------------------------------
+def perplexities(bot, data: Path) -> dict:
+    """Forward-model perplexity per piece on each language's test pairs, with the true and a
+    random context, beside a Kneser-Ney 4-gram (trained on all training pairs)."""
+    tok = bot.tok
+    train = pairs(chat_data.load_split("train", data), tok)
+    kn = KneserNey(4, tok.vocab_size).fit([t for _, t in train], tok.bos_id, tok.eos_id,
+                                          prefixes=[s for s, _ in train])
+    out = {}
+    for lang in ("en", "zh"):
+        convs = [c for c in chat_data.load_split("test", data)
+                 if c["lang"] == lang and c["source"] != "persona"]
+        test = pairs(convs, tok)
+        if not test:
+            continue
+        shuffled = [s for s, _ in test]
+        random.Random(0).shuffle(shuffled)
+        true = evaluate(bot.model, test, bos=tok.bos_id, eos=tok.eos_id)
+        rand = evaluate(bot.model, [(s, t) for s, (_, t) in zip(shuffled, test)],
+                        bos=tok.bos_id, eos=tok.eos_id)
+        ngram = kn.score([t for _, t in test], tok.bos_id, tok.eos_id,
+                         prefixes=[s for s, _ in test])
+        if bot.decoder is not bot.model:       # what generation runs: fp16 decoder weights
+            out[f"{lang}_fp16_generation_ppl"] = evaluate(
+                bot.decoder, test, bos=tok.bos_id, eos=tok.eos_id, stepwise=True)["ppl"]
+        out[lang] = {"pairs": len(test), "pieces": true["tokens"], "model_ppl": true["ppl"],
+                     "random_context_ppl": rand["ppl"],
+                     "true_to_random": round(true["ppl"] / rand["ppl"], 4),
+                     "ngram4_ppl": ngram["ppl"],
+                     "model_to_ngram": round(true["ppl"] / ngram["ppl"], 4)}
+    return out
+
+
+# -- replies -----------------------------------------------------------------------------------
+def _norm(text: str) -> str:
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+
+
+def generic_set(data: Path, k: int = 20) -> set[str]:
+    counts = collections.Counter(_norm(t) for c in chat_data.load_split("validation", data)
+                                 for t in c["turns"][1:])
+    return {t for t, _ in counts.most_common(k)}
+
+
+def units(text: str, zh: bool) -> list[str]:
+    return [c for c in text if not c.isspace()] if zh else text.lower().split()
+
+
+def distinct(texts: list[str], zh: bool) -> tuple[float, float]:
+    us = [units(t, zh) for t in texts]
+    uni = [u for x in us for u in x]
+    bi = [tuple(x[i:i + 2]) for x in us for i in range(len(x) - 1)]
+    return (round(len(set(uni)) / max(len(uni), 1), 4), round(len(set(bi)) / max(len(bi), 1), 4))
+
+
+def reply_stats(replies: list[str], exs, generic: set[str], zh: bool) -> dict:
+    d1, d2 = distinct(replies, zh)
+    return {"distinct_1": d1, "distinct_2": d2,
+            "generic_rate": round(sum(_norm(r) in generic for r in replies) / len(replies), 4),
+            "language_match": round(sum(is_chinese(r) == is_chinese(t[-1])
+                                        for r, (t, _) in zip(replies, exs)) / len(replies), 4),
+            "mean_units": round(statistics.fmean(len(units(r, zh)) for r in replies), 2)}
+
+
+def replies(bot, exs, generic: set[str], zh: bool) -> dict:
     t0 = time.perf_counter()
-    replies = []
-    for j in range(0, len(ctxs), 50):
-        jobs = [(clean_history(c), 1, i) for i, c in enumerate(ctxs[j:j + 50], j)]
-        replies += [r[0]["reply"] for r in bot.generate(jobs)]
+    out = []
+    for j in range(0, len(exs), 50):
+        jobs = [(turns[-2:], 1, i) for i, (turns, _) in enumerate(exs[j:j + 50], j)]
+        out += [r[0] for r in bot.generate(jobs)]
     dt = time.perf_counter() - t0
-    words = [r.lower().split() for r in replies]
-    uni = [w for ws in words for w in ws]
-    bi = [tuple(ws[k:k + 2]) for ws in words for k in range(len(ws) - 1)]
-    top = collections.Counter(replies).most_common(1)[0]
-    return {"replies": len(replies),
-            "distinct_1": round(len(set(uni)) / max(len(uni), 1), 4),
-            "distinct_2": round(len(set(bi)) / max(len(bi), 1), 4),
-            "mean_words": round(len(uni) / len(replies), 2),
-            "echo_rate": round(sum(r.lower() == c[-1].lower() for r, c in zip(replies, ctxs))
-                               / len(replies), 4),
-            "most_common_reply": {"text": top[0], "share": round(top[1] / len(replies), 4)},
-            "replies_per_s": round(len(replies) / dt, 2),
-            "examples": [{"context": c[-2:], "reply": r} for c, r in zip(ctxs[:6], replies)]}
+    texts = [r["reply"] for r in out]
+    human = [true for _, true in exs]
+    report = {"contexts": len(exs), "bot": reply_stats(texts, exs, generic, zh),
+              "human": reply_stats(human, exs, generic, zh),
+              "retrieved_share": round(sum(r.get("source") == "retrieved" for r in out)
+                                       / len(out), 4),
+              "replies_per_s": round(len(out) / dt, 2),
+              "examples": [{"context": t[-2:], "reply": r, "human": h}
+                           for (t, h), r in list(zip(exs, texts))[:8]]}
+    if bot.index is not None:
+        base = [(bot.index.search(t[-1], 1) or [("", 0.0)])[0][0] or "…" for t, _ in exs]
+        report["retrieval_baseline"] = reply_stats(base, exs, generic, zh)
+    report["bot"]["distinct_2_to_human"] = round(
+        report["bot"]["distinct_2"] / max(report["human"]["distinct_2"], 1e-9), 4)
+    return report
+
+
+def identity(bot) -> dict:
+    persona = chat_data.load_persona()
+    out = {}
+    for lang, phrasings in persona["evaluation"].items():
+        name = persona["name"][lang]
+        answers = [bot.reply(q, seed=i) for i, q in enumerate(phrasings)]
+        out[lang] = {"name": name, "answered_with_name": sum(name.lower() in a.lower()
+                                                             for a in answers),
+                     "asked": len(phrasings), "answers": answers}
+    return out
 
 
 def speed(bot, runs: int = 21) -> dict:
-    """p50 of one reply (batch 1, default 3 candidates; first call dropped), with the fp16
-    decoder and with the fp32 model."""
-    def p50() -> float:
-        times = []
-        for i in range(runs):
-            t0 = time.perf_counter()
-            bot.reply(["hi! how was your weekend?"], seed=i)
-            times.append(time.perf_counter() - t0)
-        return round(1000 * statistics.median(times[1:]), 1)
-
-    out = {"reply_p50_ms_batch1": p50()}
-    if bot.decoder is not bot.model:
-        with fp32_generation(bot):
-            out["fp32_reply_p50_ms_batch1"] = p50()
-    return out
+    """p50 of one reply at batch 1 with everything (sampled candidates, retrieval, re-ranking;
+    first call dropped)."""
+    times = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        bot.reply(["hi! how was your weekend?"], seed=i)
+        times.append(time.perf_counter() - t0)
+    return {"reply_p50_ms_batch1": round(1000 * statistics.median(times[1:]), 1)}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m chatbot.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--contexts", type=int, default=200)
+    ap.add_argument("--contexts", type=int, default=300, help="test contexts per language")
+    ap.add_argument("--ranking", type=int, default=500, help="hits@1 examples per language")
     ap.add_argument("--model", help="model folder (default data/models/chat)")
     ap.add_argument("--data", default=str(chat_data.OUT))
     ap.add_argument("--skip-ngram", action="store_true", help="skip the perplexities")
+    ap.add_argument("--tune", action="store_true",
+                    help="tune the backward weight on validation and write it into card.json")
     args = ap.parse_args(argv)
-    from .bot import Bot
+    data = Path(args.data)
     bot = Bot.load(args.model)
-    report = {"task": "chat", "model": str(args.model or Bot.default_dir()),
-              "threads": torch.get_num_threads()}
+    report: dict = {"task": "chat", "model": str(args.model or Bot.default_dir()),
+                    "threads": torch.get_num_threads()}
+    if args.tune:
+        report["tuning"] = tune(bot, data)
+        bot.weights["backward"] = report["tuning"]["best"]
+        card_path = Path(args.model or Bot.default_dir()) / "card.json"
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card["rerank"] = {**bot.weights, "tuning": report["tuning"]}
+        card_path.write_text(json.dumps(card, indent=1, ensure_ascii=False), encoding="utf-8")
     if not args.skip_ngram:
-        report["perplexity"] = perplexities(bot, Path(args.data))
-    report["replies"] = reply_metrics(bot, contexts(args.contexts, Path(args.data)))
+        report["perplexity"] = perplexities(bot, data)
+    generic = generic_set(data)
+    for lang in ("en", "zh"):
+        test = examples(data, "test", lang)
+        if not test:
+            continue
+        report[f"ranking_{lang}"] = ranking(bot, sample(test, args.ranking))
+        report[f"replies_{lang}"] = replies(bot, sample(test, args.contexts, seed=2), generic,
+                                            zh=lang == "zh")
+    report["identity"] = identity(bot)
     report["speed"] = speed(bot)
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
     return 0

@@ -248,5 +248,16 @@ class Seq2Seq(nn.Module):
         loss = F.cross_entropy(logits.float(), tgt_out[mask], reduction="sum")
         return loss, mask.sum()
 
+    @torch.no_grad()
+    def sequence_logprob(self, src, src_len, tgt_in, tgt_out) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced log-probability of each row's target: (summed log-prob (batch,),
+        scored tokens (batch,)); <pad> targets are not scored. For ranking candidates."""
+        out, _ = self._decode(tgt_in, self.encode(src, src_len))
+        mask = tgt_out.ne(self.cfg.pad_id)
+        logp = self.project(out[mask]).float().log_softmax(-1)            # (tokens, vocab)
+        per = torch.zeros(tgt_out.shape)
+        per[mask] = logp.gather(1, tgt_out[mask].view(-1, 1)).view(-1)
+        return per.sum(1), mask.sum(1)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -42,15 +42,22 @@ class TrainTask:
                                                             # (source ids, target ids) pairs
     card: Callable[[list[dict], Path], dict]                # (train records, data) -> card
     rebuild: str                                            # the commands that rebuild it
-    extra_files: Callable[[Path, Path], dict] = field(      # (data, tmp) -> {name: path}
-        default=lambda data, tmp: {})
+    extra_files: Callable[..., dict] = field(               # (data, tmp, tokenizer, train
+        default=lambda data, tmp, tok, train: {})           # records) -> {name: path}
+    backward: Optional["TrainTask"] = None      # a second model the same script trains with
+                                                # --backward (e.g. chat's p(source | reply))
 
 
 def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog=task.prog, description=task.doc,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap, task.data, task.out, task.epochs)
+    if task.backward is not None:
+        ap.add_argument("--backward", action="store_true",
+                        help=f"train (or export) the backward model: {task.backward.doc}")
     args = ap.parse_args(argv)
+    if getattr(args, "backward", False):
+        task = task.backward
     splits = load_splits(args.data)
     train_records = splits["train"]
     if args.limit:
@@ -181,7 +188,8 @@ def export(task: TrainTask, model: Seq2Seq, tok: Tokenizer, run: Path, dest: Pat
                            "note": "per target token, <eos> included"},
             "rebuild": task.rebuild, "exported": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory() as tmp:
-        export_model(dest, model, tok, card, extra_files=task.extra_files(data, Path(tmp)))
+        export_model(dest, model, tok, card,
+                     extra_files=task.extra_files(data, Path(tmp), tok, train_records))
     print(f"exported to {dest}: validation nll {metrics['nll']:.4f} nats/token "
           f"(ppl {metrics['ppl']:.2f})", file=sys.stderr)
     return 0

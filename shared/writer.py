@@ -121,6 +121,12 @@ class Writer:
         cfg.validate()
         return src, src_len, cfg, self.rules(reqs, rules)
 
+    def finalize(self, jobs, reqs, owner, tokens, scores) -> list[list[dict]]:
+        """Per job, its results from the decoded rows (row r decodes reqs[r] for job owner[r]):
+        by default the n best distinct by mean log-prob per token. A task may re-rank here
+        (chat adds retrieved replies and a second model's score)."""
+        return self._rank(jobs, reqs, owner, tokens, scores)
+
     def _rank(self, jobs, reqs, owner, tokens, scores) -> list[list[dict]]:
         """Per job, its n best distinct results (by mean log-prob per token)."""
         results: list[list[dict]] = [[] for _ in jobs]
@@ -145,7 +151,8 @@ class Writer:
             out = generate(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
                            eos_id=self.tok.eos_id, pad_id=self.tok.pad_id,
                            constraint=constraint, seeds=seeds)
-        return Outcome(self._rank(jobs, reqs, owner, out.tokens, out.scores), out.removed_mass)
+        return Outcome(self.finalize(jobs, reqs, owner, out.tokens, out.scores),
+                       out.removed_mass)
 
     def generate(self, jobs: Sequence[Job], temperature: Optional[float] = None,
                  candidates: Optional[int] = None, rules: bool = True,
@@ -178,6 +185,6 @@ class Writer:
                 if text != shown:
                     shown = text
                     yield text
-        final = self._rank(jobs, reqs, owner, acc.tokens, acc.scores())[0]
+        final = self.finalize(jobs, reqs, owner, acc.tokens, acc.scores())[0]
         if final and final[0][self.TEXT] != shown:
             yield final[0][self.TEXT]

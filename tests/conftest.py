@@ -52,3 +52,25 @@ def chat_model_dir(tmp_path_factory):
                                        character_coverage=1.0)
     return export_tiny(tmp_path_factory.mktemp("chat_model"), tok, default_model_config,
                        {"rebuild": "tests/conftest.py"})
+
+
+CHAT_PAIRS = [("what is your name?", "I am a tiny test bot."),
+              ("do you like music?", "yes, jazz mostly."),
+              ("你好", "你好！"), ("how are you?", "fine, thanks.")]
+
+
+@pytest.fixture(scope="session")
+def chat_rerank_dir(tmp_path_factory, chat_model_dir):
+    """The tiny chat model with what the shipped one has beside it: a backward model
+    (`chat-backward` next to `chat`) and a retrieval index of a few (message, reply) pairs."""
+    from chatbot.retrieval import Retrieval
+    from chatbot.train import default_model_config
+    from shared.checkpoint import load_model
+    _, tok, _ = load_model(chat_model_dir)
+    root = tmp_path_factory.mktemp("chat_rerank")
+    Retrieval.build(CHAT_PAIRS, tok).save(root / "retrieval.npz")
+    d = export_tiny(root / "chat", tok, default_model_config, {"rebuild": "tests/conftest.py"},
+                    extra_files={"retrieval.npz": root / "retrieval.npz"})
+    export_tiny(root / "chat-backward", tok, default_model_config,
+                {"rebuild": "tests/conftest.py"}, seed=1)
+    return d

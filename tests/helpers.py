@@ -26,7 +26,7 @@ def tiny_model(cell, seed=0, **kw):
     return Seq2Seq(Seq2SeqConfig(**cfg))
 
 
-def export_tiny(folder, tokenizer, model_config, card: dict, seed: int = 0):
+def export_tiny(folder, tokenizer, model_config, card: dict, seed: int = 0, extra_files=None):
     """An untrained tiny model (emb 16, hidden 32, one decoder layer) of a task's shape,
     exported as the real one is: the rules guarantee the form whatever the model's quality, so
     writer, CLI, batch and app behaviour can be tested fast."""
@@ -35,5 +35,5 @@ def export_tiny(folder, tokenizer, model_config, card: dict, seed: int = 0):
     cfg = apply_overrides(model_config(tokenizer.vocab_size),
                           ["emb_dim=16", "hidden=32", "dec_layers=1"])
     torch.manual_seed(seed)
-    export_model(folder, Seq2Seq(cfg), tokenizer, card)
+    export_model(folder, Seq2Seq(cfg), tokenizer, card, extra_files=extra_files)
     return folder

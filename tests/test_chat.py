@@ -95,18 +95,74 @@ def test_batch_resumes_in_order_and_isolates_bad_items(chat_model_dir, tmp_path)
     assert part.read_text(encoding="utf-8") == full.read_text(encoding="utf-8")
 
 
-def test_evaluation_runs_end_to_end(chat_model_dir, tmp_path, capsys):
+def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
+    import shutil
     from chatbot import evaluate
     from shared.data import write_jsonl
     convs = [{"id": str(i), "source": "t", "lang": "en",
               "turns": ["hi", f"hello {i}", "how are you?", "fine thanks"]} for i in range(6)]
+    convs += [{"id": f"z{i}", "source": "t", "lang": "zh", "turns": ["你好", f"你好 {i}", "谢谢"]}
+              for i in range(4)]
     for split in ("train", "validation", "test"):
         write_jsonl(tmp_path / f"{split}.jsonl", convs)
-    assert evaluate.main(["--json", "--contexts", "5", "--model", str(chat_model_dir),
-                          "--data", str(tmp_path)]) == 0
+    model = tmp_path / "models" / "chat"
+    shutil.copytree(chat_rerank_dir, model)
+    shutil.copytree(chat_rerank_dir.parent / "chat-backward", model.parent / "chat-backward")
+    assert evaluate.main(["--json", "--contexts", "5", "--ranking", "10", "--model", str(model),
+                          "--data", str(tmp_path), "--tune"]) == 0
     report = json.loads(capsys.readouterr().out)
-    ppl = report["perplexity"]
-    assert ppl["test_pairs"] == 18 and ppl["model_ppl"] > 1 and ppl["ngram"]["test_ppl"] > 1
-    assert abs(ppl["fp16_generation_ppl"] - ppl["model_ppl"]) < 0.01 * ppl["model_ppl"]
-    assert report["replies"]["replies"] == 5 and 0 <= report["replies"]["distinct_2"] <= 1
-    assert report["speed"]["reply_p50_ms_batch1"] > 0
+    en, zh = report["perplexity"]["en"], report["perplexity"]["zh"]
+    assert en["pairs"] == 18 and zh["pairs"] == 8 and en["model_ppl"] > 1 and en["ngram4_ppl"] > 1
+    assert en["random_context_ppl"] > 1
+    fp16 = report["perplexity"]["en_fp16_generation_ppl"]
+    assert abs(fp16 - en["model_ppl"]) < 0.01 * en["model_ppl"]
+    r = report["ranking_en"]
+    assert r["examples"] == 10 and 0 <= r["combined"] <= 1 and 0 <= r["tfidf_baseline"] <= 1
+    assert report["replies_zh"]["contexts"] == 5 and 0 <= report["replies_en"]["bot"]["distinct_2"] <= 1
+    assert report["identity"]["en"]["asked"] == 5 and report["speed"]["reply_p50_ms_batch1"] > 0
+    tuned = json.loads((model / "card.json").read_text())["rerank"]
+    assert tuned["backward"] == report["tuning"]["best"] and Bot.load(model).weights == \
+        {"backward": tuned["backward"], "retrieved": tuned["retrieved"]}
+
+
+def test_retrieval_finds_the_reply_to_the_nearest_message(chat_model_dir, tmp_path):
+    from chatbot.retrieval import Retrieval
+    from shared.checkpoint import load_model
+    from tests.conftest import CHAT_PAIRS
+    _, tok, _ = load_model(chat_model_dir)
+    Retrieval.build(CHAT_PAIRS, tok).save(tmp_path / "r.npz")
+    index = Retrieval.load(tmp_path / "r.npz", tok)
+    assert len(index) == 4
+    assert index.search("do you like music at all?", 1)[0][0] == "yes, jazz mostly."
+    assert index.search("", 3) == [] and index.search("zzzz qqq", 3) == []
+
+
+def test_replies_are_reranked_and_say_where_they_came_from(chat_rerank_dir):
+    bot = Bot.load(chat_rerank_dir)
+    assert bot.backward is not None and bot.index is not None
+    replies = bot.replies("what is your name?", n=10, seed=1)
+    assert {r["source"] for r in replies} <= {"generated", "retrieved"}
+    assert "I am a tiny test bot." in [r["reply"] for r in replies]
+    assert [r["score"] for r in replies] == sorted((r["score"] for r in replies), reverse=True)
+    for r in replies:
+        assert r["score"] == pytest.approx(r["forward"] + bot.weights["backward"] * r["backward"],
+                                           abs=2e-4)
+    assert replies == bot.replies("what is your name?", n=10, seed=1)
+    assert list(bot.stream("what is your name?", seed=3))[-1] == \
+        bot.reply("what is your name?", seed=3)
+    assert Bot.load(chat_rerank_dir, rerank=False).backward is None
+
+
+def test_chat_messages_format(chat_model_dir):
+    bot = Bot.load(chat_model_dir)
+    msgs = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello!"}, {"role": "user", "content": "how are you?"}]
+    assert clean_history({"messages": msgs}) == clean_history(msgs) == ["hello!", "how are you?"]
+    assert bot.reply({"messages": msgs}, seed=2) == bot.reply(["hi", "hello!", "how are you?"],
+                                                              seed=2)
+    for bad, why in [([{"role": "user"}], "not a"), ([{"role": "bot", "content": "x"}], "role"),
+                     ([{"role": "user", "content": 5}], "not a string"),
+                     ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+                      "last message"), ({"msgs": []}, "messages")]:
+        with pytest.raises(ValueError, match=why):
+            clean_history(bad)

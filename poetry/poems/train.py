@@ -71,7 +71,7 @@ def card(train: list[dict], data: Path) -> dict:
                     "without them"}
 
 
-def novelty_lines(data: Path, tmp: Path) -> dict:
+def novelty_lines(data: Path, tmp: Path, tok=None, train=None) -> dict:
     """The novelty rule needs every Tang line: shipped compressed beside the model."""
     gz = tmp / "lines.txt.gz"
     with open(poem_data.lines_path(data), "rb") as src, open(gz, "wb") as raw, \

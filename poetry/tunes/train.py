@@ -77,7 +77,7 @@ TASK = runs.TrainTask(
     model_config=default_model_config, train_config=default_train_config, pairs=pairs,
     card=card, rebuild=REBUILD,
     # the no-copy rule needs the 4-bar windows of the training tunes: shipped with the model
-    extra_files=lambda data, tmp: {"train_windows.npy": data / "train_windows.npy"})
+    extra_files=lambda data, tmp, tok, train: {"train_windows.npy": data / "train_windows.npy"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,91 @@
+"""Replies retrieved from training conversations: BM25 over the message each reply answered.
+
+    index = Retrieval.build(pairs, tok)          # (message, reply) texts -> index
+    index.save("retrieval.npz"); Retrieval.load("retrieval.npz")
+    index.search("what kind of music do you like?", k=5)   # -> [(reply, bm25 score), ...]
+
+Terms are the chat model's SentencePiece pieces (one scheme for English and Chinese). The index
+is one .npz (loaded with allow_pickle=False): for each piece, the messages containing it and
+their BM25 weights (k1 = 1.2, b = 0.75, Robertson idf), plus the reply texts as one UTF-8 blob.
+Pieces in more than MAX_DF of the messages are left out (they weigh little and cost most).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+K1, B = 1.2, 0.75
+MAX_DF = 0.1
+
+
+class Retrieval:
+    def __init__(self, indptr: np.ndarray, docs: np.ndarray, weights: np.ndarray,
+                 blob: bytes, offsets: np.ndarray, tokenizer):
+        self.indptr, self.docs, self.weights = indptr, docs, weights
+        self.blob, self.offsets, self.tok = blob, offsets, tokenizer
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def reply(self, i: int) -> str:
+        return self.blob[self.offsets[i]:self.offsets[i + 1]].decode("utf-8")
+
+    def terms(self, text: str) -> list[int]:
+        return sorted(set(i for i in self.tok.encode(text) if i < len(self.indptr) - 1))
+
+    @classmethod
+    def build(cls, pairs: Sequence[tuple[str, str]], tokenizer) -> "Retrieval":
+        """pairs: (message, reply) texts; duplicates of a (message, reply) pair count once."""
+        pairs = list(dict.fromkeys((m, r) for m, r in pairs if m and r))
+        V = tokenizer.vocab_size
+        docs = [tokenizer.encode(m) for m, _ in pairs]
+        lengths = np.array([len(d) for d in docs], dtype=np.float64)
+        avg = lengths.mean() if len(docs) else 1.0
+        postings: list[list[tuple[int, float]]] = [[] for _ in range(V)]
+        for d, ids in enumerate(docs):
+            counts: dict[int, int] = {}
+            for i in ids:
+                counts[i] = counts.get(i, 0) + 1
+            norm = K1 * (1 - B + B * lengths[d] / avg)
+            for i, tf in counts.items():
+                postings[i].append((d, tf * (K1 + 1) / (tf + norm)))
+        n = len(docs)
+        indptr, all_docs, all_w = [0], [], []
+        for i in range(V):
+            p = postings[i]
+            if p and len(p) <= max(MAX_DF * n, 1):
+                idf = math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5))
+                all_docs += [d for d, _ in p]
+                all_w += [w * idf for _, w in p]
+            indptr.append(len(all_docs))
+        texts = [r.encode("utf-8") for _, r in pairs]
+        offsets = np.cumsum([0] + [len(t) for t in texts]).astype(np.int64)
+        return cls(np.array(indptr, dtype=np.int64), np.array(all_docs, dtype=np.int32),
+                   np.array(all_w, dtype=np.float16), b"".join(texts), offsets, tokenizer)
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(path, indptr=self.indptr, docs=self.docs, weights=self.weights,
+                            blob=np.frombuffer(self.blob, dtype=np.uint8), offsets=self.offsets)
+
+    @classmethod
+    def load(cls, path: str | Path, tokenizer) -> "Retrieval":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["indptr"], z["docs"], z["weights"].astype(np.float32),
+                       z["blob"].tobytes(), z["offsets"], tokenizer)
+
+    def search(self, message: str, k: int = 5) -> list[tuple[str, float]]:
+        """The replies to the k training messages most like `message`, best first."""
+        terms = self.terms(message)
+        if not terms or not len(self):
+            return []
+        scores = np.zeros(len(self), dtype=np.float32)
+        for t in terms:
+            lo, hi = self.indptr[t], self.indptr[t + 1]
+            np.add.at(scores, self.docs[lo:hi], self.weights[lo:hi])
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self.reply(int(i)), float(scores[i])) for i in top if scores[i] > 0]
