@@ -1,6 +1,7 @@
 """A trainer that knows no task: pairs of id lists in, a trained Seq2Seq out.
 
-Length-bucketed batches, CPU bf16 autocast where it measures faster (`shared.precision`), AdamW, linear warmup + cosine/linear decay,
+Length-bucketed batches, CPU bf16 autocast where it measures faster (`shared.precision`),
+fused AdamW, linear warmup + cosine/linear decay,
 gradient clipping, validation perplexity, early stopping, a JSONL metrics log, atomic checkpoints
 every N steps with exact resume (model, optimiser, RNG, data position), a stop on NaN/exploding
 loss, and DistributedDataParallel under `torchrun` (gloo on CPU, nccl on GPU).
