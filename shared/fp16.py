@@ -66,7 +66,8 @@ class Fp16Decoder:
                     # the bias) is computed once per sequence, not once per token
                     self.ctx = _pack(w[:, emb:emb + self.cfg.hidden], b)
                     w, b = torch.cat([w[:, :emb], w[:, emb + self.cfg.hidden:]], 1), None
-                self.layers.append((_pack(w, b),) if self.lstm else (_pack(w, b), _pack(w_hh, b_hh)))
+                self.layers.append((_pack(w, b),) if self.lstm
+                                   else (_pack(w, b), _pack(w_hh, b_hh)))
             if self.cfg.tie_embeddings:
                 self.pre = model.out_proj                    # (hidden -> emb), small: fp32
                 self.proj = _pack(model.tgt_emb.weight, model.out_bias)

@@ -66,39 +66,49 @@ def _synthetic_batch(model, batch_size: int, src_len: int, tgt_len: int):
 
 
 def _step_seconds(model, batch, bf16: bool, reps: int, limit_s: float) -> float | None:
-    """Best of `reps` timed forward+backward passes after one warm-up; None when the warm-up
-    alone ran past `limit_s` (a precision that slow is not worth timing further)."""
+    """Best of `reps` timed forward+backward passes; None when one ran past `limit_s` (a
+    precision that slow is not worth timing further). reps=0: one untimed warm-up pass."""
     best = None
-    for rep in range(reps + 1):
+    for _ in range(max(reps, 1)):
         t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss, n = model(*batch)
         (loss / n).backward()
         dt = time.perf_counter() - t0
-        if rep == 0 and dt > limit_s:
+        if dt > limit_s:
             return None
-        if rep:
-            best = dt if best is None else min(best, dt)
-    return best
+        best = dt if best is None else min(best, dt)
+    return best if reps else 0.0
 
 
 def probe_training(model, batch_size: int, *, src_len: int = 8, tgt_len: int = 12,
                    reps: int = 2, margin: float = MARGIN) -> Probe:
-    """Time one training step of `model` in fp32 and in bf16 and pick the faster."""
+    """Time one training step of `model` in fp32 and in bf16 and pick the faster. After one
+    warm-up each, the timed passes alternate (fp32, bf16, fp32, ...) so that a machine shared
+    with other jobs slows both alike; each precision keeps its best time."""
     rng, was_training = torch.get_rng_state(), model.training
     grads = {p: p.grad for p in model.parameters()}
     batch = _synthetic_batch(model, batch_size, src_len, tgt_len)
     model.train()
+    seconds = {"fp32": None, "bf16": None}
     try:
-        fp32 = _step_seconds(model, batch, False, reps, float("inf"))
+        t0 = time.perf_counter()
+        _step_seconds(model, batch, False, 0, float("inf"))
         # bf16's warm-up includes building oneDNN kernels; 5x fp32 is far past paying
-        bf16 = _step_seconds(model, batch, True, reps, 5 * fp32 + 0.5)
+        limit = 5 * (time.perf_counter() - t0) + 0.5
+        slow = _step_seconds(model, batch, True, 0, limit) is None
+        for _ in range(reps):
+            for key, bf16 in (("fp32", False), ("bf16", True)):
+                if bf16 and slow:
+                    continue
+                dt = _step_seconds(model, batch, bf16, 1, float("inf") if not bf16 else limit)
+                old = seconds[key]
+                seconds[key] = dt if old is None or (dt is not None and dt < old) else old
     finally:
         torch.set_rng_state(rng)
         model.train(was_training)
         for p, g in grads.items():
             p.grad = g
-    seconds = {"fp32": fp32, "bf16": bf16}
     return Probe(choose(seconds, margin), seconds, cpu_flags(),
                  f"batch {batch_size}, source {src_len}, target {tgt_len} tokens")
 

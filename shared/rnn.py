@@ -46,7 +46,7 @@ class LSTMRecurrence(torch.autograd.Function):
         B, T, G = xp.shape
         H = G // 4
         xs = xp.transpose(0, 1)                                   # (T, B, 4H) view
-        acts = xp.new_empty(T, B, G)                              # sigma(i), sigma(f), tanh(g), sigma(o)
+        acts = xp.new_empty(T, B, G)          # sigma(i), sigma(f), tanh(g), sigma(o)
         hs, cs, tcs = xp.new_empty(T + 1, B, H), xp.new_empty(T + 1, B, H), xp.new_empty(T, B, H)
         hs[0], cs[0] = h0, c0
         wt = w_hh.t()

@@ -1,6 +1,7 @@
 """A trainer that knows no task: pairs of id lists in, a trained Seq2Seq out.
 
-Length-bucketed batches, CPU bf16 autocast where it measures faster (`shared.precision`), AdamW, linear warmup + cosine/linear decay,
+Length-bucketed batches, CPU bf16 autocast where it measures faster (`shared.precision`),
+fused AdamW, linear warmup + cosine/linear decay,
 gradient clipping, validation perplexity, early stopping, a JSONL metrics log, atomic checkpoints
 every N steps with exact resume (model, optimiser, RNG, data position), a stop on NaN/exploding
 loss, and DistributedDataParallel under `torchrun` (gloo on CPU, nccl on GPU).
@@ -52,7 +53,7 @@ class TrainConfig:
     patience: int = 3             # epochs without a better validation loss before stopping
     max_loss: float = 50.0        # a finite loss above this counts as exploding
     max_steps: int = 0            # stop after this many steps in total (0 = no limit)
-    max_seconds: float = 0.0      # stop after this much wall time in this invocation (0 = none)
+    max_seconds: float = 0.0      # stop once this invocation has trained this long (0 = no limit)
     seed: int = 0
 
     def validate(self) -> None:
@@ -317,9 +318,6 @@ class Trainer:
                 if cfg.max_steps and st["step"] >= cfg.max_steps:
                     st["stopped"] = "max_steps"
                     break
-                if cfg.max_seconds and time.time() - t0 >= cfg.max_seconds:
-                    st["stopped"] = "max_seconds"
-                    break
                 loss, n, gnorm = self._step(batches[st["batch"]])
                 st["step"] += 1
                 st["batch"] += 1
@@ -332,6 +330,9 @@ class Trainer:
                                "tokens_per_s": tokens / (time.time() - t0)})
                 if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
                     self._checkpoint()
+                if cfg.max_seconds and time.time() - t0 >= cfg.max_seconds:
+                    st["stopped"] = "max_seconds"     # checked after a step: at least one runs
+                    break
             if st["stopped"] is not None:
                 break
             stop = self._end_epoch()
