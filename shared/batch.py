@@ -22,23 +22,31 @@ from .decoding import derive_seed
 
 
 def read_items(path: str | Path, text_field: str) -> list[dict]:
-    """Each non-empty line -> a dict; a line that is not a JSON object becomes {text_field: line}.
-    A line that looks like JSON but does not parse is kept as {"_error": ...} so that item
-    alone fails."""
+    """Each line that is not empty -> one item (a line of only spaces is an item too, which
+    fails alone: one output line per input line that holds anything). A line that is not a JSON
+    object becomes {text_field: line}; one that looks like JSON but does not parse, or nests
+    too deep, is kept as {"_error": ...} so that item alone fails. A UTF-8 byte-order mark is
+    ignored; a file that is not UTF-8 text is a ValueError."""
     items = []
-    with open(path, encoding="utf-8") as f:
-        for raw in f:
-            line = raw.strip()
-            if not line:
-                continue
-            if line.startswith("{"):
-                try:
-                    obj = json.loads(line)
-                    items.append(obj if isinstance(obj, dict) else {"_error": "not an object"})
-                except json.JSONDecodeError as e:
-                    items.append({"_error": f"invalid JSON ({e.msg})", "_raw": line})
-            else:
-                items.append({text_field: line})
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}): give one item per "
+                         f"line, plain text or JSON") from None
+    for raw in text.splitlines():
+        if raw == "":
+            continue
+        line = raw.strip().lstrip("\ufeff")
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+                items.append(obj if isinstance(obj, dict) else {"_error": "not an object"})
+            except json.JSONDecodeError as e:
+                items.append({"_error": f"invalid JSON ({e.msg})", "_raw": line})
+            except RecursionError:
+                items.append({"_error": "JSON nested too deep", "_raw": line[:80]})
+        else:
+            items.append({text_field: line} if line else {"_error": "the line is blank"})
     return items
 
 
@@ -64,7 +72,12 @@ def completed_lines(path: Path) -> int:
 def item_seed(item: dict, seed: int, i: int) -> int:
     """Item i's seed: its own `seed` if it has one, else derived from (run seed, i), so that
     batching, resuming and sharding cannot change what item i gets."""
-    return derive_seed(item["seed"], 0) if "seed" in item else derive_seed(seed, i)
+    if "seed" not in item:
+        return derive_seed(seed, i)
+    own = item["seed"]
+    if not isinstance(own, int) or isinstance(own, bool):
+        raise ValueError(f"the item's seed must be a whole number, got {own!r}")
+    return derive_seed(own, 0)
 
 
 def run_batch(items: Sequence[dict], output: str | Path, key: str,

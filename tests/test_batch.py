@@ -1,0 +1,33 @@
+"""The batch convention on hostile input: one output line per input line, each bad item failing
+alone with a message, never the whole batch."""
+import json
+
+import pytest
+
+from shared.batch import item_seed, read_items, run_batch
+
+
+def run(tmp_path, text: bytes):
+    src, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    src.write_bytes(text)
+    items = read_items(src, "theme")
+    run_batch(items, out, "results", lambda i, it: (it["theme"], item_seed(it, 0, i)),
+              lambda jobs: [[t] for t, _ in jobs], known_keys={"theme", "seed"}, progress=False)
+    return [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+
+
+def test_bom_blank_deep_and_bad_seed_fail_alone(tmp_path):
+    deep = "{\"a\":" + "[" * 100_000 + "]" * 100_000 + "}"
+    lines = ['\ufeff{"theme": "明月"}', "   ", deep, '{"theme": "春", "seed": "x"}',
+             '{"theme": "秋", "seed": 1.5}', '{"theme": "冬", "seed": 3}', "plain"]
+    rows = run(tmp_path, "\n".join(lines).encode("utf-8"))
+    assert [r["index"] for r in rows] == list(range(7))
+    assert rows[0]["results"] == ["明月"]                       # the BOM is not part of the JSON
+    assert "blank" in rows[1]["error"] and "deep" in rows[2]["error"]
+    assert "whole number" in rows[3]["error"] and "whole number" in rows[4]["error"]
+    assert rows[5]["results"] == ["冬"] and rows[6]["results"] == ["plain"]
+
+
+def test_a_binary_file_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="not UTF-8"):
+        run(tmp_path, b"\x89PNG\r\n\x1a\n\xff\xfe")
