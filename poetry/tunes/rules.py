@@ -7,13 +7,17 @@ A tune (a normalised body, see `poetry.tunes.abc`) obeys them when:
 * repeats balance: `|:` ... `:|` (or `::`), a first ending `[1` right after a bar line inside a
   repeat, closed by `:|` and followed at once by `[2`; `||` and `|]` never inside a repeat;
 * a tie is followed by a note; the tune ends with `|]` or `:|`, then <eos>.
-The constraint also caps the length (`max_bars`, closing the tune properly when the cap nears),
-asks for `min_bars`, and, given the hashes of all
+The constraint also keeps a form where one is asked for (FORMS: AABB = two 8-bar parts after an
+optional pickup, each repeated with `|: ... :|`/`::` or 1st/2nd endings in its 8th bar; AB = two
+8-bar parts played once, `||` between), else caps the length (`max_bars`, closing the tune
+properly when the cap nears) and asks for `min_bars`; ends every tune on the tonic (C or c: the
+model writes in C of the mode), and, given the hashes of all
 4-bar windows of the training tunes, masks the token that would complete a bar whose 4-bar window
 (with the three bars before it) copies a training tune. Bars compare by their tokens without ties
 and endings (a tie added afterwards cannot dodge the check). The ban is best effort: when masking
 would leave a row nothing (the only completion is the copied one) it is lifted.
-`tune_rules` chains it after the shared `ForcePrefix` (the user's opening bars).
+`PitchRules` keeps notes in a range and caps the share of notes outside the mode.
+`tune_rules` chains both after the shared `ForcePrefix` (the user's opening bars).
 """
 from __future__ import annotations
 
@@ -265,6 +269,11 @@ class TuneConstraint:
             fill[x] = any(s <= x and fill[x - s] for s in steps)
         return fill
 
+    def _room_final(self, rem: int) -> bool:
+        """A note other than the tonic may start in the final bar's `rem` free grains: room is
+        left for the tonic after it (in whole eighths when the bar so far is)."""
+        return rem >= 2 * self.grain if rem % self.grain == 0 else self._room[rem]
+
     def _fits(self, rem: int, d: int) -> bool:
         return 0 <= rem - d and self._fill[rem - d]
 
@@ -294,7 +303,7 @@ class TuneConstraint:
         if in_tup:                         # the rest of a tuplet: notes of the forced duration
             return out | notes | rests
         rem = full - used
-        if k.final and rem > 0 and not self._room[rem]:
+        if k.final and rem > 0 and not self._room_final(rem):
             notes, rests = notes & self.tonic, rests if k.last_tonic else set()
         if rem > 0 and self._can_start(rem, 1):
             out |= notes | rests
@@ -349,9 +358,12 @@ class TuneConstraint:
             out = {i for i, d in self.dur_g.items() if self._fits(rem, f * d)}
             impl = self._fits(rem, f * self.grain)
         out -= ban_durs
-        if k.final and k.role == 0 and not k.last_tonic:   # the final bar's last note: tonic
-            out = {i for i in out if f * self.dur_g[i] < rem}
-            impl = impl and f * self.grain < rem
+        if k.final and k.role == 0:
+            if rem % self.grain == 0:      # whole eighths: no flourish of short notes at the end
+                out = {i for i in out if self.dur_g[i] % self.grain == 0}
+            if not k.last_tonic:           # the final bar's last note is the tonic
+                out = {i for i in out if self.dur_g[i] < rem}
+                impl = impl and self.grain < rem
         if impl and not ban_impl:          # no duration token: the note lasts one eighth
             used = k.used + (0 if k.role == 2 else f * self.grain)
             out |= self._resolved(replace(k, used=used, tied="", tie_ok=k.pending == 1,
