@@ -14,8 +14,8 @@
   duration, share that pass every tune rule, share whose header (M: L: K: R:) matches the
   request, share with a 4-bar window copied from a training tune, distinct tunes, tunes/s; and
   how folk they sound (`poetry.tunes.style`), overall and per rhythm beside the training tunes'
-  figures: share of dance tunes (a rhythm whose default form is not free) in the requested
-  form, share with repeats, share ending on the tonic, out-of-mode note rate, range, share of
+  figures: share of tunes asked for a form (AABB, AB) in it, share of dance tunes (style.DANCES)
+  in the requested form and with repeats, share ending on the tonic, out-of-mode note rate, range, share of
   notes outside the rhythm's corpus range, bars.
 * Speed: p50 seconds for one tune (batch 1, a 6/8 jig in D, its default form and free) and
   ABC -> SVG + MIDI + WAV files.
@@ -129,12 +129,15 @@ def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1,
 def folk_metrics(tunes: list[dict]) -> dict:
     """Form, final, mode and range figures of generated tunes (bodies in the requested key)."""
     figs = [style.figures(t["body"], t["meter"], parse_key(t["key"])) for t in tunes]
-    dance = [(f, t) for f, t in zip(figs, tunes) if t["form"] != "free"]
+    formed = [(f, t) for f, t in zip(figs, tunes) if t["form"] != "free"]
+    dance = [(f, t) for f, t in zip(figs, tunes) if t["rhythm"] in style.DANCES]
     share = lambda xs: round(sum(map(bool, xs)) / len(xs), 4) if xs else None
     overall = style.summary(figs)
-    return {"dance_tunes": len(dance),
-            "dance_in_requested_form": share([f["form"] == t["form"] for f, t in dance]),
-            "dance_with_repeats": share([f["repeats"] for f, _ in dance]),
+    return {"formed_tunes": len(formed),
+            "in_requested_form": share([f["form"] == t["form"] for f, t in formed]),
+            "dance_tunes": len(dance),
+            "dance_in_requested_form_with_repeats": share(
+                [f["form"] == t["form"] and f["repeats"] for f, t in dance]),
             "ends_tonic": overall.get("ends_tonic"),
             "out_of_mode_rate": overall.get("out_of_mode_rate"),
             "notes_outside_rhythm_range": round(

@@ -42,12 +42,12 @@ DANCES = ("jig", "reel", "hornpipe", "slip jig", "polka", "march", "strathspey")
 STYLES: dict[str, Style] = {
     "song": Style("free", 53, 81, 0.029),
     "other": Style("free", 62, 83, 0.0076),
-    "reel": Style("AB", 60, 83, 0.011),
+    "reel": Style("AABB", 60, 83, 0.011),
     "air": Style("AB", 60, 83, 0.0193),
     "jig": Style("AABB", 62, 83, 0.0124),
     "hornpipe": Style("AABB", 60, 83, 0.0118),
     "march": Style("AABB", 62, 84, 0.0063),
-    "strathspey": Style("AB", 62, 85, 0.0033),
+    "strathspey": Style("AABB", 62, 85, 0.0033),
     "slip jig": Style("AABB", 62, 81, 0.0095),
 }
 FALLBACK = Style("free", 55, 84, 0.01)
@@ -210,10 +210,11 @@ def by_group(rows: list[dict], groups: list[str]) -> dict:
 
 
 def derive(rhythm: str, s: dict) -> Style:
-    """A rhythm's Style from its corpus summary. Default form: AABB for a dance whose tunes
-    mostly have repeats, else AB where most tunes are two 8-bar parts, else free."""
-    form = "AABB" if rhythm in DANCES and s["repeats"] >= 0.5 else \
-        "AB" if s["form_AB"] >= 0.5 else "free"
+    """A rhythm's Style from its corpus summary. Default form: AABB for a dance (most of the
+    corpus's jigs, hornpipes and marches are; its reels and strathspeys are mostly 8-bar parts
+    written once, O'Neill's way, but are played AABB); else AB where most tunes are two 8-bar
+    parts; else free."""
+    form = "AABB" if rhythm in DANCES else "AB" if s["form_AB"] >= 0.5 else "free"
     return Style(form, *s["range_midi"], s["out_of_mode_rate"])
 
 
