@@ -221,11 +221,12 @@ class TuneConstraint:
     (closed by `||`); the final bar may be short by the pickup's length. A free tune has
     `min_bars` to `max_bars` bars. Either way the tune's last note is the tonic. `windows` holds
     the `window_hash`es of the training tunes' 4-bar windows. Masks are cached per distinct
-    `BarState`."""
+    `BarState` (and ban); a mask depends on nothing else but the tokenizer, so a writer passes
+    one `cache` dict to every batch's constraint."""
 
     def __init__(self, tokenizer, meters: Sequence[str], *, max_bars: int = 32,
                  min_bars: int = 4, windows: Optional[set[int]] = None,
-                 forms: Optional[Sequence[str]] = None):
+                 forms: Optional[Sequence[str]] = None, cache: Optional[dict] = None):
         if not 1 <= min_bars <= max_bars:
             raise ValueError(f"need 1 <= min_bars <= max_bars, got {min_bars}, {max_bars}")
         unknown = set(forms or ()) - set(FORMS)
@@ -255,7 +256,7 @@ class TuneConstraint:
         # room[x]: a note can start in x free grains and leave some (fillable) room after it
         self._room = [any(0 < x - d and self._fill[x - d] for d in self._steps())
                       for x in range(len(self._fill))]
-        self._cache: dict[tuple, torch.Tensor] = {}
+        self._cache: dict[tuple, torch.Tensor] = {} if cache is None else cache
         self.rows: list[_Row] = []
 
     def _steps(self) -> list[int]:

@@ -65,6 +65,7 @@ class TuneWriter(Writer):
         """`windows`: hashes of the training tunes' 4-bar windows, which no tune may copy."""
         super().__init__(model, tokenizer, card, fp16)
         self.windows = windows or set()
+        self._masks: dict = {}          # TuneConstraint's masks, kept across batches (speed)
         self.rhythms_by_meter: dict = card.get("rhythms_by_meter") or {}
         self.rhythms = known_rhythms(card)
 
@@ -135,7 +136,8 @@ class TuneWriter(Writer):
             bad = [p for p, i in zip(self.tok.split(body), ids) if i == self.tok.unk_id]
             raise ValueError(f"--start {one!r} uses symbols the model does not know: "
                              f"{', '.join(dict.fromkeys(bad))}")
-        why = TuneConstraint(self.tok, [meter], max_bars=MAX_BARS, forms=[form]).check_prefix(ids)
+        why = TuneConstraint(self.tok, [meter], max_bars=MAX_BARS, forms=[form],
+                             cache=self._masks).check_prefix(ids)
         if why:
             raise ValueError(f"--start {one!r} does not fit the meter {meter}, the form {form} "
                              f"and the tune rules: {_explain(abc.normalise(one, key), meter, why)}")
@@ -148,7 +150,8 @@ class TuneWriter(Writer):
     def rules(self, reqs: Sequence[TuneRequest], on: bool):
         return tune_rules(self.tok, [r.meter for r in reqs], [r.prefix for r in reqs], on,
                           pitches=[pitches(r) for r in reqs], forms=[r.form for r in reqs],
-                          max_bars=MAX_BARS, min_bars=MIN_BARS, windows=self.windows)
+                          max_bars=MAX_BARS, min_bars=MIN_BARS, windows=self.windows,
+                          cache=self._masks)
 
     def settings(self, reqs: Sequence[TuneRequest], temperature: float,
                  top_p: float = 1.0) -> GenerationConfig:
