@@ -270,10 +270,17 @@ class TuneConstraint:
             fill[x] = any(s <= x and fill[x - s] for s in steps)
         return fill
 
-    def _room_final(self, rem: int) -> bool:
-        """A note other than the tonic may start in the final bar's `rem` free grains: room is
-        left for the tonic after it (in whole eighths when the bar so far is)."""
-        return rem >= 2 * self.grain if rem % self.grain == 0 else self._room[rem]
+    def _final_ok(self, k: BarState, rem: int, d: int) -> bool:
+        """May the pending note (rest) of the final bar last d grains, `rem` being free? The bar
+        goes in whole eighths (no flourish of short notes at the end) and closes on a tonic of
+        a quarter or more (or a rest after a tonic): a note other than the tonic leaves room
+        for one, and no note leaves a single eighth that only a rest after a tonic could fill."""
+        g, left = self.grain, rem - d
+        if d % g:
+            return False
+        if k.pending == 2:                 # a rest: after a tonic anything, else room for one
+            return k.last_tonic or left >= 2 * g
+        return (left > 0 or d >= 2 * g) if k.last_tonic else left >= 2 * g
 
     def _fits(self, rem: int, d: int) -> bool:
         return 0 <= rem - d and self._fill[rem - d]
@@ -293,9 +300,9 @@ class TuneConstraint:
             return {self.bar_ids["|:"]}
         # a tie needs a note after it: room in this bar, or a bar line that does not end the
         # part; in the final bar only a tonic may be tied (the note after it repeats its pitch)
-        closing = force or k.part_last
-        tie = tie_ok and not tied and (full > used or in_tup or not closing) and \
-            (k.last_tonic or not k.final)
+        closing, rem, g = force or k.part_last, full - used, self.grain
+        tie = tie_ok and not tied and (rem > 0 or in_tup or not closing) and \
+            (not k.final or k.last_tonic and (rem >= 2 * g or rem % g > 0))
         out = set(self.ids["tie"]) if tie else set()
         if k.eos_ok and not tied:
             out.add(self.eos)
@@ -303,8 +310,10 @@ class TuneConstraint:
         rests = set() if tied else set(self.ids["rest"])
         if in_tup:                         # the rest of a tuplet: notes of the forced duration
             return out | notes | rests
-        rem = full - used
-        if k.final and rem > 0 and not self._room_final(rem):
+        if k.final and rem > 0 and rem % g == 0 and rem < 3 * g:   # see _final_ok
+            notes = notes & self.tonic if rem >= 2 * g else set()
+            rests = rests if k.last_tonic else set()
+        elif k.final and rem > 0 and rem % g and not self._room[rem]:
             notes, rests = notes & self.tonic, rests if k.last_tonic else set()
         if rem > 0 and self._can_start(rem, 1):
             out |= notes | rests
@@ -359,12 +368,12 @@ class TuneConstraint:
             out = {i for i, d in self.dur_g.items() if self._fits(rem, f * d)}
             impl = self._fits(rem, f * self.grain)
         out -= ban_durs
-        if k.final and k.role == 0:
-            if rem % self.grain == 0:      # whole eighths: no flourish of short notes at the end
-                out = {i for i in out if self.dur_g[i] % self.grain == 0}
-            if not k.last_tonic:           # the final bar's last note is the tonic
-                out = {i for i in out if self.dur_g[i] < rem}
-                impl = impl and self.grain < rem
+        if k.final and k.role == 0 and rem % self.grain == 0:
+            out = {i for i in out if self._final_ok(k, rem, self.dur_g[i])}
+            impl = impl and self._final_ok(k, rem, self.grain)
+        elif k.final and k.role == 0 and not k.last_tonic:     # the last note is the tonic
+            out = {i for i in out if self.dur_g[i] < rem}
+            impl = impl and self.grain < rem
         if impl and not ban_impl:          # no duration token: the note lasts one eighth
             used = k.used + (0 if k.role == 2 else f * self.grain)
             out |= self._resolved(replace(k, used=used, tied="", tie_ok=k.pending == 1,
