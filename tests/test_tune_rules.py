@@ -152,3 +152,66 @@ def test_reorder_copies_rows(tok):
     c.reorder(torch.tensor([0, 0]))
     c.step(torch.tensor(tok.encode("6") + tok.encode("2")))
     assert c.rows[0].used != c.rows[1].used and c.rows[0].content != c.rows[1].content
+
+
+# -- form, final note, pitches --------------------------------------------------------------
+def last_note(body: str) -> str:
+    return [t for t in abc.tokenize(body) if abc.token_kind(t) == "note"][-1]
+
+
+@pytest.mark.parametrize("form", ["AABB", "AB"])
+def test_random_decoding_keeps_the_form_and_ends_on_the_tonic(tok, form):
+    from poetry.tunes.style import form_of, parts
+    meters = list(METERS)
+    for seed in (0, 1):
+        c = TuneConstraint(tok, meters, forms=[form] * len(meters))
+        for meter, body in zip(meters, decode(c, tok, len(meters), random_logits(tok), seed=seed)):
+            assert not check_tune(body, meter), (meter, body)
+            assert form_of(body, meter) == form, (meter, body, parts(body, meter))
+            assert last_note(body).lstrip("=") in ("C", "c", "C,", "c'"), body
+            assert (":|" in body) == (form == "AABB")
+
+
+def test_free_tunes_end_on_the_tonic_even_when_forced_to_close(tok):
+    def reluctant(t, out, gen):            # never wants to stop nor to play C
+        x = torch.randn(len(out), tok.vocab_size, generator=gen)
+        x[:, tok.eos_id] -= 30
+        x[:, [tok.stoi[n] for n in ("C", "c", "=C", "=c", "c'", "=c'")]] -= 30
+        return x
+    meters = ["6/8", "2/4", "3/4", "4/4"]
+    c = TuneConstraint(tok, meters, max_bars=6, min_bars=2, forms=["free"] * 4)
+    for meter, body in zip(meters, decode(c, tok, 4, reluctant)):
+        assert not check_tune(body, meter) and last_note(body).lstrip("=")[0] in "Cc", body
+
+
+def test_form_prefix_and_unknown_form(tok):
+    c = TuneConstraint(tok, ["6/8"], forms=["AABB"])
+    assert c.check_prefix(tok.encode("|:G|c3cde|")) is None
+    assert c.check_prefix(tok.encode("c3cde|")) is not None            # AABB opens with |:
+    assert TuneConstraint(tok, ["6/8"], forms=["AB"]).check_prefix(tok.encode("|:c6|"))
+    assert c.check_prefix(tok.encode("|:" + "c6|" * 7 + "c6||")) is not None   # bar 8: :| or ::
+    assert c.check_prefix(tok.encode("|:" + "c6|" * 7 + "c6::")) is None
+    with pytest.raises(ValueError, match="unknown form 'ABAB'"):
+        TuneConstraint(tok, ["6/8"], forms=["ABAB"])
+
+
+def test_first_and_second_endings_replay_the_eighth_bar(tok):
+    from poetry.tunes.style import form_of
+    c = TuneConstraint(tok, ["6/8"], forms=["AABB"])
+    body = "|:G|" + "c6|" * 7 + "[1d6:|[2c6|:" + "e6|" * 7 + "[1d6:|[2c5|]"
+    assert c.check_prefix(tok.encode(body)) is None and form_of(body, "6/8") == "AABB"
+    assert c.check_prefix(tok.encode("|:" + "c6|" * 6 + "[1")) is not None   # only in bar 8
+
+
+def test_pitch_rules_keep_range_and_cap_out_of_mode_notes(tok):
+    from poetry.tunes.rules import Pitches
+    rates = [0.0, 0.05]
+    c = tune_rules(tok, ["4/4", "4/4"], [[], []], max_bars=12, min_bars=12,
+                   pitches=[Pitches("min", 55, 76, r) for r in rates])
+    key = abc.Key("C", "min")
+    for rate, body in zip(rates, decode(c, tok, 2, random_logits(tok), seed=3)):
+        notes = [abc.note_pitch(t, key) for t in abc.tokenize(body) if abc.token_kind(t) == "note"]
+        assert all(55 <= p <= 76 for p, _ in notes), body
+        out = [k for k, (_, ok) in enumerate(notes) if not ok]
+        assert len(out) <= rate * len(notes) and all(k >= 1 / max(rate, 1e-9) - 1 for k in out)
+        assert rate == 0 or out, body      # random logits do use the allowance

@@ -86,6 +86,8 @@ def test_rhythm_default_and_mapping(writer):
 def test_start_is_forced_in_the_users_key(writer, key, start):
     want = abc.normalise(start, parse_key(key))
     (t,) = writer.write("6/8", key, start=start, seed=4)
+    if t["form"] == "AABB" and not want.startswith("|:"):
+        want = "|:" + want                 # the repeated first part opens with its sign
     assert t["body"].startswith(want), (want, t["body"])
     if key == "Gb":            # rules off: the opening is still forced, and transposed back
         (t,) = writer.write("6/8", key, start=start, seed=4, rules=False)
@@ -139,7 +141,7 @@ def test_cli_jsonl_abc_and_errors(model_dir):
                    "1", "--format", "jsonl", "--model", str(model_dir))
     assert r.returncode == 0, r.stderr
     recs = [json.loads(x) for x in r.stdout.splitlines()]
-    assert len(recs) == 2 and all(set(x) == {"abc", "meter", "key", "rhythm", "score"}
+    assert len(recs) == 2 and all(set(x) == {"abc", "meter", "key", "rhythm", "form", "score"}
                                   for x in recs)
     assert recs[0]["rhythm"] == "song" and recs[0]["key"] == "Dmaj"
     for args in (["--meter", "5/4", "--key", "D"], ["--meter", "6/8", "--key", "Q"],
@@ -196,7 +198,7 @@ def test_batch_resumes_in_order_and_isolates_bad_items(model_dir, short, tmp_pat
 
 
 def test_evaluation_metrics_on_a_few_tunes(writer):
-    from poetry.tunes import evaluate as tune_eval
+    from poetry.tunes import evaluate as tune_eval, style
     assert tune_eval.interior_bars("c|c6|c5|c6|c|]", "6/8") == (2, 3)
     reqs = tune_eval.requests(writer, 4)
     assert [r["meter"] for r in reqs] == list(METERS[:4])
@@ -204,6 +206,13 @@ def test_evaluation_metrics_on_a_few_tunes(writer):
     assert m["tunes"] == 4 and m["interior_bars_exact"] == 1.0 and m["all_rules_pass"] == 1.0
     assert m["header_matches"] == 1.0 and m["music21_parses"] == 1.0
     assert m["copies_4_bars"] == 0.0
+    assert m["ends_tonic"] == 1.0 and set(m["by_rhythm"]) == {r["rhythm"] for r in reqs}
+    assert m["out_of_mode_rate"] <= max(style.style_of(r["rhythm"]).out_of_mode for r in reqs)
+    assert m["notes_outside_rhythm_range"] == 0.0
+    jig = [(writer.request("6/8", "D", "jig"), 1, 3)]
+    m = tune_eval.folk_metrics(writer.generate(jig)[0])
+    assert m["dance_tunes"] == m["formed_tunes"] == 1 and m["in_requested_form"] == 1.0
+    assert m["dance_in_requested_form_with_repeats"] == 1.0
 
 
 @pytest.mark.skipif(not (ROOT / "data" / "models" / "tune" / "card.json").exists(),
@@ -215,3 +224,41 @@ def test_shipped_model_writes_valid_tunes():
     for t in tunes:
         assert t["body"].startswith("|:A2Bc2d|") and check_tune(t["body"], "6/8") == []
         assert copied_windows(in_c(t), w.windows) == 0
+
+
+@pytest.mark.parametrize("form", ["AABB", "AB"])
+def test_form_option_gives_that_form_ending_on_the_tonic(writer, form):
+    from poetry.tunes.style import figures
+    for key in ("Dmaj", "Ador"):
+        (t,) = writer.write("6/8", key, rhythm="jig", form=form.lower(), seed=2)
+        fig = figures(t["body"], "6/8", parse_key(key))
+        assert t["form"] == form and fig["form"] == form and fig["ends_tonic"], t["abc"]
+        assert check_tune(t["body"], "6/8") == [] and _music21_error(t["abc"]) == ""
+
+
+def test_form_defaults_per_rhythm_and_opening_gets_its_repeat(writer):
+    from poetry.tunes.style import style_of
+    assert writer.request("6/8", "D", "jig").form == style_of("jig").form == "AABB"
+    assert writer.request("2/4", "D", "song").form == style_of("song").form
+    with pytest.raises(ValueError, match="unknown form 'ABAB'"):
+        writer.request("6/8", "D", "jig", form="ABAB")
+    (t,) = writer.write("6/8", "D", rhythm="jig", start="A2B c2d|", seed=1)
+    assert t["body"].startswith("|:A2Bc2d|")     # AABB opens a repeat; the notes are the user's
+    (t,) = writer.write("6/8", "D", rhythm="jig", start="A2B c2d|", seed=1, form="free")
+    assert t["body"].startswith("A2Bc2d|")
+    with pytest.raises(ValueError, match="form AB"):
+        writer.write("6/8", "D", rhythm="jig", start="|:A2B c2d|", form="AB")
+
+
+def test_cli_and_batch_take_a_form(model_dir, short, tmp_path, capsys):
+    assert cli_main(["--meter", "6/8", "--key", "G", "--form", "AB", "--format", "jsonl",
+                     "--seed", "1", "--model", str(model_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["form"] == "AB"
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"meter": "6/8", "key": "D", "form": "AABB"}\n'
+                   '{"meter": "6/8", "key": "D", "form": "AB"}\n'
+                   '{"meter": "6/8", "key": "D", "form": "rondo"}\n', encoding="utf-8")
+    assert cli_main(["--input", str(inp), "--output", str(out), "--model", str(model_dir)]) == 0
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["tunes"][0]["form"] for r in lines[:2]] == ["AABB", "AB"]
+    assert "unknown form 'rondo'" in lines[2]["error"]

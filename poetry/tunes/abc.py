@@ -299,6 +299,11 @@ def _shift(src: Key, dst: Key) -> tuple[int, int]:
     return c - a, d - b
 
 
+def semitones(src: Key, dst: Key) -> int:
+    """How far `transpose(body, src, dst)` moves every pitch, in semitones."""
+    return _shift(src, dst)[1]
+
+
 def _emit(events: list[Event], key: Key, steps: int = 0, semis: int = 0) -> str:
     sig, out, marked = key.signature(), [], set()
     for ev in events:
@@ -358,6 +363,21 @@ def token_kind(tok: str) -> str | None:
     c = tok[0]
     return ("ending" if c == "[" else "tuplet" if c == "(" else "rest" if c == "z" else
             "tie" if c == "-" else "dur" if c.isdigit() or c == "/" else "note")
+
+
+def note_pitch(tok: str, key: Key) -> tuple[int, bool]:
+    """(MIDI pitch, in the mode) of one note token of a normalised body in `key`: accidentals are
+    written out, so a token's pitch never depends on the notes before it; a note is in the mode
+    when its alteration is the key signature's (a mode's signature is its scale)."""
+    m = _NOTE_RE.fullmatch(tok)
+    if m is None:
+        raise AbcError(f"not a note: {tok!r}")
+    acc, letter, octave, _ = m.groups()
+    step = LETTERS.index(letter.upper()) + 7 * (4 + letter.islower())
+    step += 7 * (octave.count("'") - octave.count(","))
+    sig = key.signature()[step % 7]
+    alter = sig if not acc else _ACC[acc]
+    return Event("note", step, alter).midi, alter == sig
 
 
 def token_duration(tok: str) -> Fraction | None:

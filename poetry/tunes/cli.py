@@ -2,9 +2,10 @@
 
     python -m poetry tune --meter 6/8 --key Dmaj --rhythm jig -n 3 --seed 1
     python -m poetry tune --meter 6/8 --key Ador --start "|:A2B c2d|" --out-dir out/tunes
+    python -m poetry tune --meter 3/4 --key G --rhythm air --form AB
     python -m poetry tune --input settings.jsonl --output tunes.jsonl --seed 1
 
-Batch items are JSON objects with any of meter, key, rhythm, start, n, seed (missing ones come
+Batch items are JSON objects with any of meter, key, rhythm, form, start, n, seed (missing ones come
 from the command line), or plain lines "METER KEY [RHYTHM]" such as `6/8 Dmaj jig`. Output is
 one JSONL line per item, `{"index", "input", "tunes": [...]}` or `{"index", "input", "error"}`;
 item i uses seed derive_seed(item's seed, 0) if it has one, else derive_seed(--seed, i).
@@ -20,8 +21,8 @@ from shared.batch import item_seed, read_items, run_batch
 
 from .abc import METERS
 
-ITEM_KEYS = {"meter", "key", "rhythm", "start", "n", "seed"}
-FIELDS = ("abc", "meter", "key", "rhythm", "score")      # what a JSONL tune line holds
+ITEM_KEYS = {"meter", "key", "rhythm", "form", "start", "n", "seed"}
+FIELDS = ("abc", "meter", "key", "rhythm", "form", "score")      # what a JSONL tune line holds
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -37,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     what.add_argument("--key", help="ABC K: syntax, e.g. D, Dmaj, Ador, Emin, Gmix")
     what.add_argument("--rhythm", help="jig, reel, hornpipe, slip jig, march, strathspey, air, "
                                        "song, other (default: the meter's most common)")
+    what.add_argument("--form", help="AABB (two repeated 8-bar parts), AB (two 8-bar parts) or "
+                                     "free (default: the rhythm's usual form in the corpus)")
     what.add_argument("--start", help='opening bar(s) in ABC (L:1/8, in --key), e.g. "|:A2B c2d|"')
     what.add_argument("-n", type=int, default=1, help="tunes per setting (capped at 10)")
     samp = p.add_argument_group("sampling")
@@ -74,7 +77,7 @@ def run(args) -> int:
         raise ValueError("give --meter and --key (or --input FILE --output FILE for a batch)")
     writer = _writer(args)
     tunes = writer.write(args.meter, args.key, rhythm=args.rhythm, start=args.start, n=args.n,
-                         temperature=args.temperature, seed=args.seed)
+                         temperature=args.temperature, seed=args.seed, form=args.form)
     if args.out_dir:
         _render(tunes, args.out_dir, "tune")
     for i, t in enumerate(tunes):
@@ -106,12 +109,13 @@ def run_batch_cli(args) -> int:
         raise ValueError("a batch needs both --input and --output")
     batch(_writer(args), args.input, args.output, meter=args.meter, key=args.key,
           rhythm=args.rhythm, start=args.start, n=args.n, temperature=args.temperature,
-          seed=args.seed or 0, out_dir=args.out_dir)
+          seed=args.seed or 0, out_dir=args.out_dir, form=args.form)
     return 0
 
 
 def batch(writer, input, output, meter=None, key=None, rhythm=None, start=None, n: int = 1,
-          temperature: float = 1.0, seed: int = 0, out_dir=None, progress: bool = True) -> dict:
+          temperature: float = 1.0, seed: int = 0, out_dir=None, progress: bool = True,
+          form=None) -> dict:
     """The batch convention (shared/batch.py) for tunes: item fields override these defaults."""
     def make_job(i: int, item: dict):
         m, k = item.get("meter", meter), item.get("key", key)
@@ -119,7 +123,7 @@ def batch(writer, input, output, meter=None, key=None, rhythm=None, start=None, 
             raise ValueError("the item has no meter or key (give them per item or with "
                              "--meter/--key)")
         req = writer.request(str(m), str(k), item.get("rhythm", rhythm),
-                             item.get("start", start))
+                             item.get("start", start), item.get("form", form))
         return req, writer.check_n(item.get("n", n)), item_seed(item, seed, i)
 
     def finish(i: int, tunes: list[dict]) -> list[dict]:

@@ -7,13 +7,17 @@ A tune (a normalised body, see `poetry.tunes.abc`) obeys them when:
 * repeats balance: `|:` ... `:|` (or `::`), a first ending `[1` right after a bar line inside a
   repeat, closed by `:|` and followed at once by `[2`; `||` and `|]` never inside a repeat;
 * a tie is followed by a note; the tune ends with `|]` or `:|`, then <eos>.
-The constraint also caps the length (`max_bars`, closing the tune properly when the cap nears),
-asks for `min_bars`, and, given the hashes of all
+The constraint also keeps a form where one is asked for (FORMS: AABB = two 8-bar parts after an
+optional pickup, each repeated with `|: ... :|`/`::` or 1st/2nd endings in its 8th bar; AB = two
+8-bar parts played once, `||` between), else caps the length (`max_bars`, closing the tune
+properly when the cap nears) and asks for `min_bars`; ends every tune on the tonic (C or c: the
+model writes in C of the mode), and, given the hashes of all
 4-bar windows of the training tunes, masks the token that would complete a bar whose 4-bar window
 (with the three bars before it) copies a training tune. Bars compare by their tokens without ties
 and endings (a tie added afterwards cannot dodge the check). The ban is best effort: when masking
 would leave a row nothing (the only completion is the copied one) it is lifted.
-`tune_rules` chains it after the shared `ForcePrefix` (the user's opening bars).
+`PitchRules` keeps notes in a range and caps the share of notes outside the mode.
+`tune_rules` chains both after the shared `ForcePrefix` (the user's opening bars).
 """
 from __future__ import annotations
 
@@ -27,9 +31,13 @@ import torch
 
 from shared.rules import AllOf, ForcePrefix
 
-from .abc import BARS, TUPLETS, bar_length, bars, token_duration, token_kind, tokenize
+from .abc import BARS, TUPLETS, Key, bar_length, bars, note_pitch, token_duration, token_kind, \
+    tokenize
 
 START = (False, 0, False)          # repeat state: (repeat open, ending 0/1/2, `[2` required)
+PART_BARS = 8                      # a part of a dance tune: 8 bars after its pickup
+# a form: per part, whether it is repeated (`|: ... :|`, or 1st/2nd endings); None = free
+FORMS = {"AABB": (True, True), "AB": (False, False), "free": None}
 
 
 def repeat_step(state: tuple, tok: str) -> tuple | None:
@@ -151,12 +159,17 @@ class _Row:
 
     __slots__ = ("full", "used", "pending", "role", "tup_left", "tup_q", "tup_d", "tied",
                  "tie_ok", "rep", "after_bar", "n_bars", "must_end", "eos_ok", "done",
-                 "content", "hashes", "pos", "last")
+                 "content", "hashes", "pos", "last", "last_tonic", "form", "part", "part_bars",
+                 "pickup")
 
-    def __init__(self, full: int):
+    def __init__(self, full: int, form: Optional[tuple] = None):
         self.full, self.used, self.pending, self.role = full, 0, 0, 0
         self.tup_left, self.tup_q, self.tup_d, self.tied, self.tie_ok = 0, 1, 0, "", False
         self.last = ""                     # the last note's name, without accidental
+        self.last_tonic = False            # the last note is the tonic (C or c of the mode)
+        self.form = form                   # FORMS value: per part, repeated or not; None = free
+        self.part, self.part_bars = 0, 0   # the current part; its full bars so far this pass
+        self.pickup = 0                    # grains of the first bar when it is a pickup
         self.rep, self.after_bar, self.n_bars = START, False, 0
         self.must_end = self.eos_ok = self.done = False
         self.content, self.hashes, self.pos = [], [], 0
@@ -190,19 +203,37 @@ class BarState:
     force: bool             # the length cap is near: close the tune
     room_end1: bool         # room for a first and a second ending
     eos_ok: bool            # the tune may end here
+    final: bool             # this bar ends the tune: its last note must be the tonic
+    last_tonic: bool        # the last note is the tonic
+    opening: int            # `|:` at the start: 0 not allowed, 1 allowed, 2 required
+    form_close: str         # form: the bar line that ends the current part ("" = free form)
+    part_last: bool         # form: this bar is its part's last
+    pickup: int             # form: grains of the pickup (the final bar may be short by as much)
 
 
 class TuneConstraint:
-    """Bar, repeat, length and no-copy rules for decoding normalised tune bodies.
+    """Bar, repeat, form, final-note, length and no-copy rules for decoding normalised tune
+    bodies (in C of their mode: the tonic is C or c).
 
-    meters[i] is the meter of input item i (`begin(rows)` maps rows to items). `windows` holds
+    meters[i] and forms[i] are the meter and form (a FORMS name, default "free") of input item
+    i (`begin(rows)` maps rows to items). A form is a list of 8-bar parts after an optional
+    pickup, each repeated (`|: ... :|`, `::`, or `[1 ... :|[2 ...` in its 8th bar) or not
+    (closed by `||`); the final bar may be short by the pickup's length. A free tune has
+    `min_bars` to `max_bars` bars. Either way the tune's last note is the tonic. `windows` holds
     the `window_hash`es of the training tunes' 4-bar windows. Masks are cached per distinct
-    `BarState`."""
+    `BarState` (and ban); a mask depends on nothing else but the tokenizer, so a writer passes
+    one `cache` dict to every batch's constraint."""
 
     def __init__(self, tokenizer, meters: Sequence[str], *, max_bars: int = 32,
-                 min_bars: int = 4, windows: Optional[set[int]] = None):
+                 min_bars: int = 4, windows: Optional[set[int]] = None,
+                 forms: Optional[Sequence[str]] = None, cache: Optional[dict] = None):
         if not 1 <= min_bars <= max_bars:
             raise ValueError(f"need 1 <= min_bars <= max_bars, got {min_bars}, {max_bars}")
+        unknown = set(forms or ()) - set(FORMS)
+        if unknown:
+            raise ValueError(f"unknown form {sorted(unknown)[0]!r}: use one of "
+                             f"{', '.join(FORMS)}")
+        self.forms = [FORMS[f] for f in forms] if forms else [None] * len(meters)
         self.itos, self.eos, self.V = tokenizer.itos, tokenizer.eos_id, tokenizer.vocab_size
         specials = set(tokenizer.specials)
         self.kinds = [None if t in specials else token_kind(t) for t in self.itos]
@@ -214,6 +245,7 @@ class TuneConstraint:
         self.by_pitch: dict[str, set[int]] = {}          # a tie joins notes of one pitch name
         for i in self.ids["note"]:
             self.by_pitch.setdefault(self.itos[i].lstrip("^_="), set()).add(i)
+        self.tonic = {i for i in self.ids["note"] if self.itos[i].lstrip("=")[0] in "Cc"}
         self.bar_ids = {t: self.itos.index(t) for t in BARS + ("[1", "[2") if t in self.itos}
         if "[2" not in self.bar_ids:           # a first ending needs its second
             self.bar_ids.pop("[1", None)
@@ -221,16 +253,34 @@ class TuneConstraint:
         self.max_bars, self.min_bars = max_bars, min_bars
         self.windows = windows or set()
         self._fill = self._fill_table(max(self.meters))
-        self._cache: dict[tuple, torch.Tensor] = {}
+        # room[x]: a note can start in x free grains and leave some (fillable) room after it
+        self._room = [any(0 < x - d and self._fill[x - d] for d in self._steps())
+                      for x in range(len(self._fill))]
+        self._cache: dict[tuple, torch.Tensor] = {} if cache is None else cache
         self.rows: list[_Row] = []
+
+    def _steps(self) -> list[int]:
+        return sorted(set(self.dur_g.values()) | {self.grain})
 
     def _fill_table(self, top: int) -> list[bool]:
         """fill[x]: x grains can be filled exactly by plain note durations."""
-        steps = sorted(set(self.dur_g.values()) | {self.grain})
+        steps = self._steps()
         fill = [True] + [False] * top
         for x in range(1, top + 1):
             fill[x] = any(s <= x and fill[x - s] for s in steps)
         return fill
+
+    def _final_ok(self, k: BarState, rem: int, d: int) -> bool:
+        """May the pending note (rest) of the final bar last d grains, `rem` being free? The bar
+        goes in whole eighths (no flourish of short notes at the end) and closes on a tonic of
+        a quarter or more (or a rest after a tonic): a note other than the tonic leaves room
+        for one, and no note leaves a single eighth that only a rest after a tonic could fill."""
+        g, left = self.grain, rem - d
+        if d % g:
+            return False
+        if k.pending == 2:                 # a rest: after a tonic anything, else room for one
+            return k.last_tonic or left >= 2 * g
+        return (left > 0 or d >= 2 * g) if k.last_tonic else left >= 2 * g
 
     def _fits(self, rem: int, d: int) -> bool:
         return 0 <= rem - d and self._fill[rem - d]
@@ -246,27 +296,39 @@ class TuneConstraint:
         first, can_close, force = k.first, k.can_close, k.force
         if rep[2]:
             return {self.bar_ids["[2"]}
-        # a tie needs a note after it: room in this bar, or a bar line that does not end the tune
-        tie = tie_ok and not tied and (full > used or in_tup or not force)
+        if k.start and k.opening == 2:
+            return {self.bar_ids["|:"]}
+        # a tie needs a note after it: room in this bar, or a bar line that does not end the
+        # part; in the final bar only a tonic may be tied (the note after it repeats its pitch)
+        closing, rem, g = force or k.part_last, full - used, self.grain
+        tie = tie_ok and not tied and (rem > 0 or in_tup or not closing) and \
+            (not k.final or k.last_tonic and (rem >= 2 * g or rem % g > 0))
         out = set(self.ids["tie"]) if tie else set()
         if k.eos_ok and not tied:
             out.add(self.eos)
         notes = self.by_pitch.get(tied, set()) if tied else set(self.ids["note"])
+        rests = set() if tied else set(self.ids["rest"])
         if in_tup:                         # the rest of a tuplet: notes of the forced duration
-            return out | notes | (set() if tied else set(self.ids["rest"]))
-        rem = full - used
+            return out | notes | rests
+        if k.final and rem > 0 and rem % g == 0 and rem < 3 * g:   # see _final_ok
+            notes = notes & self.tonic if rem >= 2 * g else set()
+            rests = rests if k.last_tonic else set()
+        elif k.final and rem > 0 and rem % g and not self._room[rem]:
+            notes, rests = notes & self.tonic, rests if k.last_tonic else set()
         if rem > 0 and self._can_start(rem, 1):
-            out |= notes | (set() if tied else set(self.ids["rest"]))
-        if rem > 0 and not tied:
+            out |= notes | rests
+        if rem > 0 and not tied and not k.final:       # a tuplet's last note is not chosen
             out |= {i for i in self.ids["tuplet"]
                     if self._can_start(rem, TUPLETS[int(self.itos[i][1])])}
         if k.after_bar and not (force or tied) and k.room_end1 and "[1" in self.bar_ids \
                 and repeat_step(rep, "[1"):
             out.add(self.bar_ids["[1"])
-        if k.start and "|:" in self.bar_ids:
+        if k.start and k.opening and "|:" in self.bar_ids:
             out.add(self.bar_ids["|:"])
         if used == 0 or ban_bars:
             return out
+        if k.form_close:
+            return out | self._form_bars(k)
         short = used < full
         for b in BARS:
             state = repeat_step(rep, b) if b in self.bar_ids else None
@@ -276,8 +338,23 @@ class TuneConstraint:
             if (ends and (not can_close or state != START or tied)) or \
                     (force and b != (":|" if rep[0] else "|]")):
                 continue
+            if (ends or (force and state == START)) and not k.last_tonic:
+                continue                   # the tune ends on the tonic
             out.add(self.bar_ids[b])
         return out
+
+    def _form_bars(self, k: BarState) -> set[int]:
+        """Bar lines a form allows once the current bar holds notes."""
+        short = k.used < k.full
+        if short and k.first:
+            return {self.bar_ids["|"]}                      # a pickup
+        if short and not (k.final and k.pickup and k.used == k.full - k.pickup):
+            return set()
+        if not k.part_last:
+            return {self.bar_ids["|"]}
+        if (k.final and not k.last_tonic) or k.tied or k.form_close not in self.bar_ids:
+            return set()
+        return {self.bar_ids[k.form_close]}
 
     def _build(self, k: BarState, bans: tuple) -> set[int]:
         ban_durs, ban_impl, ban_bars = bans
@@ -291,6 +368,12 @@ class TuneConstraint:
             out = {i for i, d in self.dur_g.items() if self._fits(rem, f * d)}
             impl = self._fits(rem, f * self.grain)
         out -= ban_durs
+        if k.final and k.role == 0 and rem % self.grain == 0:
+            out = {i for i in out if self._final_ok(k, rem, self.dur_g[i])}
+            impl = impl and self._final_ok(k, rem, self.grain)
+        elif k.final and k.role == 0 and not k.last_tonic:     # the last note is the tonic
+            out = {i for i in out if self.dur_g[i] < rem}
+            impl = impl and self.grain < rem
         if impl and not ban_impl:          # no duration token: the note lasts one eighth
             used = k.used + (0 if k.role == 2 else f * self.grain)
             out |= self._resolved(replace(k, used=used, tied="", tie_ok=k.pending == 1,
@@ -318,13 +401,35 @@ class TuneConstraint:
 
     def _key(self, row: _Row) -> BarState:
         bars_left = self.max_bars - row.n_bars
-        return BarState(full=row.full, used=row.used, pending=row.pending, role=row.role,
-                        tup_q=row.tup_q, tup_d=row.tup_d, in_tup=row.tup_left > 0,
-                        tied=row.tied, tie_ok=row.tie_ok, rep=row.rep, after_bar=row.after_bar,
-                        start=row.pos == 0, first=row.n_bars == 0,
-                        can_close=row.n_bars + 1 >= self.min_bars,
-                        force=bars_left <= (2 if row.rep[1] == 1 else 1),
-                        room_end1=bars_left >= 2, eos_ok=row.eos_ok)
+        common = dict(full=row.full, used=row.used, pending=row.pending, role=row.role,
+                      tup_q=row.tup_q, tup_d=row.tup_d, in_tup=row.tup_left > 0,
+                      tied=row.tied, tie_ok=row.tie_ok, rep=row.rep, after_bar=row.after_bar,
+                      start=row.pos == 0, first=row.n_bars == 0, eos_ok=row.eos_ok,
+                      last_tonic=row.last_tonic)
+        if row.form is None:
+            force = bars_left <= (2 if row.rep[1] == 1 else 1)
+            return BarState(**common, can_close=row.n_bars + 1 >= self.min_bars, force=force,
+                            room_end1=bars_left >= 2, final=force and row.rep[1] != 1,
+                            opening=1, form_close="", part_last=False, pickup=0)
+        part = min(row.part, len(row.form) - 1)
+        part_last = row.part_bars == PART_BARS - 1
+        return BarState(**common, can_close=False, force=False,
+                        room_end1=row.form[part] and part_last,
+                        final=part_last and row.part == len(row.form) - 1 and row.rep[1] != 1,
+                        opening=2 if row.form[0] else 0, form_close=self._form_close(row),
+                        part_last=part_last, pickup=row.pickup)
+
+    @staticmethod
+    def _form_close(row: _Row) -> str:
+        """The bar line that ends the row's current part (when its 8th bar is full)."""
+        form, p, rep = row.form, min(row.part, len(row.form) - 1), row.rep
+        last = p == len(form) - 1
+        after = "|]" if last else "|:" if form[p + 1] else "||"     # a part played once
+        if not form[p] or rep[1] == 2 or not rep[0]:
+            return after
+        if rep[1] == 1:
+            return ":|"                                 # a first ending: back to the part's start
+        return ":|" if last or not form[p + 1] else "::"
 
     def _mask(self, row: _Row) -> torch.Tensor:
         if row.done or row.must_end:
@@ -369,6 +474,8 @@ class TuneConstraint:
         if kind in ("note", "rest"):
             row.pending, row.tied = (1 if kind == "note" else 2), ""
             row.last = tok.lstrip("^_=")
+            if kind == "note":
+                row.last_tonic = i in self.tonic
             row.role = 0 if row.tup_left == 0 else 1 if row.tup_d == 0 else 2
             row.tup_left = max(row.tup_left - 1, 0)
             row.content.append(tok)
@@ -388,14 +495,32 @@ class TuneConstraint:
             row.n_bars += 1
             row.hashes.append(bar_hash(row.content))
         row.rep = repeat_step(row.rep, tok) or row.rep
-        row.must_end = tok == "|]" or (tok == ":|" and row.rep == START and (
-            (short and not first) or row.n_bars >= self.max_bars))
-        row.eos_ok = tok == ":|" and row.rep == START and row.n_bars >= self.min_bars
+        if row.form is not None:
+            if row.content:
+                self._advance_part(row, short and first)
+            row.must_end = row.part >= len(row.form) or tok == "|]"
+        else:
+            row.must_end = tok == "|]" or (tok == ":|" and row.rep == START and (
+                (short and not first) or row.n_bars >= self.max_bars))
+            row.eos_ok = tok == ":|" and row.rep == START and row.n_bars >= self.min_bars \
+                and row.last_tonic
         row.used, row.content, row.after_bar, row.tie_ok = 0, [], True, False
+
+    @staticmethod
+    def _advance_part(row: _Row, pickup: bool) -> None:
+        """A bar of a form ended: count it in its part."""
+        if pickup:
+            row.pickup = row.used
+        elif row.rep[2]:                   # after a first ending the second replays bar 8
+            row.part_bars = PART_BARS - 1
+        elif row.part_bars == PART_BARS - 1:
+            row.part, row.part_bars = row.part + 1, 0
+        else:
+            row.part_bars += 1
 
     # -- the Constraint protocol ----------------------------------------------------------------
     def begin(self, rows: torch.Tensor) -> torch.Tensor:
-        self.rows = [_Row(self.meters[r]) for r in rows.tolist()]
+        self.rows = [_Row(self.meters[r], self.forms[r]) for r in rows.tolist()]
         return self.masks()
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -412,7 +537,7 @@ class TuneConstraint:
 
     def check_prefix(self, ids: Sequence[int], item: int = 0) -> str | None:
         """Why forcing `ids` as item's opening would break the rules, or None if it is fine."""
-        row = _Row(self.meters[item])
+        row = _Row(self.meters[item], self.forms[item])
         for n, i in enumerate(ids):
             if not bool(self._mask(row)[i]):
                 return f"token {n + 1} ({self.itos[i]!r}) breaks the tune rules there"
@@ -420,10 +545,90 @@ class TuneConstraint:
         return None
 
 
+@dataclass(frozen=True)
+class Pitches:
+    """One item's pitch rules, in the key the model writes (C of the mode)."""
+    mode: str               # the scale: notes whose accidental differs from it are out of mode
+    low: int                # lowest and highest MIDI pitch allowed
+    high: int
+    out_of_mode: float      # at most this share of the notes so far may be out of the mode
+
+
+class PitchRules:
+    """Notes inside each item's range, and an out-of-mode note only while such notes stay at
+    most `out_of_mode` of the row's notes (so none among the first ones). After a tie the note
+    tied to may repeat its token whatever the count. Masks are cached per (item, chromatic ok).
+    """
+
+    def __init__(self, tokenizer, pitches: Sequence[Pitches]):
+        self.itos, self.V, self.pitches = tokenizer.itos, tokenizer.vocab_size, list(pitches)
+        specials = set(tokenizer.specials)
+        kinds = [None if t in specials else token_kind(t) for t in self.itos]
+        self.notes = [i for i, k in enumerate(kinds) if k == "note"]
+        self.note_set = set(self.notes)
+        self.tie = {i for i, k in enumerate(kinds) if k == "tie"}
+        self._cache: dict[tuple, torch.Tensor] = {}
+        self._out: dict[str, set[int]] = {}
+
+    def _outside(self, mode: str) -> set[int]:
+        if mode not in self._out:
+            key = Key("C", mode)
+            self._out[mode] = {i for i in self.notes if not note_pitch(self.itos[i], key)[1]}
+        return self._out[mode]
+
+    def _tensor(self, item: int, chromatic: bool) -> torch.Tensor:
+        if (item, chromatic) not in self._cache:
+            p, key = self.pitches[item], Key("C", self.pitches[item].mode)
+            mask = torch.ones(self.V, dtype=torch.bool)
+            for i in self.notes:
+                midi, in_mode = note_pitch(self.itos[i], key)
+                mask[i] = p.low <= midi <= p.high and (in_mode or chromatic)
+            self._cache[(item, chromatic)] = mask
+        return self._cache[(item, chromatic)]
+
+    def begin(self, rows: torch.Tensor) -> torch.Tensor:
+        self.items = rows.tolist()
+        self.counts = [[0, 0] for _ in self.items]          # per row: notes, out-of-mode notes
+        self.tied = [-1] * len(self.items)             # after a tie: the note tied from
+        self.last = [-1] * len(self.items)
+        return self._masks()
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        for r, i in enumerate(tokens.tolist()):
+            if i in self.tie:
+                self.tied[r] = self.last[r]
+            elif i in self.note_set:
+                self.counts[r][0] += 1
+                self.counts[r][1] += i in self._outside(self.pitches[self.items[r]].mode)
+                self.tied[r], self.last[r] = -1, i
+        return self._masks()
+
+    def reorder(self, index: torch.Tensor) -> None:
+        idx = index.tolist()
+        self.items = [self.items[i] for i in idx]
+        self.counts = [list(self.counts[i]) for i in idx]
+        self.tied = [self.tied[i] for i in idx]
+        self.last = [self.last[i] for i in idx]
+
+    def _masks(self) -> torch.Tensor:
+        rows = []
+        for item, (n, out), tied in zip(self.items, self.counts, self.tied):
+            mask = self._tensor(item, out + 1 <= self.pitches[item].out_of_mode * (n + 1))
+            if tied >= 0 and not mask[tied]:
+                mask = mask.clone()
+                mask[tied] = True
+            rows.append(mask)
+        return torch.stack(rows)
+
+
 def tune_rules(tokenizer, meters: Sequence[str], prefixes: Sequence[Sequence[int]],
-               on: bool = True, **options):
+               on: bool = True, pitches: Optional[Sequence[Pitches]] = None, **options):
     """The chain for a batch: the user's opening bars (shared `ForcePrefix`, checked beforehand
-    with `TuneConstraint.check_prefix`), then, if `on`, the bar rules; `options` go to
-    `TuneConstraint`. With the rules off only the opening is forced (plain sampling after it)."""
+    with `TuneConstraint.check_prefix`), then, if `on`, the bar and form rules and, given
+    `pitches` (one per item), the pitch rules; `options` go to `TuneConstraint`. With the rules
+    off only the opening is forced (plain sampling after it)."""
     force = ForcePrefix(tokenizer.vocab_size, prefixes)
-    return AllOf([force, TuneConstraint(tokenizer, meters, **options)]) if on else force
+    if not on:
+        return force
+    return AllOf([force, TuneConstraint(tokenizer, meters, **options),
+                  PitchRules(tokenizer, pitches) if pitches else None])

@@ -2,14 +2,16 @@
 batch runs, evaluation and app.
 
     writer = TuneWriter.load()                                   # data/models/tune
-    writer.write("6/8", "Dmaj", rhythm="jig", start="|:A2B c2d|", n=2, seed=1)
-    # -> [{"abc", "meter", "key", "rhythm", "score", "body"}]
+    writer.write("6/8", "Dmaj", rhythm="jig", start="|:A2B c2d|", n=2, seed=1, form="AABB")
+    # -> [{"abc", "meter", "key", "rhythm", "form", "score", "body"}]
 
 The model writes bodies in C of the requested mode (how the corpus was normalised); the writer
 transposes the user's opening bars into C, forces them as the decoder's prefix, and transposes
-the result back to the requested key. Bar lengths, repeats, the length cap and the ban on 4-bar
-copies of training tunes are rules applied while decoding (`poetry.tunes.rules.tune_rules`),
-not retries. `candidates` samples per wanted tune keep the best by mean log-prob per token
+the result back to the requested key. Bar lengths, repeats, the form (AABB: two repeated 8-bar
+parts; AB: two 8-bar parts; free: any length up to the cap; the default per rhythm is the
+corpus's, `poetry.tunes.style`), the final tonic, the pitch range and the share of notes outside
+the mode (the corpus's figures for the rhythm), the length cap and the ban on 4-bar copies of
+training tunes are rules applied while decoding (`poetry.tunes.rules.tune_rules`), not retries. `candidates` samples per wanted tune keep the best by mean log-prob per token
 (shared/writer.py).
 """
 from __future__ import annotations
@@ -26,7 +28,8 @@ from shared.writer import Writer
 from . import abc
 from .abc import Key, build_tune, parse_key, parse_meter
 from .format import RHYTHMS, source_text
-from .rules import TuneConstraint, load_windows, tune_rules
+from .rules import FORMS, Pitches, TuneConstraint, load_windows, tune_rules
+from .style import style_of
 
 MAX_N = 10            # tunes per request
 MAX_BARS = 32         # length cap (the rules close the tune in time)
@@ -40,6 +43,7 @@ class TuneRequest:
     key: Key                      # the user's key
     rhythm: str
     prefix: tuple = field(default=())   # token ids of the opening, in C of the key's mode
+    form: str = "free"            # a FORMS name
 
     @property
     def home(self) -> Key:        # the key the model writes in
@@ -61,6 +65,7 @@ class TuneWriter(Writer):
         """`windows`: hashes of the training tunes' 4-bar windows, which no tune may copy."""
         super().__init__(model, tokenizer, card, fp16)
         self.windows = windows or set()
+        self._masks: dict = {}          # TuneConstraint's masks, kept across batches (speed)
         self.rhythms_by_meter: dict = card.get("rhythms_by_meter") or {}
         self.rhythms = known_rhythms(card)
 
@@ -87,18 +92,29 @@ class TuneWriter(Writer):
             return "other"
         return r
 
+    @staticmethod
+    def check_form(form: Optional[str], rhythm: str) -> str:
+        """A FORMS name (any case); none given: the rhythm's default (its corpus's form)."""
+        if form is None or not str(form).strip():
+            return style_of(rhythm).form
+        f = {name.lower(): name for name in FORMS}.get(str(form).strip().lower())
+        if f is None:
+            raise ValueError(f"unknown form {form!r}: use one of {', '.join(FORMS)}")
+        return f
+
     def request(self, meter: str, key: str, rhythm: Optional[str] = None,
-                start: Optional[str] = None) -> TuneRequest:
+                start: Optional[str] = None, form: Optional[str] = None) -> TuneRequest:
         """Validate one request. Raises ValueError (one line) on bad input."""
         meter = parse_meter(meter)
         k = parse_key(key) if isinstance(key, str) else key
         rhythm = self.check_rhythm(rhythm, meter)
+        form = self.check_form(form, rhythm)
         prefix: tuple = ()
         if start is not None and str(start).strip():
-            prefix = tuple(self._start_ids(str(start), meter, k))
-        return TuneRequest(meter, k, rhythm, prefix)
+            prefix = tuple(self._start_ids(str(start), meter, k, form))
+        return TuneRequest(meter, k, rhythm, prefix, form)
 
-    def _start_ids(self, start: str, meter: str, key: Key) -> list[int]:
+    def _start_ids(self, start: str, meter: str, key: Key, form: str = "free") -> list[int]:
         one = " ".join(start.split())
         # letters other than notes and rests are decorations in ABC: from a user, a typo
         bare = re.sub(r'"[^"]*"|![^!]*!|\[[A-Za-z]:[^\]]*\]', "", one)
@@ -113,15 +129,18 @@ class TuneWriter(Writer):
             raise ValueError(f"--start {one!r} is not ABC this model reads: {e}") from None
         if not body:
             raise ValueError(f"--start {one!r} holds no notes")
+        if FORMS[form] and FORMS[form][0] and "|:" not in abc.tokenize(body):
+            body = "|:" + body          # the first part repeats from the top: reads the same
         ids = self.tok.encode(body)
         if self.tok.unk_id in ids:
             bad = [p for p, i in zip(self.tok.split(body), ids) if i == self.tok.unk_id]
             raise ValueError(f"--start {one!r} uses symbols the model does not know: "
                              f"{', '.join(dict.fromkeys(bad))}")
-        why = TuneConstraint(self.tok, [meter], max_bars=MAX_BARS).check_prefix(ids)
+        why = TuneConstraint(self.tok, [meter], max_bars=MAX_BARS, forms=[form],
+                             cache=self._masks).check_prefix(ids)
         if why:
-            raise ValueError(f"--start {one!r} does not fit the meter {meter} and the tune "
-                             f"rules: {_explain(abc.normalise(one, key), meter, why)}")
+            raise ValueError(f"--start {one!r} does not fit the meter {meter}, the form {form} "
+                             f"and the tune rules: {_explain(abc.normalise(one, key), meter, why)}")
         return ids
 
     # -- what the shared writer needs --------------------------------------------------------
@@ -130,7 +149,9 @@ class TuneWriter(Writer):
 
     def rules(self, reqs: Sequence[TuneRequest], on: bool):
         return tune_rules(self.tok, [r.meter for r in reqs], [r.prefix for r in reqs], on,
-                          max_bars=MAX_BARS, min_bars=MIN_BARS, windows=self.windows)
+                          pitches=[pitches(r) for r in reqs], forms=[r.form for r in reqs],
+                          max_bars=MAX_BARS, min_bars=MIN_BARS, windows=self.windows,
+                          cache=self._masks)
 
     def settings(self, reqs: Sequence[TuneRequest], temperature: float,
                  top_p: float = 1.0) -> GenerationConfig:
@@ -141,19 +162,26 @@ class TuneWriter(Writer):
         """`home`: the body as the model wrote it, in C of the mode; X: numbers from 1."""
         body = transpose_loose(home, req.home, req.key)
         return {"abc": build_tune(req.meter, str(req.key), req.rhythm, body, rank + 1),
-                "meter": req.meter, "key": str(req.key), "rhythm": req.rhythm,
+                "meter": req.meter, "key": str(req.key), "rhythm": req.rhythm, "form": req.form,
                 "score": round(float(score), 4), "body": body, "home": home}
 
     # -- the API -------------------------------------------------------------------------
     def write(self, meter: str, key: str, rhythm: Optional[str] = None,
               start: Optional[str] = None, n: int = 1, temperature: float = TEMPERATURE,
-              seed: Optional[int] = None, candidates: int = CANDIDATES, rules: bool = True
-              ) -> list[dict]:
+              seed: Optional[int] = None, candidates: int = CANDIDATES, rules: bool = True,
+              form: Optional[str] = None) -> list[dict]:
         """n tunes for the setting. Same seed, same tunes. Raises ValueError on bad input."""
         n = self.check_n(n)
-        req = self.request(meter, key, rhythm, start)
+        req = self.request(meter, key, rhythm, start, form)
         return self.generate([(req, n, derive_seed(self.seed(seed), 0))], temperature,
                              candidates, rules)[0]
+
+
+def pitches(req: TuneRequest) -> Pitches:
+    """The rhythm's corpus range (in the requested key) and out-of-mode share, as pitch rules
+    in the key the model writes."""
+    style, shift = style_of(req.rhythm), abc.semitones(req.home, req.key)
+    return Pitches(req.key.mode, style.low - shift, style.high - shift, style.out_of_mode)
 
 
 def _explain(start: str, meter: str, why: str) -> str:
