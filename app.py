@@ -28,6 +28,7 @@ from poetry.tunes import MAX_N as MAX_TUNES
 from poetry.tunes import TuneWriter
 from poetry.tunes import cli as tune_cli
 from poetry.tunes.abc import METERS
+from poetry.tunes.rules import FORMS as TUNE_FORMS
 from poetry.tunes.writer import known_rhythms
 
 FORM_CHOICES = [(f"{f.zh} ({f.name})", f.name) for f in FORMS.values()]
@@ -113,12 +114,14 @@ def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, see
     yield _show_poems(poems), "\n".join(f"⚠ {w.message}" for w in caught)
 
 
-def write_tunes(meter, key, rhythm, start, n, temperature, seed):
+def write_tunes(meter, key, rhythm, start, n, temperature, seed, form=""):
+    """`form`: AABB, AB or free; empty = the rhythm's usual form."""
     from poetry.tunes.render import to_svg, to_wav
     try:
         tunes = writer("tune").write(meter=meter, key=key, rhythm=rhythm or None,
                                      start=start or None, n=int(n),
-                                     temperature=float(temperature), seed=_seed(seed))
+                                     temperature=float(temperature), seed=_seed(seed),
+                                     form=form or None)
     except ValueError as e:
         raise _user_error(e) from None
     abc = "\n\n".join(t["abc"] for t in tunes)
@@ -196,6 +199,8 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     key = gr.Textbox(value="Dmaj", label="Key (ABC, e.g. D, Ador, Emin, Gmix)")
                     rhythm = gr.Dropdown([("(the meter's most common)", "")] + known_rhythms(_card("tune")),
                                          value="jig", label="Rhythm")
+                    tform = gr.Dropdown([("(the rhythm's usual form)", "")] + list(TUNE_FORMS),
+                                        value="", label="Form (AABB: two repeated 8-bar parts)")
                     tstart = gr.Textbox(label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
                     tn = gr.Slider(1, MAX_TUNES, value=1, step=1, label="Tunes")
                     ttemp = gr.Slider(0.5, 1.5, value=1.0, step=0.05, label="Temperature")
@@ -206,7 +211,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     score = gr.HTML(label="Score")
                     audio = gr.Audio(label="Listen", type="numpy")
                     abc_file = gr.File(label="Download ABC")
-            tgo.click(write_tunes, [meter, key, rhythm, tstart, tn, ttemp, tseed],
+            tgo.click(write_tunes, [meter, key, rhythm, tstart, tn, ttemp, tseed, tform],
                       [abc_out, score, audio, abc_file], api_name="write_tunes")
         with gr.Tab("Batch 批量"):
             gr.Markdown("One message per line or JSONL conversations (chat), one theme per "

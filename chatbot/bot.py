@@ -36,7 +36,7 @@ from .retrieval import Retrieval
 
 MAX_N = 10               # replies per request
 MAX_CHARS = 1000         # characters of one message kept (its end)
-RETRIEVED = 5            # retrieved candidates per request
+RETRIEVED = 10           # retrieved candidates per request
 RERANK = {"backward": 0.5, "retrieved": 0.0}   # until rerank.json (tuned on validation) says
 
 
@@ -109,7 +109,7 @@ def teacher_forced(model, pairs: Sequence[tuple[list[int], list[int]]], bos: int
 
 class Bot(Writer):
     MODEL, MAX_N, WHAT, TEXT = "chat", MAX_N, "replies", "reply"
-    TEMPERATURE, CANDIDATES = 0.8, 3
+    TEMPERATURE, CANDIDATES = 0.8, 8         # sampled per wanted reply, then re-ranked
     TOP_P = 0.9
 
     def __init__(self, model, tokenizer, card: dict, backward=None,

@@ -4,7 +4,8 @@
     index.save("retrieval.npz"); Retrieval.load("retrieval.npz")
     index.search("what kind of music do you like?", k=5)   # -> [(reply, bm25 score), ...]
 
-Terms are the chat model's SentencePiece pieces (one scheme for English and Chinese). The index
+Terms are the chat model's SentencePiece pieces of the lower-cased text (one scheme for English
+and Chinese). The index
 is one .npz (loaded with allow_pickle=False): for each piece, the messages containing it and
 their BM25 weights (k1 = 1.2, b = 0.75, Robertson idf), plus the reply texts as one UTF-8 blob.
 Pieces in more than MAX_DF of the messages are left out (they weigh little and cost most).
@@ -34,14 +35,14 @@ class Retrieval:
         return self.blob[self.offsets[i]:self.offsets[i + 1]].decode("utf-8")
 
     def terms(self, text: str) -> list[int]:
-        return sorted(set(i for i in self.tok.encode(text) if i < len(self.indptr) - 1))
+        return sorted(set(i for i in self.tok.encode(text.lower()) if i < len(self.indptr) - 1))
 
     @classmethod
     def build(cls, pairs: Sequence[tuple[str, str]], tokenizer) -> "Retrieval":
         """pairs: (message, reply) texts; duplicates of a (message, reply) pair count once."""
         pairs = list(dict.fromkeys((m, r) for m, r in pairs if m and r))
         V = tokenizer.vocab_size
-        docs = [tokenizer.encode(m) for m, _ in pairs]
+        docs = [tokenizer.encode(m.lower()) for m, _ in pairs]
         lengths = np.array([len(d) for d in docs], dtype=np.float64)
         avg = lengths.mean() if len(docs) else 1.0
         postings: list[list[tuple[int, float]]] = [[] for _ in range(V)]

@@ -58,6 +58,9 @@ def test_write_tunes_endpoint(client):
                                                api_name="/write_tunes")
     assert "M:3/4" in abc and "K:Gmaj" in abc and "<svg" in svg
     assert audio and abc_file
+    jig, *_ = client.predict("6/8", "D", "jig", "", 1, 1.0, "3", "AABB", api_name="/write_tunes")
+    body = jig.split("K:D")[1]
+    assert body.count("|:") >= 1 and (":|" in body or "::" in body)
     with pytest.raises(Exception, match="unknown key"):
         client.predict("3/4", "Hmaj", "song", "", 1, 1.0, "", api_name="/write_tunes")
     with pytest.raises(Exception, match="whole number"):
