@@ -31,6 +31,9 @@ def poem_model_dir(tmp_path_factory):
                     {"rebuild": "tests/conftest.py"})
     with gzip.open(d / "lines.txt.gz", "wt", encoding="utf-8") as f:
         f.write("白日依山尽\n黄河入海流\n")
+    from poetry.poems.repetition import Limits
+    (d / "repetition.json").write_text(Limits.from_poems(
+        [["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]]).to_json(), encoding="utf-8")
     return d
 
 

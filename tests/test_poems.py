@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from poetry.cli import main as cli_main
+from poetry.poems.repetition import Limits
 from poetry.poems.rules import LineIndex
 from poetry.poems import MAX_N, PoemWriter
 from poetry.poems.verse import check_poem, split_poem
@@ -35,7 +36,7 @@ def test_acrostic_start_and_novelty(writer):
     (p,) = writer.write("山", form="wujue", start="白日依山尽", seed=3)
     assert p["lines"][0] == "白日依山尽"                 # user lines are exempt from novelty
     assert all(x not in writer.lines for x in p["lines"][1:])
-    assert isinstance(writer.lines, LineIndex)
+    assert isinstance(writer.lines, LineIndex) and isinstance(writer.limits, Limits)
 
 
 def test_same_seed_same_poems_and_streaming(writer):

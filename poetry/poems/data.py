@@ -3,8 +3,9 @@
     python -m poetry.poems.data prepare [--tarball PATH] [--out cache/poems] [--force]
     python -m poetry.poems.data stats   [--out cache/poems]      # the data/README.md section
 
-Writes train/validation/test.jsonl ({id, title, author, form, lines, body}), stats.json and
-lines.txt: every distinct 5- or 7-character line of every Tang poem (any form, any split) for
+Writes train/validation/test.jsonl ({id, title, author, form, lines, body}), stats.json,
+repetition.json (the repetition limits measured on the training poems, poetry/poems/repetition.py)
+and lines.txt: every distinct 5- or 7-character line of every Tang poem (any form, any split) for
 the novelty rule. Files are read straight from the tarball; nothing is extracted.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Iterator
 from shared.data import SPLITS, read_jsonl, write_jsonl, write_text
 from shared.data import split_of as shared_split
 
+from .repetition import Limits
 from .verse import FORMS, form_of, is_cjk
 
 PACKAGE, VERSION = "chinese-poetry", "2.0.1"
@@ -33,7 +35,7 @@ INTEGRITY = ("sha512-KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5k
              "EQ3lfJ//25K8p3uHNg==")
 TARBALL = Path("cache/npm") / f"{PACKAGE}-{VERSION}.tgz"
 OUT = Path("cache/poems")
-OUTPUTS = tuple(f"{s}.jsonl" for s in SPLITS) + ("stats.json", "lines.txt")
+OUTPUTS = tuple(f"{s}.jsonl" for s in SPLITS) + ("stats.json", "lines.txt", "repetition.json")
 _MEMBER = re.compile(r"package/dist/quantangshi/poet\.tang\.\d+\.json")
 
 # Editorial notes such as （一作「東風」） give variant readings: dropping them keeps the main
@@ -200,6 +202,8 @@ def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
     for split, items in rows.items():
         write_jsonl(out / f"{split}.jsonl", items)
     write_text(out / "lines.txt", "".join(x + "\n" for x in sorted(corpus_lines)))
+    limits = Limits.from_poems(r["lines"] for r in rows["train"])
+    write_text(out / "repetition.json", limits.to_json())
     chars = {c for items in rows.values() for r in items for x in r["lines"] for c in x}
     stats = {
         "source": f"npm {PACKAGE}@{VERSION} dist/quantangshi/poet.tang.*.json",

@@ -3,13 +3,16 @@
 The target side is: line characters, '，' after odd lines, '。' after even lines, then <eos>.
 Per item (`PoemSpec`): the form, acrostic heads, forced opening lines (`start`), rhyme (on by
 default) and strict 平仄 tones (optional). Across items: novelty — no generated line equals a
-corpus line, and no line repeats within a poem.
+corpus line, and no line repeats within a poem; repetition — no rhyme character twice (重韵),
+and with `Limits` (measured on real poems, poetry/poems/repetition.py) no character more often
+than real poems of the form allow and doubled characters (XX) only where real poems double them.
 
 Masks are built from per-vocabulary boolean tensors (CJK characters, level / oblique, one row
 per rhyme group) cached by a small key, so a step costs a dict lookup per row plus one stack.
 A row never dead-ends: if the rules leave no character, they are relaxed in this order —
-strict tones first (an option), then rhyme, then novelty (copying a famous line is the worst
-failure) — and the line length, punctuation and <eos> are never relaxed.
+strict tones first (an option), then the character cap and 叠字 (style), then 重韵, then rhyme
+(form), then novelty (copying a famous line is the worst failure) — and the line length,
+punctuation and <eos> are never relaxed.
 User-forced characters (start lines, acrostic heads) always win; a forced character that fits
 no remaining 平仄 pattern is treated as free rather than emptying the pattern set.
 """
@@ -27,6 +30,7 @@ import torch
 
 from shared.rules import AllOf, ForcePrefix
 
+from .repetition import Limits
 from .verse import (RHYME_GROUPS, get_form, is_cjk, level_rhyme_groups, patterns,
                     primary_is_level, readings)
 
@@ -192,13 +196,20 @@ def _tables(itos: tuple[str, ...]) -> _Tables:
 
 
 class _Row:
-    __slots__ = ("item", "pos", "lines", "cur", "groups", "pats", "done")
+    """One row's poem so far. Fields are replaced, never mutated, so `reorder` can share them
+    between copies."""
+    __slots__ = ("item", "pos", "lines", "cur", "groups", "pats", "done", "counts", "prev",
+                 "doubles", "rhymed")
 
     def __init__(self, item: int, n_patterns: int):
         self.item, self.pos, self.lines, self.cur = item, 0, (), ""
         self.groups: Optional[frozenset] = None     # candidate rhyme groups, None = not fixed
         self.pats = tuple(range(n_patterns))         # 平仄 patterns still compatible
         self.done = False
+        self.counts: dict[int, int] = {}             # token -> times in the poem so far
+        self.prev: Optional[int] = None              # the line's previous character
+        self.doubles = 0                             # doubled pairs (XX) so far
+        self.rhymed: tuple[int, ...] = ()            # rhyme characters used (重韵 check)
 
 
 def forced_tokens(tokenizer, spec: PoemSpec) -> list[Optional[int]]:
@@ -219,13 +230,14 @@ def forced_tokens(tokenizer, spec: PoemSpec) -> list[Optional[int]]:
     return forced
 
 
-def poem_rules(tokenizer, specs: Sequence[PoemSpec], corpus: Optional[LineIndex] = None):
+def poem_rules(tokenizer, specs: Sequence[PoemSpec], corpus: Optional[LineIndex] = None,
+               limits: Optional[Limits] = None):
     """The whole chain for a batch of specs: what the user and the form fix (shared
     `ForcePrefix`), then the verse rules at the free positions (`PoemConstraint`)."""
     check_vocabulary(tokenizer)
     forced = [forced_tokens(tokenizer, s) for s in specs]
     return AllOf([ForcePrefix(tokenizer.vocab_size, forced),
-                  PoemConstraint(tokenizer, specs, corpus, forced)])
+                  PoemConstraint(tokenizer, specs, corpus, forced, limits)])
 
 
 def check_vocabulary(tokenizer) -> None:
@@ -243,11 +255,14 @@ class PoemConstraint:
 
     def __init__(self, tokenizer, specs: Sequence[PoemSpec],
                  corpus: Optional[LineIndex] = None,
-                 forced: Optional[Sequence[Sequence[Optional[int]]]] = None):
+                 forced: Optional[Sequence[Sequence[Optional[int]]]] = None,
+                 limits: Optional[Limits] = None):
         """specs[i] rules item i; `corpus` lines may not be generated (None = no such check;
-        repeated lines within a poem are always blocked)."""
+        repeated lines within a poem are always blocked); `limits` cap repeated and doubled
+        characters (None = no cap; a repeated rhyme character is always blocked)."""
         check_vocabulary(tokenizer)
         self.tok, self.specs, self.index = tokenizer, list(specs), corpus
+        self.limits = limits
         self.t = _tables(tuple(tokenizer.itos))
         self._forms = [get_form(s.form) for s in self.specs]
         self._pats = [patterns(s.form) for s in self.specs]
@@ -283,10 +298,13 @@ class PoemConstraint:
             row.done = True
             return
         if j == f.length:                              # the punctuation slot closes the line
-            row.lines, row.cur = row.lines + (row.cur,), ""
+            row.lines, row.cur, row.prev = row.lines + (row.cur,), "", None
             return
         s = self.tok.itos[tok]
         row.cur += s if len(s) == 1 else "□"
+        row.counts = {**row.counts, tok: row.counts.get(tok, 0) + 1}
+        row.doubles += tok == row.prev
+        row.prev = tok
         spec = self.specs[row.item]
         if spec.tones == "strict":
             pats = self._pats[row.item]
@@ -295,6 +313,7 @@ class PoemConstraint:
         if j == f.length - 1 and spec.rhyme:
             groups = t.groups[tok] if tok < t.V else frozenset()
             if i % 2 == 1:                             # lines 2, 4, 6, 8
+                row.rhymed += (tok,)
                 if groups:
                     both = groups & row.groups if row.groups else groups
                     row.groups = both or groups        # an even line's own rhyme wins
@@ -302,6 +321,7 @@ class PoemConstraint:
                     spec.tones == "strict"
                     and all(self._pats[row.item][p][0][-1] == "平" for p in row.pats))):
                 row.groups = groups                    # a level first line rhymes (首句入韵)
+                row.rhymed += (tok,)
 
     def _fits(self, tok: int, mark: str) -> bool:
         if mark == "⊙":
@@ -326,7 +346,7 @@ class PoemConstraint:
         return out
 
     def _mask(self, row: _Row) -> tuple[torch.Tensor, list[int]]:
-        """A cached base mask and the token ids to remove from it (novelty)."""
+        """A cached base mask and the token ids to remove from it (novelty, repetition)."""
         t, eos = self.t, self.tok.eos_id
         forced = self._forced[row.item]
         if row.done or row.pos >= len(forced):
@@ -343,19 +363,41 @@ class PoemConstraint:
         rhyme = None
         if last and spec.rhyme and i % 2 == 1:
             rhyme = row.groups if row.groups else "any"
-        banned: list[int] = []
+        novel: list[int] = []
         if last:
             stoi = self.tok.stoi
-            banned = list({stoi[c] for c in self._banned(row, i) if c in stoi})
-        # Relax in order: tones, then rhyme, then novelty; never the CJK-only base.
-        for k, (tone_k, rhyme_k, ban) in enumerate(((tone, rhyme, banned), (None, rhyme, banned),
-                                                    (None, None, banned), (None, None, []))):
+            novel = list({stoi[c] for c in self._banned(row, i) if c in stoi})
+        twice = list(row.rhymed) if rhyme is not None else []      # 重韵
+        style = self._repetition(row, f, j)
+        # Relax in order: tones; the character cap and 叠字; 重韵; rhyme; novelty last
+        # (copying a famous line is the worst failure). The CJK-only base never gives way.
+        every = list(dict.fromkeys(novel + twice + style))
+        ladder = ((tone, rhyme, every), (None, rhyme, every),
+                  (None, rhyme, list(dict.fromkeys(novel + twice))), (None, rhyme, novel),
+                  (None, None, novel), (None, None, []))
+        for k, (tone_k, rhyme_k, ban) in enumerate(ladder):
             m, count = t.mask(tone_k, rhyme_k)
             # more allowed tokens than banned ones: certainly not empty, no tensor op needed
             if count > len(ban) or (count and count > int(m[ban].sum())):
                 self.relaxed += k > 0
                 return m, ban
         return t.cjk, []                               # unreachable: the vocab has CJK
+
+    def _repetition(self, row: _Row, f, j: int) -> list[int]:
+        """Tokens the repetition limits forbid here: characters at the form's cap, and the
+        previous character when doubling it (XX) is unattested, off the places real pairs
+        start, or beyond the poem's share."""
+        lim = self.limits
+        if lim is None:
+            return []
+        cap = lim.cap.get(f.name)
+        out = [tok for tok, n in row.counts.items() if cap is not None and n >= cap]
+        if j > 0 and row.prev is not None and row.prev not in out and (
+                row.doubles >= lim.max_doubles.get(f.name, 0)
+                or self.tok.itos[row.prev] not in lim.doubled
+                or j - 1 not in lim.places.get(f.length, ())):
+            out.append(row.prev)
+        return out
 
     def _banned(self, row: _Row, i: int) -> str:
         """Last characters that would repeat a line of this poem or copy a corpus line."""

@@ -77,7 +77,7 @@ def novelty_lines(data: Path, tmp: Path) -> dict:
     with open(poem_data.lines_path(data), "rb") as src, open(gz, "wb") as raw, \
             gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as dst:
         shutil.copyfileobj(src, dst)           # mtime=0: the same bytes on every export
-    return {"lines.txt.gz": gz}
+    return {"lines.txt.gz": gz, "repetition.json": Path(data) / "repetition.json"}
 
 
 TASK = runs.TrainTask(

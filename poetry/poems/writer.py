@@ -3,7 +3,7 @@
     writer = PoemWriter.load()                       # data/models/poem
     writer.write("明月", form="qijue", n=2, seed=1)   # -> [{"theme", "form", "poem", "lines", "score"}]
 
-Form, rhyme, acrostic heads, opening lines and novelty are rules applied through the core's
+Form, rhyme, acrostic heads, opening lines, novelty and repetition limits are rules applied through the core's
 constraint hook while decoding (poetry/poems/rules.py), not retries. Each request samples
 `candidates` poems per wanted poem and keeps the best by mean log-probability per character
 (shared/writer.py).
@@ -19,10 +19,12 @@ from shared.decoding import GenerationConfig, derive_seed
 from shared.writer import Writer
 
 from .format import MAX_THEME, source_text
+from .repetition import Limits
 from .rules import LineIndex, PoemSpec, make_spec, poem_rules
 from .verse import get_form, is_cjk, split_poem
 
 MAX_N = 20            # poems per request
+REPETITION = "repetition.json"      # Limits shipped beside the model
 TOP_K = 40            # sample among the 40 likeliest characters: a top-p sort over the whole
                       # vocabulary cost ~0.4 ms of a ~4 ms step (profiled)
 
@@ -59,15 +61,17 @@ class PoemWriter(Writer):
     TEMPERATURE, CANDIDATES = 0.8, 3
 
     def __init__(self, model, tokenizer, card: dict, lines: Optional[LineIndex] = None,
-                 fp16: bool = True):
-        """`lines`: the corpus lines no poem may copy (None = no novelty rule)."""
+                 limits: Optional[Limits] = None, fp16: bool = True):
+        """`lines`: the corpus lines no poem may copy (None = no novelty rule); `limits`: how
+        often a character may repeat or double in a poem (None = no such cap)."""
         super().__init__(model, tokenizer, card, fp16)
-        self.lines = lines
+        self.lines, self.limits = lines, limits
 
     @classmethod
-    def extras(cls, model_dir: Path, novelty: bool = True) -> dict:
-        path = model_dir / "lines.txt.gz"
-        return {"lines": LineIndex.load(path) if novelty and path.exists() else None}
+    def extras(cls, model_dir: Path, novelty: bool = True, repetition: bool = True) -> dict:
+        path, rep = model_dir / "lines.txt.gz", model_dir / REPETITION
+        return {"lines": LineIndex.load(path) if novelty and path.exists() else None,
+                "limits": Limits.load(rep) if repetition and rep.exists() else None}
 
     # -- requests ------------------------------------------------------------------------
     def request(self, theme: str, form: str = "qijue", acrostic: Optional[str] = None,
@@ -82,7 +86,8 @@ class PoemWriter(Writer):
         return self.tok.encode(source_text(req.spec.form, req.theme))
 
     def rules(self, reqs: Sequence[PoemRequest], on: bool):
-        return poem_rules(self.tok, [r.spec for r in reqs], self.lines) if on else None
+        return poem_rules(self.tok, [r.spec for r in reqs], self.lines,
+                          self.limits) if on else None
 
     def settings(self, reqs: Sequence[PoemRequest], temperature: float,
                  top_k: int = TOP_K) -> GenerationConfig:
