@@ -22,14 +22,13 @@ import copy
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
 from shared.rules import AllOf, ForcePrefix
 
+from .novelty import LineIndex
 from .repetition import Limits
 from .verse import (RHYME_GROUPS, get_form, is_cjk, level_rhyme_groups, patterns,
                     primary_is_level, readings)
@@ -93,54 +92,6 @@ def make_spec(form: str, acrostic: Optional[str] = None, start=None, rhyme: bool
             raise ValueError(f"start line {i + 1} {line!r} does not begin with acrostic "
                              f"head {acrostic[i]!r}")
     return PoemSpec(f.name, acrostic, lines, bool(rhyme), tones)
-
-
-class LineIndex:
-    """Corpus lines for the novelty rule, as sorted fixed-width numpy string arrays (compact,
-    binary-searchable): which last characters would complete a corpus line after a prefix."""
-
-    def __init__(self, lines: Iterable[str]):
-        by_len: dict[int, list[str]] = {}
-        for line in lines:
-            line = line.strip()
-            if line:
-                by_len.setdefault(len(line), []).append(line)
-        self._arr = {}
-        for n, group in by_len.items():
-            a = np.array(group, dtype=f"<U{n}")
-            # lines.txt is written sorted and unique: then a linear check replaces the sort
-            self._arr[n] = a if bool((a[1:] > a[:-1]).all()) else np.unique(a)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "LineIndex":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data "
-                                    f"prepare` (it writes lines.txt)")
-        if path.suffix == ".gz":
-            import gzip
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                return cls(f.read().splitlines())
-        return cls(path.read_text(encoding="utf-8").splitlines())
-
-    def __len__(self) -> int:
-        return sum(len(a) for a in self._arr.values())
-
-    def __contains__(self, line: str) -> bool:
-        a = self._arr.get(len(line))
-        if a is None:
-            return False
-        i = int(np.searchsorted(a, line))
-        return i < len(a) and a[i] == line
-
-    def completions(self, prefix: str) -> str:
-        """Characters c such that prefix + c is a corpus line."""
-        a = self._arr.get(len(prefix) + 1)
-        if a is None:
-            return ""
-        lo = int(np.searchsorted(a, prefix))
-        hi = int(np.searchsorted(a, prefix + "\U0010ffff"))
-        return "".join(str(x)[-1] for x in a[lo:hi])
 
 
 class _Tables:

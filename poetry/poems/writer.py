@@ -24,6 +24,7 @@ from .rules import LineIndex, PoemSpec, make_spec, poem_rules
 from .verse import get_form, is_cjk, split_poem
 
 MAX_N = 20            # poems per request
+LINES = "lines.npz.xz"                 # the corpus lines (LineIndex) shipped beside the model
 REPETITION = "repetition.json"      # Limits shipped beside the model
 TOP_K = 40            # sample among the 40 likeliest characters: a top-p sort over the whole
                       # vocabulary cost ~0.4 ms of a ~4 ms step (profiled)
@@ -69,7 +70,7 @@ class PoemWriter(Writer):
 
     @classmethod
     def extras(cls, model_dir: Path, novelty: bool = True, repetition: bool = True) -> dict:
-        path, rep = model_dir / "lines.txt.gz", model_dir / REPETITION
+        path, rep = model_dir / LINES, model_dir / REPETITION
         return {"lines": LineIndex.load(path) if novelty and path.exists() else None,
                 "limits": Limits.load(rep) if repetition and rep.exists() else None}
 
