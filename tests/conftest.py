@@ -33,6 +33,7 @@ def poem_model_dir(tmp_path_factory):
     from poetry.poems.repetition import Limits
     (d / "repetition.json").write_text(Limits.from_poems(
         [["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]]).to_json(), encoding="utf-8")
+    (d / "themes.json").write_text('{"月": "明光夜", "春": "花草"}', encoding="utf-8")
     return d
 
 

@@ -6,7 +6,8 @@
 Writes train/validation/test.jsonl ({id, title, author, form, lines, body}) of Tang poems and
 train_song/validation_song/test_song.jsonl of Song poems (split by the same key, so a Song copy
 of a Tang poem lands in the same split), stats.json, repetition.json (limits measured on the
-Tang training poems, poetry/poems/repetition.py) and lines.npz.xz: every distinct 5- or
+Tang training poems, poetry/poems/repetition.py), themes.json (characters associated with
+title characters, poetry/poems/themes.py) and lines.npz.xz: every distinct 5- or
 7-character line of every Tang and Song poem (any form, any split) for the novelty rule
 (poetry/poems/novelty.py). Files are read straight from the tarball; nothing is extracted.
 """
@@ -31,6 +32,7 @@ from shared.data import split_of as shared_split
 
 from .novelty import LineIndex
 from .repetition import Limits
+from .themes import Associations
 from .verse import FORMS, form_of, is_cjk
 
 PACKAGE, VERSION = "chinese-poetry", "2.0.1"
@@ -40,7 +42,7 @@ TARBALL = Path("cache/npm") / f"{PACKAGE}-{VERSION}.tgz"
 OUT = Path("cache/poems")
 SONG = tuple(f"{s}_song" for s in SPLITS)        # Song splits, by the same keys as the Tang ones
 OUTPUTS = tuple(f"{s}.jsonl" for s in SPLITS + SONG) + ("stats.json", "lines.npz.xz",
-                                                        "repetition.json")
+                                                        "repetition.json", "themes.json")
 _MEMBER = {d: re.compile(rf"package/dist/quantangshi/poet\.{d}\.\d+\.json")
            for d in ("tang", "song")}
 # Variant forms (异体字) OpenCC t2s leaves behind, found by counting the characters of the kept
@@ -235,6 +237,7 @@ def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
     LineIndex(corpus_lines).save(out / "lines.npz.xz")
     limits = Limits.from_poems(r["lines"] for r in rows["train"])
     write_text(out / "repetition.json", limits.to_json())
+    write_text(out / "themes.json", Associations.from_poems(rows["train"]).to_json())
     tang = {s: rows[s] for s in SPLITS}
     chars = {c for items in tang.values() for r in items for x in r["lines"] for c in x}
     leftover = collections.Counter(c for items in rows.values() for r in items

@@ -71,9 +71,10 @@ def card(train: list[dict], data: Path) -> dict:
 
 def novelty_lines(data: Path, tmp: Path) -> dict:
     """Files the rules need, shipped beside the model: every corpus line (lines.npz.xz, already
-    compressed) and the repetition limits."""
+    compressed), the repetition limits and the theme associations."""
     return {"lines.npz.xz": poem_data.lines_path(data),
-            "repetition.json": Path(data) / "repetition.json"}
+            "repetition.json": Path(data) / "repetition.json",
+            "themes.json": Path(data) / "themes.json"}
 
 
 TASK = runs.TrainTask(
