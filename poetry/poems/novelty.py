@@ -75,9 +75,9 @@ class LineIndex:
 
     def completions(self, prefix: str) -> str:
         """Characters c such that prefix + c is a corpus line (up to hash collisions)."""
-        h = prefix_hash(prefix)
-        lo = int(np.searchsorted(self.hashes, h, "left"))
-        hi = int(np.searchsorted(self.hashes, h, "right"))
+        h = np.uint32(prefix_hash(prefix))    # a Python int would make numpy convert the
+        lo = int(self.hashes.searchsorted(h, "left"))   # whole array per call (~6 ms)
+        hi = int(self.hashes.searchsorted(h, "right"))
         return "".join(map(chr, self.last[lo:hi].tolist()))
 
     def __contains__(self, line: str) -> bool:
