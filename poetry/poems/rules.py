@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence
@@ -99,7 +100,8 @@ class _Tables:
 
     def __init__(self, itos: tuple[str, ...]):
         V = self.V = len(itos)
-        self.cjk = torch.tensor([is_cjk(t) for t in itos])
+        self.cjk_l = [is_cjk(t) for t in itos]
+        self.cjk = torch.tensor(self.cjk_l)
         reads = [readings(t) if is_cjk(t) else () for t in itos]
         self.level_l = [any(tn <= 2 for _, tn in r) for r in reads]
         self.oblique_l = [any(tn >= 3 for _, tn in r) for r in reads]
@@ -157,7 +159,7 @@ class _Row:
         self.groups: Optional[frozenset] = None     # candidate rhyme groups, None = not fixed
         self.pats = tuple(range(n_patterns))         # 平仄 patterns still compatible
         self.done = False
-        self.counts: dict[int, int] = {}             # token -> times in the poem so far
+        self.counts: dict[int, int] = {}             # token -> times in the poem (forced: all)
         self.prev: Optional[int] = None              # the line's previous character
         self.doubles = 0                             # doubled pairs (XX) so far
         self.rhymed: tuple[int, ...] = ()            # rhyme characters used (重韵 check)
@@ -219,12 +221,18 @@ class PoemConstraint:
         self._pats = [patterns(s.form) for s in self.specs]
         self._forced = [list(f) for f in forced] if forced is not None else \
             [forced_tokens(tokenizer, s) for s in self.specs]
+        # characters the user forces count from the start, so that free ones leave them room
+        # under the cap (an acrostic head 春 in line 8 is reserved before line 1 is written)
+        self._reserved = [dict(Counter(t for t in f if t is not None and t < self.t.V
+                                       and self.t.cjk_l[t])) for f in self._forced]
         self.rows: list[_Row] = []
         self.relaxed = 0          # how many steps needed a rule relaxed (for evaluation)
 
     # -- protocol ------------------------------------------------------------------------
     def begin(self, rows: torch.Tensor) -> torch.Tensor:
         self.rows = [_Row(int(i), len(self._pats[int(i)])) for i in rows.tolist()]
+        for row in self.rows:
+            row.counts = self._reserved[row.item]
         return self._masks()
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -253,7 +261,8 @@ class PoemConstraint:
             return
         s = self.tok.itos[tok]
         row.cur += s if len(s) == 1 else "□"
-        row.counts = {**row.counts, tok: row.counts.get(tok, 0) + 1}
+        if self._forced[row.item][row.pos - 1] is None:      # forced ones are reserved
+            row.counts = {**row.counts, tok: row.counts.get(tok, 0) + 1}
         row.doubles += tok == row.prev
         row.prev = tok
         spec = self.specs[row.item]
