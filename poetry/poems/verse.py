@@ -120,11 +120,12 @@ def _phrase_readings() -> dict[str, frozenset[str]]:
     """Character -> the TONE3 readings pypinyin's phrase dictionary gives it inside words."""
     from pypinyin.constants import PHRASES_DICT
     from pypinyin.contrib.tone_convert import to_tone3
+    tone3 = lru_cache(maxsize=None)(lambda s: to_tone3(s, neutral_tone_with_five=True))
     out: dict[str, set[str]] = {}
-    for phrase, syls in PHRASES_DICT.items():
+    for phrase, syls in PHRASES_DICT.items():     # ~47 k phrases, ~1.5 k distinct syllables
         if len(phrase) == len(syls):
             for c, s in zip(phrase, syls):
-                out.setdefault(c, set()).add(to_tone3(s[0], neutral_tone_with_five=True))
+                out.setdefault(c, set()).add(tone3(s[0]))
     return {c: frozenset(s) for c, s in out.items()}
 
 
