@@ -8,7 +8,7 @@ decoded text becomes a result. Everything else is here, once:
 
 * a job is (request, n, seed); each job decodes `n * candidates` rows in one batched call,
   row c of a job seeded with derive_seed(seed, c), and keeps the n best distinct results by
-  mean log-prob per token;
+  `rank_score` (mean log-prob per token unless the task adds to it);
 * `stream` decodes the very same rows and yields the text of the currently best candidate,
   so its last yield is exactly what `write` returns first for the same request and seed;
 * a request without a seed gets a random one.
@@ -90,6 +90,11 @@ class Writer:
         """The result dict for decoded `text`; rank = its place among the job's results."""
         raise NotImplementedError
 
+    def rank_score(self, request, text: str, score: float) -> float:
+        """What candidates are ranked by (higher is better): by default the model's mean
+        log-prob per token; a task may add its own preferences (the result keeps `score`)."""
+        return score
+
     # -- shared ------------------------------------------------------------------------------
     def check_n(self, n) -> int:
         return check_count(n, self.MAX_N, self.WHAT)
@@ -123,17 +128,19 @@ class Writer:
 
     def finalize(self, jobs, reqs, owner, tokens, scores) -> list[list[dict]]:
         """Per job, its results from the decoded rows (row r decodes reqs[r] for job owner[r]):
-        by default the n best distinct by mean log-prob per token. A task may re-rank here
+        by default the n best distinct by `rank_score`. A task may re-rank here
         (chat adds retrieved replies and a second model's score)."""
         return self._rank(jobs, reqs, owner, tokens, scores)
 
     def _rank(self, jobs, reqs, owner, tokens, scores) -> list[list[dict]]:
-        """Per job, its n best distinct results (by mean log-prob per token)."""
+        """Per job, its n best distinct results (by `rank_score`)."""
         results: list[list[dict]] = [[] for _ in jobs]
         seen: list[set] = [set() for _ in jobs]
-        for r in sorted(range(len(reqs)), key=lambda r: -scores[r]):
+        texts = [self.text(t) for t in tokens]
+        ranked = [self.rank_score(q, x, s) for q, x, s in zip(reqs, texts, scores)]
+        for r in sorted(range(len(reqs)), key=lambda r: -ranked[r]):
             j = owner[r]
-            text = self.text(tokens[r])
+            text = texts[r]
             if len(results[j]) < jobs[j][1] and text not in seen[j]:
                 seen[j].add(text)
                 results[j].append(self.result(reqs[r], text, scores[r], len(results[j])))
@@ -180,8 +187,10 @@ class Writer:
                                constraint=constraint, seeds=seeds):
                 acc.add(step)
                 scores = acc.scores()
-                best = max(range(len(reqs)), key=lambda r: scores[r])
-                text = self.text(acc.tokens[best])
+                texts = [self.text(t) for t in acc.tokens]
+                best = max(range(len(reqs)),
+                           key=lambda r: self.rank_score(reqs[r], texts[r], scores[r]))
+                text = texts[best]
                 if text != shown:
                     shown = text
                     yield text

@@ -1,4 +1,3 @@
-import gzip
 import sys
 from pathlib import Path
 
@@ -29,8 +28,12 @@ def poem_model_dir(tmp_path_factory):
     tok = CharTokenizer.train([chars.replace("\n", "") + extra], specials=FORM_TOKENS)
     d = export_tiny(tmp_path_factory.mktemp("poem_model"), tok, default_model_config,
                     {"rebuild": "tests/conftest.py"})
-    with gzip.open(d / "lines.txt.gz", "wt", encoding="utf-8") as f:
-        f.write("白日依山尽\n黄河入海流\n")
+    from poetry.poems.novelty import LineIndex
+    LineIndex(["白日依山尽", "黄河入海流"]).save(d / "lines.npz.xz")
+    from poetry.poems.repetition import Limits
+    (d / "repetition.json").write_text(Limits.from_poems(
+        [["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]]).to_json(), encoding="utf-8")
+    (d / "themes.json").write_text('{"月": "明光夜", "春": "花草"}', encoding="utf-8")
     return d
 
 

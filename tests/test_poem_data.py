@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from poetry.poems import data as pd
+from poetry.poems.novelty import LineIndex
 
 FIX = Path(__file__).parent / "fixtures" / "poems"
 
@@ -22,8 +23,13 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def tarball(tmp_path: Path) -> Path:
     """A tarball laid out like chinese-poetry's npm package, with decoys that must be ignored."""
     path = tmp_path / "chinese-poetry-test.tgz"
+    song = json.dumps([{"id": "s1", "author": "宋人", "title": "秋夜",
+                        "paragraphs": ["宋人寫的詩，夜涼堦下秋。", "明月照高樓，清光滿九州。"]},
+                       {"id": "s2", "author": "x", "title": "x",      # a copy of a Tang poem
+                        "paragraphs": ["白日依山盡，黃河入海流。", "欲窮千里目，更上一層樓。"]}],
+                      ensure_ascii=False).encode()
     decoy = json.dumps([{"id": "x", "author": "x", "title": "x",
-                         "paragraphs": ["宋人寫的詩，不應在這裏。", "宋人寫的詩，不應在這裏。"]}],
+                         "paragraphs": ["錯誤文件詩，不應在這裏。", "錯誤文件詩，不應在這裏。"]}],
                        ensure_ascii=False).encode()
     with tarfile.open(path, "w:gz") as tar:
         # the 1000 file first: prepare must order members numerically, not by archive order
@@ -31,12 +37,12 @@ def tarball(tmp_path: Path) -> Path:
              (FIX / "tang_sample_1000.json").read_bytes())
         _add(tar, "package/dist/quantangshi/poet.tang.0.json",
              (FIX / "tang_sample.json").read_bytes())
-        _add(tar, "package/dist/quantangshi/poet.song.0.json", decoy)
+        _add(tar, "package/dist/quantangshi/poet.song.0.json", song)
         _add(tar, "package/dist/quantangshi/error/poet.tang.0.json", decoy)
     return path
 
 
-def _all(out: Path) -> list[dict]:
+def _all(out: Path) -> list[dict]:  # the Tang splits
     return [r for s in pd.SPLITS for r in pd.load_split(s, out)]
 
 
@@ -61,10 +67,16 @@ def test_prepare_filters_and_normalises(tarball, tmp_path):
     assert by_id["q5"]["title"] == "帝京篇"
     assert stats["forms"] == {"wujue": 4, "qijue": 1, "wulv": 2, "qilv": 1}
     assert sum(v["total"] for v in stats["splits"].values()) == 8
-    lines = set((out / "lines.txt").read_text(encoding="utf-8").split())
+    lines = LineIndex.load(out / "lines.npz.xz")
     assert "秋风吹白波" in lines                # from a 6-line poem: novelty covers every form
-    assert "物华新雨余" in lines and not any("□" in x or "[" in x for x in lines)
-    assert not any("宋人" in x for x in lines)  # Song and error files are not read
+    assert "物华新雨余" in lines and "宋人写的诗" in lines   # Song lines too
+    assert "夜凉堦下秋" in lines and "夜凉阶下秋" in lines  # as written and normalised
+    assert "错误文件诗" not in lines            # error files are not read
+    # Song poems: their own splits; the copy of a Tang poem is a duplicate; variants normalised
+    song = [r for s in pd.SONG for r in pd.load_split(s, out)]
+    assert [r["lines"][1] for r in song] == ["夜凉阶下秋"] and song[0]["title"] == "秋夜"
+    assert stats["song"]["kept"] == 1 and stats["song"]["dropped"] == {"duplicate body": 1}
+    assert stats["variants_normalised"]["poems_characters"] >= 1
 
 
 def test_prepare_is_deterministic_and_cached(tarball, tmp_path, capsys):

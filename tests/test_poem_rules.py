@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from poetry.poems import repetition as rep
 from poetry.poems import verse as v
+from poetry.poems.repetition import Limits
 from poetry.poems.rules import LineIndex, make_spec, parse_start, poem_rules
 from shared.tokenizers import CharTokenizer
 
@@ -223,8 +225,73 @@ def test_line_index(tmp_path):
     assert sorted(idx.completions("白日依山")) == ["尽", "晚"]
     assert idx.completions("朝辞白帝彩云") == "间" and idx.completions("无此前缀") == ""
     assert "床前明月光" in idx and "床前明月" not in idx and len(idx) == len(CORPUS) + 1
-    p = tmp_path / "lines.txt"
-    p.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
-    assert "花落知多少" in LineIndex.load(p)
+    p = tmp_path / "lines.npz.xz"
+    idx.save(p)
+    back = LineIndex.load(p)
+    assert "花落知多少" in back and (back.hashes == idx.hashes).all()
+    assert sorted(back.completions("白日依山")) == ["尽", "晚"]
     with pytest.raises(FileNotFoundError, match="poetry.poems.data prepare"):
-        LineIndex.load(tmp_path / "absent.txt")
+        LineIndex.load(tmp_path / "absent.npz")
+
+
+LIMITS = Limits(cap={f: 2 for f in FORMS}, max_doubles={f: 1 for f in FORMS},
+                doubled=frozenset("悠"), places={5: frozenset({0}), 7: frozenset({0, 2})})
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_repetition_limits(tok, index, form):
+    # The model would write 秋 and 悠 everywhere and end every rhyming line on 光.
+    def bias(step):
+        b = torch.zeros(tok.vocab_size)
+        b[[tok.stoi["秋"], tok.stoi["悠"]]] = 5.0
+        b[tok.stoi["光"]] = 8.0
+        return b
+
+    specs = [make_spec(form, tokenizer=tok), make_spec(form, acrostic="秋" * v.FORMS[form].lines)]
+    c = poem_rules(tok, specs, index, LIMITS)
+    for seed in range(3):
+        plain, acro = run(c, tok, torch.arange(2), seed=seed, bias=bias)
+        for text, spec in ((plain, specs[0]), (acro, specs[1])):
+            lines = v.split_poem(text)
+            assert v.check_poem(lines, form, acrostic=spec.acrostic) == [], text
+            assert not rep.repeats_rhyme(lines), text                  # 重韵
+            ends = [x[-1] for x in lines[1::2]]
+            assert len(set(ends)) == len(ends), text
+            free = "".join(x[1:] if spec.acrostic else x for x in lines)
+            assert max(free.count(ch) for ch in free) <= 2, text       # the heads win
+            if spec.acrostic:                    # forced heads are reserved under the cap
+                assert "秋" not in free, text
+            pairs = [(x[i], i) for x in lines for i in range(len(x) - 1) if x[i] == x[i + 1]]
+            assert len(pairs) <= 1 and all(ch == "悠" and i in LIMITS.places[len(lines[0])]
+                                           for ch, i in pairs), text
+    assert c.rules[-1].relaxed == 0
+    # without limits only 重韵 is blocked: 光 repeats freely inside lines
+    c = poem_rules(tok, specs[:1], index)
+    text = run(c, tok, torch.arange(1), bias=bias)[0]
+    assert text.count("光") > 2 and not rep.repeats_rhyme(v.split_poem(text))
+
+
+def test_repetition_relaxes_before_rhyme():
+    # Two rhyming characters and a cap of 1: the cap gives way, the rhyme holds.
+    tok = CharTokenizer(list("天年月，。"))
+    lim = Limits({"wujue": 1}, {"wujue": 0}, frozenset(), {5: frozenset()})
+    c = poem_rules(tok, [make_spec("wujue")], LineIndex([]), lim)
+    lines = v.split_poem(run(c, tok, torch.tensor([0]))[0])
+    assert v.rhymes(lines) and len(lines) == 4 and c.rules[-1].relaxed > 0
+
+
+def test_limits_measured_and_saved(tmp_path):
+    poems = [["悠悠天地远", "白日依山尽", "黄河入海流", "更上一层楼"]] * 6 + [
+        ["秋风秋雨秋", "床前明月光", "疑是地上霜", "低头思故乡"]]
+    lim = Limits.from_poems(poems, rate=0.2, double_rate=0.2, min_poems=5)
+    assert lim.cap == {"wujue": 2} and lim.max_doubles == {"wujue": 1}
+    assert lim.doubled == {"悠"} and lim.places == {5: {0}}
+    p = tmp_path / "repetition.json"
+    p.write_text(lim.to_json(), encoding="utf-8")
+    assert Limits.load(p) == lim
+    r = rep.rates(poems)
+    assert r["char_3plus"] == round(1 / 7, 4) and r["doubles_per_poem"] == round(6 / 7, 4)
+    assert rep.rates([["明月照高楼", "清光照九州", "寒江秋色里", "独上月明楼"]])["repeated_rhyme"] == 1
+    assert rep.rhyme_ends(["床前明月光", "疑是地上霜", "举头望明月", "低头思故乡"]) == list("光霜乡")
+    with pytest.raises(FileNotFoundError, match="prepare"):
+        Limits.load(tmp_path / "absent.json")

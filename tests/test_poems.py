@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from poetry.cli import main as cli_main
+from poetry.poems.repetition import Limits
 from poetry.poems.rules import LineIndex
 from poetry.poems import MAX_N, PoemWriter
 from poetry.poems.verse import check_poem, split_poem
@@ -35,7 +36,7 @@ def test_acrostic_start_and_novelty(writer):
     (p,) = writer.write("山", form="wujue", start="白日依山尽", seed=3)
     assert p["lines"][0] == "白日依山尽"                 # user lines are exempt from novelty
     assert all(x not in writer.lines for x in p["lines"][1:])
-    assert isinstance(writer.lines, LineIndex)
+    assert isinstance(writer.lines, LineIndex) and isinstance(writer.limits, Limits)
 
 
 def test_same_seed_same_poems_and_streaming(writer):
@@ -112,3 +113,24 @@ def test_batch_resumes_in_order_and_isolates_bad_items(poem_model_dir, tmp_path)
     # item 0 of a batch with --seed 3 equals a single call with --seed 3
     single = PoemWriter.load(poem_model_dir).write("明月", form="wujue", seed=3)
     assert lines[0]["poems"] == single
+
+
+def test_ranking_hook(writer, monkeypatch):
+    """Candidates are ranked by `rank_score` (shared/writer.py); results keep the model score."""
+    from poetry.poems.themes import Associations
+    assert isinstance(writer.themes, Associations)
+    plain = sorted((p["score"] for p in writer.write("明月", form="wujue", n=3, seed=4,
+                                                      candidates=1)), reverse=True)
+    monkeypatch.setattr(PoemWriter, "rank_score", lambda self, req, text, score: -score)
+    worst = writer.write("明月", form="wujue", n=3, seed=4, candidates=1)
+    assert [p["score"] for p in worst] == plain[::-1]
+    # streaming follows the same ranking: its last yield is what write returns first
+    assert list(writer.stream("明月", form="wujue", seed=4))[-1] == \
+        writer.write("明月", form="wujue", seed=4)[0]["poem"]
+
+
+def test_theme_relevance_moves_the_ranking(writer):
+    req = writer.request("月", form="wujue")
+    plain = writer.rank_score(req, "山山山山山，", -3.0)
+    near = writer.rank_score(req, "明光夜月山，", -3.0)
+    assert plain == -3.0 and near == pytest.approx(-3.0 + 2.0 * 4 / 5)

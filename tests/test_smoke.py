@@ -34,7 +34,16 @@ def poem_corpus(folder):
         lines = [x for x in body.replace("。", "，").split("，") if x]
         rows.append({"id": f"p{i}", "title": ["登楼", "静夜思", "春晓", "相思"][i % 4],
                      "author": "x", "form": "wujue", "lines": lines, "body": body})
-    write_splits(folder, rows, **{"lines.txt": "白日依山尽\n"})
+    write_splits(folder, rows)
+    from poetry.poems.novelty import LineIndex
+    from poetry.poems.repetition import Limits
+    from poetry.poems.themes import Associations
+    LineIndex(["白日依山尽"]).save(folder / "lines.npz.xz")
+    (folder / "repetition.json").write_text(Limits.from_poems(r["lines"] for r in rows).to_json(),
+                                            encoding="utf-8")
+    (folder / "themes.json").write_text(Associations.from_poems(rows, min_titles=1,
+                                                                min_pair=1).to_json(),
+                                        encoding="utf-8")
 
 
 def chat_corpus(folder):

@@ -13,12 +13,21 @@ def test_rhyme_groups():
     assert v.rhyme_groups("诗") == {"支"} and v.rhyme_groups("知") == {"支"}
     assert v.rhyme_groups("低") == {"齐"} and v.rhyme_groups("鱼") == {"齐"}   # i, v
     assert v.rhyme_groups("二") == {"齐"}                                      # er
-    assert v.rhyme_groups("月") == {"皆", "姑"}       # yue4 and the rare ru4: all readings
+    assert v.rhyme_groups("月") == {"皆"}             # yue4; the rare ru4 is not a common reading
+    assert {g for g, _ in v.all_readings("月")} == {"皆", "姑"}
     assert v.rhyme_groups("东") == {"庚"} and v.rhyme_groups("穷") == {"庚"}   # ong, iong
     assert v.rhyme_groups("云") == {"文"} and v.rhyme_groups("春") == {"文"}   # vn, uen
     assert v.rhyme_groups("还") >= {"寒"} and v.rhyme_groups("流") == {"尤"}
     assert v.rhyme_groups("a") == frozenset() and v.rhyme_groups("□") == frozenset()
     assert len(v.RHYME_GROUPS) == 14
+
+
+def test_common_readings():
+    assert v.level_rhyme_groups("惊") == {"庚"}        # jing1; the rare liang2 never rhymes
+    assert "唐" in {g for g, _ in v.all_readings("惊")}
+    assert v.level_rhyme_groups("看") == {"寒"}        # kan1 from phrases (看守)
+    assert v.level_rhyme_groups("斜") == {"皆", "麻"}  # xia2: Tang poems rhyme it with 家
+    assert not v.rhymes(["明月照高楼", "清光不敢惊", "秋风吹客梦", "夜夜满林光"])
 
 
 def test_tones_and_neutral():

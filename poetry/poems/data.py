@@ -1,11 +1,15 @@
-"""The poem corpus: regular Tang poems from npm `chinese-poetry@2.0.1`, in simplified script.
+"""The poem corpus: regular Tang and Song poems from npm `chinese-poetry@2.0.1`, simplified.
 
     python -m poetry.poems.data prepare [--tarball PATH] [--out cache/poems] [--force]
     python -m poetry.poems.data stats   [--out cache/poems]      # the data/README.md section
 
-Writes train/validation/test.jsonl ({id, title, author, form, lines, body}), stats.json and
-lines.txt: every distinct 5- or 7-character line of every Tang poem (any form, any split) for
-the novelty rule. Files are read straight from the tarball; nothing is extracted.
+Writes train/validation/test.jsonl ({id, title, author, form, lines, body}) of Tang poems and
+train_song/validation_song/test_song.jsonl of Song poems (split by the same key, so a Song copy
+of a Tang poem lands in the same split), stats.json, repetition.json (limits measured on the
+Tang training poems, poetry/poems/repetition.py), themes.json (characters associated with
+title characters, poetry/poems/themes.py) and lines.npz.xz: every distinct 5- or
+7-character line of every Tang and Song poem (any form, any split) for the novelty rule
+(poetry/poems/novelty.py). Files are read straight from the tarball; nothing is extracted.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ from typing import Iterator
 from shared.data import SPLITS, read_jsonl, write_jsonl, write_text
 from shared.data import split_of as shared_split
 
+from .novelty import LineIndex
+from .repetition import Limits
+from .themes import Associations
 from .verse import FORMS, form_of, is_cjk
 
 PACKAGE, VERSION = "chinese-poetry", "2.0.1"
@@ -33,8 +40,19 @@ INTEGRITY = ("sha512-KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5k
              "EQ3lfJ//25K8p3uHNg==")
 TARBALL = Path("cache/npm") / f"{PACKAGE}-{VERSION}.tgz"
 OUT = Path("cache/poems")
-OUTPUTS = tuple(f"{s}.jsonl" for s in SPLITS) + ("stats.json", "lines.txt")
-_MEMBER = re.compile(r"package/dist/quantangshi/poet\.tang\.\d+\.json")
+SONG = tuple(f"{s}_song" for s in SPLITS)        # Song splits, by the same keys as the Tang ones
+OUTPUTS = tuple(f"{s}.jsonl" for s in SPLITS + SONG) + ("stats.json", "lines.npz.xz",
+                                                        "repetition.json", "themes.json")
+_MEMBER = {d: re.compile(rf"package/dist/quantangshi/poet\.{d}\.\d+\.json")
+           for d in ("tang", "song")}
+# Variant forms (异体字) OpenCC t2s leaves behind, found by counting the characters of the kept
+# poems outside GB 2312: the most frequent ones with one standard form, mapped to it. Rare
+# variants and characters with a meaning of their own (祇, 谿, 翛) stay.
+VARIANTS = dict(zip(
+    "隠簷疎鴈鶑頼遶髪粧浄鬰鬭徧慙僊賸髙蘂馿媿巵臯鼇閙煖牋寛餠嬾罇椀鬬妬隣怱踈鳯邉畧歳揺覊峩朶"
+    "悮欵鏁犂覩羮檝潄穉筯猨堦牕凴",
+    "隐檐疏雁莺赖绕发妆净郁斗遍惭仙剩高蕊驴愧卮皋鳌闹暖笺宽饼懒樽碗斗妒邻匆疏凤边略岁摇羁峨朵"
+    "误款锁犁睹羹楫漱稚箸猿阶窗凭"))
 
 # Editorial notes such as （一作「東風」） give variant readings: dropping them keeps the main
 # text. Quote and title marks are punctuation around real poem characters.
@@ -75,10 +93,10 @@ def ensure_tarball(path: Path = TARBALL) -> Path:
     return path
 
 
-def iter_tang(tarball: Path) -> Iterator[dict]:
-    """Raw Tang poem records ({id, title, author, paragraphs}) in a stable order."""
+def iter_poems(tarball: Path, dynasty: str = "tang") -> Iterator[dict]:
+    """Raw Tang or Song poem records ({id, title, author, paragraphs}) in a stable order."""
     with tarfile.open(tarball) as tar:
-        members = [m for m in tar.getmembers() if _MEMBER.fullmatch(m.name)]
+        members = [m for m in tar.getmembers() if _MEMBER[dynasty].fullmatch(m.name)]
         members.sort(key=lambda m: int(m.name.split(".")[-2]))
         for m in members:
             yield from json.load(tar.extractfile(m))
@@ -163,6 +181,36 @@ def _fresh(out: Path, tarball: Path) -> bool:
         f.stat().st_mtime for f in files) >= tarball.stat().st_mtime
 
 
+def normalise(text: str) -> str:
+    """Variant forms to their standard form (VARIANTS)."""
+    return "".join(VARIANTS.get(c, c) for c in text)
+
+
+def _read(cc, rec: dict, dynasty: str, reasons, corpus_lines: set, seen: set, rows: dict,
+          variants) -> None:
+    """One raw record: its lines into `corpus_lines`, a regular poem into its split."""
+    raw = segments(t2s(cc, "".join(rec.get("paragraphs") or [])))
+    segs = [(normalise(s), m) for s, m in raw]
+    for group in (raw, segs):
+        corpus_lines.update(s for s, _ in group if len(s) in (5, 7) and all(map(is_cjk, s)))
+    lines, why = regular(raw)
+    if lines is None:
+        reasons[dynasty][why] += 1
+        return
+    text = body(lines)           # the key of duplicates and splits: before VARIANTS (so the
+    if text in seen:             # Tang splits stay what they were before Song came in)
+        reasons[dynasty]["duplicate body"] += 1
+        return
+    seen.add(text)
+    clean = [normalise(x) for x in lines]
+    variants.update(c for x in lines for c in x if c in VARIANTS)
+    split = split_of(lines) + ("" if dynasty == "tang" else "_song")
+    rows[split].append({
+        "id": rec.get("id", ""), "title": normalise(clean_title(t2s(cc, rec.get("title") or ""))),
+        "author": t2s(cc, rec.get("author") or ""), "form": form_of(clean).name,
+        "lines": clean, "body": body(clean)})
+
+
 def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
             verify: bool = True) -> dict:
     """Build the corpus files under `out` (skipped when they are newer than the tarball)."""
@@ -173,44 +221,55 @@ def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
         return json.loads((out / "stats.json").read_text(encoding="utf-8"))
     from opencc import OpenCC
     cc = OpenCC("t2s")
-    reasons: collections.Counter = collections.Counter()
+    reasons = {d: collections.Counter() for d in ("tang", "song")}
+    raw = collections.Counter()
     corpus_lines: set[str] = set()
     seen: set[str] = set()
-    rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    raw = 0
-    for rec in iter_tang(tarball):
-        raw += 1
-        segs = segments(t2s(cc, "".join(rec.get("paragraphs") or [])))
-        corpus_lines.update(s for s, _ in segs if len(s) in (5, 7) and all(map(is_cjk, s)))
-        lines, why = regular(segs)
-        if lines is None:
-            reasons[why] += 1
-            continue
-        text = body(lines)
-        if text in seen:
-            reasons["duplicate body"] += 1
-            continue
-        seen.add(text)
-        f = form_of(lines)
-        rows[split_of(lines)].append({
-            "id": rec.get("id", ""), "title": clean_title(t2s(cc, rec.get("title") or "")),
-            "author": t2s(cc, rec.get("author") or ""), "form": f.name,
-            "lines": lines, "body": text})
+    rows: dict[str, list[dict]] = {s: [] for s in SPLITS + SONG}
+    variants: collections.Counter = collections.Counter()
+    for dynasty in ("tang", "song"):
+        for rec in iter_poems(tarball, dynasty):
+            raw[dynasty] += 1
+            _read(cc, rec, dynasty, reasons, corpus_lines, seen, rows, variants)
     out.mkdir(parents=True, exist_ok=True)
     for split, items in rows.items():
         write_jsonl(out / f"{split}.jsonl", items)
-    write_text(out / "lines.txt", "".join(x + "\n" for x in sorted(corpus_lines)))
-    chars = {c for items in rows.values() for r in items for x in r["lines"] for c in x}
+    LineIndex(corpus_lines).save(out / "lines.npz.xz")
+    limits = Limits.from_poems(r["lines"] for r in rows["train"])
+    write_text(out / "repetition.json", limits.to_json())
+    write_text(out / "themes.json", Associations.from_poems(rows["train"]).to_json())
+    tang = {s: rows[s] for s in SPLITS}
+    chars = {c for items in tang.values() for r in items for x in r["lines"] for c in x}
+    leftover = collections.Counter(c for items in rows.values() for r in items
+                                   for c in r["body"] if not _gb2312(c))
     stats = {
         "source": f"npm {PACKAGE}@{VERSION} dist/quantangshi/poet.tang.*.json",
-        "raw_poems": raw, "kept": sum(map(len, rows.values())), "dropped": dict(reasons),
+        "raw_poems": raw["tang"], "kept": sum(map(len, tang.values())),
+        "dropped": dict(reasons["tang"]),
         "splits": {s: {"total": len(items), **{f: sum(r["form"] == f for r in items)
-                                                for f in FORMS}} for s, items in rows.items()},
-        "forms": {f: sum(r["form"] == f for items in rows.values() for r in items) for f in FORMS},
-        "characters": sum(len(r["body"]) - len(r["lines"]) for v in rows.values() for r in v),
-        "distinct_characters": len(chars), "corpus_lines": len(corpus_lines)}
+                                                for f in FORMS}} for s, items in tang.items()},
+        "forms": {f: sum(r["form"] == f for items in tang.values() for r in items) for f in FORMS},
+        "characters": sum(len(r["body"]) - len(r["lines"]) for v in tang.values() for r in v),
+        "distinct_characters": len(chars), "corpus_lines": len(corpus_lines),
+        "song": {"source": f"npm {PACKAGE}@{VERSION} dist/quantangshi/poet.song.*.json",
+                 "raw_poems": raw["song"], "kept": sum(len(rows[s]) for s in SONG),
+                 "dropped": dict(reasons["song"]),
+                 "splits": {s: {"total": len(rows[s]), **{f: sum(r["form"] == f for r in rows[s])
+                                                          for f in FORMS}} for s in SONG}},
+        "variants_normalised": {"poems_characters": sum(variants.values()),
+                                "top": dict(variants.most_common(10))},
+        "outside_gb2312": {"characters": sum(leftover.values()), "distinct": len(leftover),
+                           "top": "".join(c for c, _ in leftover.most_common(30))}}
     write_text(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1) + "\n")
     return stats
+
+
+def _gb2312(c: str) -> bool:
+    try:
+        c.encode("gb2312")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def load_split(split: str, out: Path = OUT) -> list[dict]:
@@ -225,7 +284,7 @@ def load_dataset(out: Path = OUT):
 
 
 def lines_path(out: Path = OUT) -> Path:
-    path = Path(out) / "lines.txt"
+    path = Path(out) / "lines.npz.xz"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data prepare`")
     return path

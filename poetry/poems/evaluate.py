@@ -7,8 +7,12 @@ source) for the model and for a modified Kneser-Ney character n-gram (order tune
 validation, same vocabulary and <unk>, same source as a history prefix); then 200 generated
 poems over test-set themes and all four forms, with the rules on and off (plain sampling):
 format validity, acrostic validity (every 4th request has heads), rhyme rate, novelty,
-distinct-line ratio, theme-character inclusion, poems/s, and the probability mass the rules
-removed per step. Speed: p50 latency of one 七律 (batch 1) and of 100 poems in one call.
+distinct-line ratio, theme-character inclusion, repetition rates (a character 3+ times, a
+repeated rhyme character, doubled characters per poem), mean score, poems/s, and the
+probability mass the rules removed per step; the same repetition and rhyme rates of the real
+test poems (Tang, and Song where prepared); theme relevance: the share of generated poems over
+30 themes that a naive Bayes classifier trained on titled real poems puts their theme in its
+top 3 (themes.py), beside the share for real test poems. Speed: p50 latency of one 七律 (batch 1) and of 100 poems in one call.
 Generation runs fp16 decoder weights (shared/fp16.py): its test perplexity, scored step by step
 through that decoder, and its speed are printed beside the fp32 model's.
 """
@@ -31,7 +35,9 @@ from shared.trainer import evaluate
 
 from . import data as poem_data
 from .format import source_text
-from .verse import FORMS, check_poem, get_form, rhymes
+from . import repetition
+from .themes import THEMES, ThemeClassifier, labels
+from .verse import FORMS, check_poem, get_form, rhyme_rate, rhymes
 
 
 def perplexities(writer, data_dir: Path) -> dict:
@@ -109,12 +115,45 @@ def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1) -> 
     theme_in = [any(c in p["poem"] for c in p["theme"]) for p in poems]
     share = lambda xs: round(sum(map(bool, xs)) / len(xs), 4) if xs else None
     return {"poems": len(poems), "format_valid": share(valid), "acrostic_valid": share(acro),
+            "repetition": repetition.rates(p["lines"] for p in poems),
+            "mean_score": round(statistics.fmean(p["score"] for p in poems), 4),
             "rhyme_rate": share([rhymes(p["lines"]) for p, v in zip(poems, valid) if v] +
                                 [False] * valid.count(False)),
             "novelty": share(novel), "distinct_lines": round(len(set(lines)) / max(len(lines), 1), 4),
             "theme_inclusion": share(theme_in), "poems_per_s": round(len(poems) / dt, 2),
             "rule_removed_mass_per_step": round(removed, 4) if rules else 0.0,
             "examples": [p["poem"] for p in poems[:4]]}
+
+
+def theme_relevance(writer, train: list[dict], test: list[dict], n: int, seed: int = 2) -> dict:
+    """The theme classifier (themes.py, trained on the training poems' titled themes): share of
+    generated poems whose theme is in its top 3 — n poems over the 30 themes and four forms,
+    the writer's default request (rules on, 3 candidates re-ranked) — beside the same share for
+    the real test poems whose titles name a theme."""
+    clf = ThemeClassifier(train)
+    names, forms = list(THEMES), list(FORMS)
+    jobs = [(writer.request(names[i % len(names)], forms[(i // len(names)) % 4]), 1,
+             seed * 1000 + i) for i in range(n)]
+    poems = []
+    for k in range(0, len(jobs), 25):
+        poems += [p[0] for p in writer.generate(jobs[k:k + 25])]
+    real = [(p["body"], labels(p["title"])) for p in test if labels(p["title"])]
+    return {"poems": len(poems), "generated_top3": clf.hit_rate(
+                [(p["poem"], [p["theme"]]) for p in poems]),
+            "real_test_top3": clf.hit_rate(real), "real_test_poems": len(real),
+            "generated_repetition": repetition.rates(p["lines"] for p in poems),
+            "examples": [p["poem"] for p in poems[:6]]}
+
+
+def real_rates(data_dir: Path) -> dict:
+    """The repetition rates and rhyme rate of held-out real poems, for comparison."""
+    out = {}
+    for split in ("test", "test_song"):
+        path = Path(data_dir) / f"{split}.jsonl"
+        if path.exists():
+            lines = [p["lines"] for p in poem_data.load_split(split, data_dir)]
+            out[split] = {**repetition.rates(lines), "rhyme_rate": round(rhyme_rate(lines), 4)}
+    return out
 
 
 def speed(writer, runs: int = 21) -> dict:
@@ -132,7 +171,7 @@ def speed(writer, runs: int = 21) -> dict:
     def measure() -> dict:
         out = {"qilv_p50_ms_batch1": p50_ms(1), "qilv_p50_ms_3_candidates": p50_ms(3)}
         t0 = time.perf_counter()
-        writer.generate([(t, writer.request(t, "qijue"), 1, i) for i, t in
+        writer.generate([(writer.request(t, "qijue"), 1, i) for i, t in
                          enumerate(["明月", "秋思", "江南", "送别"] * 25)], candidates=1)
         return {**out, "poems100_one_call_s": round(time.perf_counter() - t0, 2)}
 
@@ -162,6 +201,9 @@ def run(args) -> int:
         report["perplexity"] = perplexities(writer, Path(args.data))
     report["rules_on"] = generation_metrics(writer, reqs, rules=True)
     report["rules_off"] = generation_metrics(writer, reqs, rules=False)
+    report["real"] = real_rates(Path(args.data))
+    report["theme_relevance"] = theme_relevance(
+        writer, poem_data.load_split("train", Path(args.data)), test, args.poems)
     report["speed"] = speed(writer)
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
     return 0

@@ -3,13 +3,16 @@
 The target side is: line characters, '，' after odd lines, '。' after even lines, then <eos>.
 Per item (`PoemSpec`): the form, acrostic heads, forced opening lines (`start`), rhyme (on by
 default) and strict 平仄 tones (optional). Across items: novelty — no generated line equals a
-corpus line, and no line repeats within a poem.
+corpus line, and no line repeats within a poem; repetition — no rhyme character twice (重韵),
+and with `Limits` (measured on real poems, poetry/poems/repetition.py) no character more often
+than real poems of the form allow and doubled characters (XX) only where real poems double them.
 
 Masks are built from per-vocabulary boolean tensors (CJK characters, level / oblique, one row
 per rhyme group) cached by a small key, so a step costs a dict lookup per row plus one stack.
 A row never dead-ends: if the rules leave no character, they are relaxed in this order —
-strict tones first (an option), then rhyme, then novelty (copying a famous line is the worst
-failure) — and the line length, punctuation and <eos> are never relaxed.
+strict tones first (an option), then the character cap and 叠字 (style), then 重韵, then rhyme
+(form), then novelty (copying a famous line is the worst failure) — and the line length,
+punctuation and <eos> are never relaxed.
 User-forced characters (start lines, acrostic heads) always win; a forced character that fits
 no remaining 平仄 pattern is treated as free rather than emptying the pattern set.
 """
@@ -17,16 +20,17 @@ from __future__ import annotations
 
 import copy
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
 from shared.rules import AllOf, ForcePrefix
 
+from .novelty import LineIndex
+from .repetition import Limits
 from .verse import (RHYME_GROUPS, get_form, is_cjk, level_rhyme_groups, patterns,
                     primary_is_level, readings)
 
@@ -91,60 +95,13 @@ def make_spec(form: str, acrostic: Optional[str] = None, start=None, rhyme: bool
     return PoemSpec(f.name, acrostic, lines, bool(rhyme), tones)
 
 
-class LineIndex:
-    """Corpus lines for the novelty rule, as sorted fixed-width numpy string arrays (compact,
-    binary-searchable): which last characters would complete a corpus line after a prefix."""
-
-    def __init__(self, lines: Iterable[str]):
-        by_len: dict[int, list[str]] = {}
-        for line in lines:
-            line = line.strip()
-            if line:
-                by_len.setdefault(len(line), []).append(line)
-        self._arr = {}
-        for n, group in by_len.items():
-            a = np.array(group, dtype=f"<U{n}")
-            # lines.txt is written sorted and unique: then a linear check replaces the sort
-            self._arr[n] = a if bool((a[1:] > a[:-1]).all()) else np.unique(a)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "LineIndex":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data "
-                                    f"prepare` (it writes lines.txt)")
-        if path.suffix == ".gz":
-            import gzip
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                return cls(f.read().splitlines())
-        return cls(path.read_text(encoding="utf-8").splitlines())
-
-    def __len__(self) -> int:
-        return sum(len(a) for a in self._arr.values())
-
-    def __contains__(self, line: str) -> bool:
-        a = self._arr.get(len(line))
-        if a is None:
-            return False
-        i = int(np.searchsorted(a, line))
-        return i < len(a) and a[i] == line
-
-    def completions(self, prefix: str) -> str:
-        """Characters c such that prefix + c is a corpus line."""
-        a = self._arr.get(len(prefix) + 1)
-        if a is None:
-            return ""
-        lo = int(np.searchsorted(a, prefix))
-        hi = int(np.searchsorted(a, prefix + "\U0010ffff"))
-        return "".join(str(x)[-1] for x in a[lo:hi])
-
-
 class _Tables:
     """Per-vocabulary facts as tensors and lists, built once per vocabulary."""
 
     def __init__(self, itos: tuple[str, ...]):
         V = self.V = len(itos)
-        self.cjk = torch.tensor([is_cjk(t) for t in itos])
+        self.cjk_l = [is_cjk(t) for t in itos]
+        self.cjk = torch.tensor(self.cjk_l)
         reads = [readings(t) if is_cjk(t) else () for t in itos]
         self.level_l = [any(tn <= 2 for _, tn in r) for r in reads]
         self.oblique_l = [any(tn >= 3 for _, tn in r) for r in reads]
@@ -192,13 +149,20 @@ def _tables(itos: tuple[str, ...]) -> _Tables:
 
 
 class _Row:
-    __slots__ = ("item", "pos", "lines", "cur", "groups", "pats", "done")
+    """One row's poem so far. Fields are replaced, never mutated, so `reorder` can share them
+    between copies."""
+    __slots__ = ("item", "pos", "lines", "cur", "groups", "pats", "done", "counts", "prev",
+                 "doubles", "rhymed")
 
     def __init__(self, item: int, n_patterns: int):
         self.item, self.pos, self.lines, self.cur = item, 0, (), ""
         self.groups: Optional[frozenset] = None     # candidate rhyme groups, None = not fixed
         self.pats = tuple(range(n_patterns))         # 平仄 patterns still compatible
         self.done = False
+        self.counts: dict[int, int] = {}             # token -> times in the poem (forced: all)
+        self.prev: Optional[int] = None              # the line's previous character
+        self.doubles = 0                             # doubled pairs (XX) so far
+        self.rhymed: tuple[int, ...] = ()            # rhyme characters used (重韵 check)
 
 
 def forced_tokens(tokenizer, spec: PoemSpec) -> list[Optional[int]]:
@@ -219,13 +183,14 @@ def forced_tokens(tokenizer, spec: PoemSpec) -> list[Optional[int]]:
     return forced
 
 
-def poem_rules(tokenizer, specs: Sequence[PoemSpec], corpus: Optional[LineIndex] = None):
+def poem_rules(tokenizer, specs: Sequence[PoemSpec], corpus: Optional[LineIndex] = None,
+               limits: Optional[Limits] = None):
     """The whole chain for a batch of specs: what the user and the form fix (shared
     `ForcePrefix`), then the verse rules at the free positions (`PoemConstraint`)."""
     check_vocabulary(tokenizer)
     forced = [forced_tokens(tokenizer, s) for s in specs]
     return AllOf([ForcePrefix(tokenizer.vocab_size, forced),
-                  PoemConstraint(tokenizer, specs, corpus, forced)])
+                  PoemConstraint(tokenizer, specs, corpus, forced, limits)])
 
 
 def check_vocabulary(tokenizer) -> None:
@@ -243,22 +208,31 @@ class PoemConstraint:
 
     def __init__(self, tokenizer, specs: Sequence[PoemSpec],
                  corpus: Optional[LineIndex] = None,
-                 forced: Optional[Sequence[Sequence[Optional[int]]]] = None):
+                 forced: Optional[Sequence[Sequence[Optional[int]]]] = None,
+                 limits: Optional[Limits] = None):
         """specs[i] rules item i; `corpus` lines may not be generated (None = no such check;
-        repeated lines within a poem are always blocked)."""
+        repeated lines within a poem are always blocked); `limits` cap repeated and doubled
+        characters (None = no cap; a repeated rhyme character is always blocked)."""
         check_vocabulary(tokenizer)
         self.tok, self.specs, self.index = tokenizer, list(specs), corpus
+        self.limits = limits
         self.t = _tables(tuple(tokenizer.itos))
         self._forms = [get_form(s.form) for s in self.specs]
         self._pats = [patterns(s.form) for s in self.specs]
         self._forced = [list(f) for f in forced] if forced is not None else \
             [forced_tokens(tokenizer, s) for s in self.specs]
+        # characters the user forces count from the start, so that free ones leave them room
+        # under the cap (an acrostic head 春 in line 8 is reserved before line 1 is written)
+        self._reserved = [dict(Counter(t for t in f if t is not None and t < self.t.V
+                                       and self.t.cjk_l[t])) for f in self._forced]
         self.rows: list[_Row] = []
         self.relaxed = 0          # how many steps needed a rule relaxed (for evaluation)
 
     # -- protocol ------------------------------------------------------------------------
     def begin(self, rows: torch.Tensor) -> torch.Tensor:
         self.rows = [_Row(int(i), len(self._pats[int(i)])) for i in rows.tolist()]
+        for row in self.rows:
+            row.counts = self._reserved[row.item]
         return self._masks()
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -283,10 +257,14 @@ class PoemConstraint:
             row.done = True
             return
         if j == f.length:                              # the punctuation slot closes the line
-            row.lines, row.cur = row.lines + (row.cur,), ""
+            row.lines, row.cur, row.prev = row.lines + (row.cur,), "", None
             return
         s = self.tok.itos[tok]
         row.cur += s if len(s) == 1 else "□"
+        if self._forced[row.item][row.pos - 1] is None:      # forced ones are reserved
+            row.counts = {**row.counts, tok: row.counts.get(tok, 0) + 1}
+        row.doubles += tok == row.prev
+        row.prev = tok
         spec = self.specs[row.item]
         if spec.tones == "strict":
             pats = self._pats[row.item]
@@ -295,6 +273,7 @@ class PoemConstraint:
         if j == f.length - 1 and spec.rhyme:
             groups = t.groups[tok] if tok < t.V else frozenset()
             if i % 2 == 1:                             # lines 2, 4, 6, 8
+                row.rhymed += (tok,)
                 if groups:
                     both = groups & row.groups if row.groups else groups
                     row.groups = both or groups        # an even line's own rhyme wins
@@ -302,6 +281,7 @@ class PoemConstraint:
                     spec.tones == "strict"
                     and all(self._pats[row.item][p][0][-1] == "平" for p in row.pats))):
                 row.groups = groups                    # a level first line rhymes (首句入韵)
+                row.rhymed += (tok,)
 
     def _fits(self, tok: int, mark: str) -> bool:
         if mark == "⊙":
@@ -326,7 +306,7 @@ class PoemConstraint:
         return out
 
     def _mask(self, row: _Row) -> tuple[torch.Tensor, list[int]]:
-        """A cached base mask and the token ids to remove from it (novelty)."""
+        """A cached base mask and the token ids to remove from it (novelty, repetition)."""
         t, eos = self.t, self.tok.eos_id
         forced = self._forced[row.item]
         if row.done or row.pos >= len(forced):
@@ -343,19 +323,41 @@ class PoemConstraint:
         rhyme = None
         if last and spec.rhyme and i % 2 == 1:
             rhyme = row.groups if row.groups else "any"
-        banned: list[int] = []
+        novel: list[int] = []
         if last:
             stoi = self.tok.stoi
-            banned = list({stoi[c] for c in self._banned(row, i) if c in stoi})
-        # Relax in order: tones, then rhyme, then novelty; never the CJK-only base.
-        for k, (tone_k, rhyme_k, ban) in enumerate(((tone, rhyme, banned), (None, rhyme, banned),
-                                                    (None, None, banned), (None, None, []))):
+            novel = list({stoi[c] for c in self._banned(row, i) if c in stoi})
+        twice = list(row.rhymed) if rhyme is not None else []      # 重韵
+        style = self._repetition(row, f, j)
+        # Relax in order: tones; the character cap and 叠字; 重韵; rhyme; novelty last
+        # (copying a famous line is the worst failure). The CJK-only base never gives way.
+        every = list(dict.fromkeys(novel + twice + style))
+        ladder = ((tone, rhyme, every), (None, rhyme, every),
+                  (None, rhyme, list(dict.fromkeys(novel + twice))), (None, rhyme, novel),
+                  (None, None, novel), (None, None, []))
+        for k, (tone_k, rhyme_k, ban) in enumerate(ladder):
             m, count = t.mask(tone_k, rhyme_k)
             # more allowed tokens than banned ones: certainly not empty, no tensor op needed
             if count > len(ban) or (count and count > int(m[ban].sum())):
                 self.relaxed += k > 0
                 return m, ban
         return t.cjk, []                               # unreachable: the vocab has CJK
+
+    def _repetition(self, row: _Row, f, j: int) -> list[int]:
+        """Tokens the repetition limits forbid here: characters at the form's cap, and the
+        previous character when doubling it (XX) is unattested, off the places real pairs
+        start, or beyond the poem's share."""
+        lim = self.limits
+        if lim is None:
+            return []
+        cap = lim.cap.get(f.name)
+        out = [tok for tok, n in row.counts.items() if cap is not None and n >= cap]
+        if j > 0 and row.prev is not None and row.prev not in out and (
+                row.doubles >= lim.max_doubles.get(f.name, 0)
+                or self.tok.itos[row.prev] not in lim.doubled
+                or j - 1 not in lim.places.get(f.length, ())):
+            out.append(row.prev)
+        return out
 
     def _banned(self, row: _Row, i: int) -> str:
         """Last characters that would repeat a line of this poem or copy a corpus line."""

@@ -9,11 +9,9 @@ Target = the poem with '，' and '。'. Rerunning the same command resumes from 
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import random
-import shutil
 from pathlib import Path
 
 from shared import runs
@@ -72,12 +70,11 @@ def card(train: list[dict], data: Path) -> dict:
 
 
 def novelty_lines(data: Path, tmp: Path, tok=None, train=None) -> dict:
-    """The novelty rule needs every Tang line: shipped compressed beside the model."""
-    gz = tmp / "lines.txt.gz"
-    with open(poem_data.lines_path(data), "rb") as src, open(gz, "wb") as raw, \
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as dst:
-        shutil.copyfileobj(src, dst)           # mtime=0: the same bytes on every export
-    return {"lines.txt.gz": gz}
+    """Files the rules need, shipped beside the model: every corpus line (lines.npz.xz, already
+    compressed), the repetition limits and the theme associations."""
+    return {"lines.npz.xz": poem_data.lines_path(data),
+            "repetition.json": Path(data) / "repetition.json",
+            "themes.json": Path(data) / "themes.json"}
 
 
 TASK = runs.TrainTask(
