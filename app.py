@@ -104,14 +104,16 @@ def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, see
               seed=_seed(seed))
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            warnings.simplefilter("ignore")                # the library's own, e.g. asyncio's
+            warnings.simplefilter("always", UserWarning)   # the writer's repairs
             if int(n) == 1:
                 for partial in writer("poem").stream(theme, **kw):
                     yield partial, ""
             poems = writer("poem").write(theme, n=int(n), **kw)
     except ValueError as e:
         raise _user_error(e) from None
-    yield _show_poems(poems), "\n".join(f"⚠ {w.message}" for w in caught)
+    notes = dict.fromkeys(str(w.message) for w in caught)   # streaming and writing warn alike
+    yield _show_poems(poems), "\n".join(f"⚠ {m}" for m in notes)
 
 
 def write_tunes(meter, key, rhythm, start, n, temperature, seed, form=""):

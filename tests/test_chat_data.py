@@ -37,7 +37,7 @@ def wheels(tmp_path: Path) -> Path:
 
 def test_prepare_counts_splits_and_cleans(wheels, tmp_path):
     out = tmp_path / "chat"
-    stats = cd.prepare(wheels, out, verify=False)
+    stats = cd.prepare(wheels, out, verify=False, kdconv=None, persona=None)
     convs = [c for s in cd.SPLITS for c in cd.load_split(s, out)]
     assert stats["raw_conversations"] == 63 + 3 and stats["kept"] == len(convs) == 63
     assert stats["dropped"] == {"fewer than two turns": 2, "repeat of an earlier conversation": 1}
@@ -57,8 +57,8 @@ def test_prepare_counts_splits_and_cleans(wheels, tmp_path):
 
 def test_rerun_skips_and_bad_wheel_is_refused(wheels, tmp_path, capsys):
     out = tmp_path / "chat"
-    first = cd.prepare(wheels, out, verify=False)
-    assert cd.prepare(wheels, out, verify=False) == first
+    first = cd.prepare(wheels, out, verify=False, kdconv=None, persona=None)
+    assert cd.prepare(wheels, out, verify=False, kdconv=None, persona=None) == first
     assert "already prepared" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="sha256 does not match"):
         cd.ensure_wheel("chitchat-dataset", wheels)
@@ -75,3 +75,30 @@ def test_cli_stats_without_a_corpus_is_one_line(tmp_path, capsys):
         run_cli(cd.main, ["stats", "--out", str(tmp_path)])
     assert e.value.code == 2
     assert "run `python -m chatbot.data prepare`" in capsys.readouterr().err
+
+
+def test_kdconv_and_persona_join_the_corpus(wheels, tmp_path, capsys):
+    kd = tmp_path / "kdconv" / "film"
+    kd.mkdir(parents=True)
+    dialogs = [{"messages": [{"message": f"知道电影{i}吗？"},
+                             {"message": "知道呀。", "attrs": [{"attrname": "x"}]}]}
+               for i in range(30)]
+    (kd / "dev.json").write_text(json.dumps(dialogs, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "chat"
+    stats = cd.prepare(wheels, out, verify=False, kdconv=tmp_path / "kdconv")
+    convs = [c for s in cd.SPLITS for c in cd.load_split(s, out)]
+    kdconv = [c for c in convs if c["source"] == "kdconv"]
+    assert len(kdconv) == 30 and all(c["lang"] == "zh" and c["turns"][1] == "知道呀。"
+                                     for c in kdconv)
+    assert all(cd.split_of(c["id"], (90, 5, 5)) == s for s in cd.SPLITS
+               for c in cd.load_split(s, out) if c["source"] == "kdconv")
+    persona = cd.load_persona()
+    train = cd.load_split("train", out)
+    mine = [c for c in train if c["source"] == "persona"]
+    assert mine and {c["lang"] for c in mine} == {"en", "zh"}
+    held_out = {q for qs in persona["evaluation"].values() for q in qs}
+    assert not held_out & {c["turns"][0] for c in mine}      # evaluation phrasings never train
+    assert not [c for s in ("validation", "test") for c in cd.load_split(s, out)
+                if c["source"] == "persona"]
+    cd.prepare(wheels, tmp_path / "bare", verify=False, kdconv=tmp_path / "missing")
+    assert "KdConv not found" in capsys.readouterr().err and stats["kept"] > 63
