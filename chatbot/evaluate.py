@@ -44,7 +44,7 @@ from .format import MAX_SRC, MAX_TGT, source_text
 from .train import pairs
 
 CANDIDATES = 20
-WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)       # backward weights tried by --tune
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)   # backward weights tried by --tune
 
 
 def examples(data: Path, split: str, lang: str) -> list[tuple[list[str], str]]:
