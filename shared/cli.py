@@ -22,6 +22,18 @@ def check_count(n, cap: int, what: str) -> int:
     return n
 
 
+def check_text(value, what: str, optional: bool = False):
+    """A text parameter: a str (None too when `optional`), else ValueError naming it — so a
+    wrong type gets the same one-line error as a wrong value, never an AttributeError."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise ValueError(f"{what} must be text, got {type(value).__name__} {shown}")
+    return value
+
+
 def run_cli(main: Callable[[Optional[list[str]]], int], argv: Optional[list[str]] = None) -> None:
     warnings.showwarning = _one_line_warning
     try:

@@ -31,3 +31,20 @@ def test_bom_blank_deep_and_bad_seed_fail_alone(tmp_path):
 def test_a_binary_file_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="not UTF-8"):
         run(tmp_path, b"\x89PNG\r\n\x1a\n\xff\xfe")
+
+
+def test_wrong_typed_items_fail_alone(tmp_path, poem_model_dir):
+    """Items of the wrong JSON type (a number theme, an object without a theme, a list form)
+    used to kill the whole poem batch with a traceback. A line that is JSON but no object is
+    plain text, a theme, as any other line (["明月"] has 明月 in it; true has no Chinese)."""
+    from poetry.poems import PoemWriter
+    from poetry.poems.cli import batch
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(['{"theme": 123}', '["明月"]', '{"a": 1}', "true",
+                              '{"theme": "明月", "form": ["wujue"]}', '{"theme": "明月"}']),
+                   encoding="utf-8")
+    batch(PoemWriter.load(poem_model_dir), src, out, form="wujue", progress=False)
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["index"] for r in rows] == list(range(6))
+    assert [("error" in r) for r in rows] == [True, False, True, True, True, False]
+    assert "must be text" in rows[0]["error"] and "unknown form" in rows[4]["error"]

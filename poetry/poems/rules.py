@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from shared.cli import check_text
 from shared.rules import AllOf, ForcePrefix
 
 from .novelty import LineIndex
@@ -50,6 +51,9 @@ def parse_start(start: str | Sequence[str] | None) -> tuple[str, ...]:
     """'床前明月光，疑是地上霜' or a list of lines -> the lines, punctuation and spaces dropped."""
     if not start:
         return ()
+    if not isinstance(start, str) and not (isinstance(start, (list, tuple))
+                                           and all(isinstance(s, str) for s in start)):
+        raise ValueError(f"start must be text or a list of lines, got {type(start).__name__}")
     parts = re.split(r"[，。,.;；？！?!：:、/|\s]+", start) if isinstance(start, str) else [
         re.sub(r"[，。,.;；？！?!：:、\s]", "", s) for s in start]
     return tuple(p for p in parts if p)
@@ -74,6 +78,7 @@ def make_spec(form: str, acrostic: Optional[str] = None, start=None, rhyme: bool
         if unknown:
             raise ValueError(f"{what} {text!r} has characters the model does not know: {unknown}")
 
+    check_text(acrostic, "acrostic", optional=True)
     if acrostic is not None:
         acrostic = re.sub(r"[\s，。,.、]", "", acrostic) or None
     if acrostic is not None:

@@ -42,7 +42,7 @@ FORMS: dict[str, Form] = {f.name: f for f in (
 def get_form(form: str | Form) -> Form:
     if isinstance(form, Form):
         return form
-    if form not in FORMS:
+    if not isinstance(form, str) or form not in FORMS:
         raise ValueError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
     return FORMS[form]
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterable, NamedTuple
 
+from shared.cli import check_text
+
 UNIT = Fraction(1, 8)                        # the single default note length, L:1/8
 LETTERS = "CDEFGAB"
 _NAT_PC = (0, 2, 4, 5, 7, 9, 11)
@@ -91,7 +93,7 @@ def parse_key(text: str) -> Key:
 
 def parse_meter(text: str) -> str:
     """`6/8`, `C` (= 4/4), `C|` (= 2/2) -> canonical 'n/d'; ValueError for other meters."""
-    t = (text or "").strip()
+    t = check_text("" if text is None else text, "the meter").strip()
     t = {"C": "4/4", "C|": "2/2"}.get(t, t.replace(" ", ""))
     if t not in METERS:
         raise ValueError(f"unknown meter {text!r}: supported meters are C, C|, "
@@ -144,6 +146,8 @@ def _duration(text: str) -> Fraction:
     den = int(m.group(3)) if m.group(3) else 2 ** len(m.group(2))
     if m.group(3) and len(m.group(2)) != 1:
         raise AbcError(f"bad duration {text!r}")
+    if num == 0 or den == 0:
+        raise AbcError(f"bad duration {text!r}: a note lasts more than nothing")
     return Fraction(num, den)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from shared.cli import check_text
 from shared.decoding import GenerationConfig, derive_seed
 from shared.writer import Writer
 
@@ -106,7 +107,7 @@ class TuneWriter(Writer):
                 start: Optional[str] = None, form: Optional[str] = None) -> TuneRequest:
         """Validate one request. Raises ValueError (one line) on bad input."""
         meter = parse_meter(meter)
-        k = parse_key(key) if isinstance(key, str) else key
+        k = key if isinstance(key, Key) else parse_key(check_text(key, "the key"))
         rhythm = self.check_rhythm(rhythm, meter)
         form = self.check_form(form, rhythm)
         prefix: tuple = ()
