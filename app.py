@@ -93,15 +93,19 @@ def reply(conversation: list[str], temperature: float = 0.8, seed: str = "") -> 
 
 
 def _show_poems(poems: list[dict]) -> str:
+    def plan(p):
+        return f" · 关键词 {' '.join(p['keywords'])}" if p.get("keywords") else ""
     return "\n\n".join(p["poem"].replace("。", "。\n").replace("，", "，\n").strip()
-                        + f"\n(score {p['score']:.3f})" for p in poems)
+                        + f"\n(score {p['score']:.3f}{plan(p)})" for p in poems)
 
 
-def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, seed):
-    """Streams the first poem character by character, then shows all n poems."""
+def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
+                keywords=""):
+    """Streams the first poem character by character, then shows all n poems. `keywords`:
+    the plan (empty = sampled from the theme for each candidate)."""
     kw = dict(form=form, acrostic=acrostic or None, start=start or None, rhyme=bool(rhyme),
               tones="strict" if strict else None, temperature=float(temperature),
-              seed=_seed(seed))
+              seed=_seed(seed), keywords=(keywords or "").strip() or None)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("ignore")                # the library's own, e.g. asyncio's
@@ -183,6 +187,9 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     n = gr.Slider(1, MAX_POEMS, value=1, step=1, label="Poems")
                     acrostic = gr.Textbox(label="Acrostic 藏头 (one character per line)")
                     start = gr.Textbox(label="Opening line(s) 首句")
+                    keywords = gr.Textbox(
+                        value="", max_length=40,
+                        label="Keywords 关键词 (empty = planned from the theme)")
                     with gr.Row():
                         rhyme = gr.Checkbox(value=True, label="Rhyme 押韵")
                         strict = gr.Checkbox(value=False, label="Strict 平仄")
@@ -193,7 +200,8 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     poem_out = gr.Textbox(label="Poems", lines=14)
                     poem_notes = gr.Markdown()
             go.click(write_poems, [theme, form, n, acrostic, start, rhyme, strict, temperature,
-                                   seed], [poem_out, poem_notes], api_name="write_poems")
+                                   seed, keywords], [poem_out, poem_notes],
+                     api_name="write_poems")
         with gr.Tab("Tunes 曲"):
             with gr.Row():
                 with gr.Column():

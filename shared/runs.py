@@ -46,6 +46,8 @@ class TrainTask:
         default=lambda data, tmp, tok, train: {})           # records) -> {name: path}
     backward: Optional["TrainTask"] = None      # a second model the same script trains with
                                                 # --backward (e.g. chat's p(source | reply))
+    train_splits: tuple[str, ...] = ("train",)  # the prepared files training reads (poems:
+                                                # Tang and Song); validation/test stay one each
 
 
 def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
@@ -58,7 +60,7 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     if getattr(args, "backward", False):
         task = task.backward
-    splits = load_splits(args.data)
+    splits = load_splits(args.data, task.train_splits)
     train_records = splits["train"]
     if args.limit:
         train_records = train_records.select(range(min(args.limit, len(train_records))))
@@ -76,13 +78,21 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-def load_splits(folder: str | Path):
-    """The prepared corpus as a DatasetDict (train, validation, test)."""
+def load_splits(folder: str | Path, train_splits: tuple[str, ...] = ("train",)):
+    """The prepared corpus as a DatasetDict (train, validation, test); "train" holds the
+    records of every file in `train_splits`, in that order."""
     folder = Path(folder)
-    if not (folder / "train.jsonl").exists():
-        raise FileNotFoundError(f"{folder / 'train.jsonl'} is missing: prepare the corpus "
-                                f"first (README, 'Train, evaluate, benchmark')")
-    return datalib.load(folder)
+    for name in train_splits:
+        if not (folder / f"{name}.jsonl").exists():
+            raise FileNotFoundError(f"{folder / name}.jsonl is missing: prepare the corpus "
+                                    f"first (README, 'Train, evaluate, benchmark')")
+    splits = datalib.load(folder)
+    if train_splits != ("train",):
+        import datasets
+        extra = datasets.load_dataset("json", data_files={
+            "train": [str(folder / f"{n}.jsonl") for n in train_splits]})
+        splits["train"] = extra["train"]
+    return splits
 
 
 def encoded(ds, task: TrainTask, tok: Tokenizer, split: str, out: str | Path) -> list:
@@ -182,6 +192,8 @@ def export(task: TrainTask, model: Seq2Seq, tok: Tokenizer, run: Path, dest: Pat
     load_best(model, run)
     metrics = evaluate(model, val_pairs, bos=tok.bos_id, eos=tok.eos_id)
     card = {"task": task.name, **task.card(train_records, data),
+            **({"train_splits": list(task.train_splits)}
+               if task.train_splits != ("train",) else {}),
             **card_facts(run, train_seconds, schedule_note),
             "validation": {"nll_per_token": metrics["nll"], "ppl": metrics["ppl"],
                            "tokens": metrics["tokens"],

@@ -90,6 +90,11 @@ class Writer:
         """The result dict for decoded `text`; rank = its place among the job's results."""
         raise NotImplementedError
 
+    def candidate(self, request, seed: int):
+        """The request one candidate row decodes (seeded `seed`): by default the request
+        itself; a task may vary it per candidate (poems sample their keywords here)."""
+        return request
+
     def rank_score(self, request, text: str, score: float) -> float:
         """What candidates are ranked by (higher is better): by default the model's mean
         log-prob per token; a task may add its own preferences (the result keeps `score`)."""
@@ -114,8 +119,8 @@ class Writer:
         reqs, seeds, owner = [], [], []
         for j, (req, n, seed) in enumerate(jobs):
             for c in range(n * candidates):
-                reqs.append(req)
                 seeds.append(derive_seed(seed, c))
+                reqs.append(self.candidate(req, seeds[-1]))
                 owner.append(j)
         return reqs, seeds, owner
 

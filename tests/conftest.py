@@ -20,12 +20,12 @@ def cell(request):
 @pytest.fixture(scope="session")
 def poem_model_dir(tmp_path_factory):
     """A tiny untrained poem model exported like the real one (tests/helpers.export_tiny)."""
-    from poetry.poems.format import FORM_TOKENS
+    from poetry.poems.format import SPECIALS
     from poetry.poems.train import default_model_config
     from shared.tokenizers import CharTokenizer
     chars = (ROOT / "tests" / "fixtures" / "poems" / "chars.txt").read_text(encoding="utf-8")
     extra = "春夏秋冬白日依山尽黄河入海流明月思江送别，。"
-    tok = CharTokenizer.train([chars.replace("\n", "") + extra], specials=FORM_TOKENS)
+    tok = CharTokenizer.train([chars.replace("\n", "") + extra], specials=SPECIALS)
     d = export_tiny(tmp_path_factory.mktemp("poem_model"), tok, default_model_config,
                     {"rebuild": "tests/conftest.py"})
     from poetry.poems.novelty import LineIndex
@@ -34,7 +34,15 @@ def poem_model_dir(tmp_path_factory):
     (d / "repetition.json").write_text(Limits.from_poems(
         [["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]]).to_json(), encoding="utf-8")
     (d / "themes.json").write_text('{"月": "明光夜", "春": "花草"}', encoding="utf-8")
+    from poetry.poems.planning import Planner
+    (d / "keywords.json").write_text(Planner.from_poems(PLAN_POEMS, 1, 1, 1, 1).to_json(),
+                                     encoding="utf-8")
     return d
+
+
+PLAN_POEMS = [{"title": "明月", "lines": ["明月照江水", "春风送别离"]},
+              {"title": "春江", "lines": ["春江白日尽", "黄河入海流"]},
+              {"title": "送别", "lines": ["送别江山远", "明月思故乡"]}]
 
 
 @pytest.fixture(scope="session")

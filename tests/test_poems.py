@@ -81,7 +81,7 @@ def test_cli_text_jsonl_and_errors(poem_model_dir):
                 "--model", str(poem_model_dir))
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout.splitlines()[0])
-    assert set(rec) == {"theme", "form", "poem", "lines", "score"}
+    assert set(rec) == {"theme", "form", "keywords", "poem", "lines", "score"}
     bad = run_cli("poem", "--theme", "春", "--form", "wujue", "--acrostic", "春夏",
                   "--model", str(poem_model_dir))
     assert bad.returncode == 2 and bad.stderr.startswith("error:")

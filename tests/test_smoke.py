@@ -34,7 +34,14 @@ def poem_corpus(folder):
         lines = [x for x in body.replace("。", "，").split("，") if x]
         rows.append({"id": f"p{i}", "title": ["登楼", "静夜思", "春晓", "相思"][i % 4],
                      "author": "x", "form": "wujue", "lines": lines, "body": body})
+    from poetry.poems.planning import Planner
+    planner = Planner.from_poems(rows, 1, 1, 1, 1)
+    for r in rows:
+        r["keywords"] = planner.extract(r["lines"])
     write_splits(folder, rows)
+    (folder / "train_song.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:3]), encoding="utf-8")
+    (folder / "keywords.json").write_text(planner.to_json(), encoding="utf-8")
     from poetry.poems.novelty import LineIndex
     from poetry.poems.repetition import Limits
     from poetry.poems.themes import Associations
@@ -82,6 +89,10 @@ def test_train_export_serve(tmp_path, capsys, task, corpus, train, cli):
     run(train, *common, "--export", str(model))
     card = json.loads((model / "card.json").read_text())
     assert card["task"] == task and card["validation"]["ppl"] > 1
+    if task == "poem":                       # Tang and Song train; the planner ships, slim
+        assert card["train_splits"] == ["train", "train_song"]
+        shipped = json.loads((model / "keywords.json").read_text(encoding="utf-8"))
+        assert shipped["df"] == {} and shipped["near"]
     capsys.readouterr()
     run(*cli, "--model", str(model))
     assert capsys.readouterr().out.strip()

@@ -1,6 +1,7 @@
 """Command line for poems: `python -m poetry poem ...` (registered by poetry/cli.py).
 
     python -m poetry poem --theme 明月 --form qijue -n 2 --seed 1
+    python -m poetry poem --theme 秋夜 --keywords "蟋蟀 砧声" --form wujue --seed 1
     python -m poetry poem --theme 春 --form wujue --acrostic 春夏秋冬 --format jsonl
     python -m poetry poem --input themes.txt --output poems.jsonl --form wulv -n 2
 
@@ -15,7 +16,7 @@ from shared.batch import item_seed, read_items, run_batch
 
 from .verse import FORMS, get_form
 
-ITEM_KEYS = {"theme", "form", "acrostic", "start", "n", "seed"}
+ITEM_KEYS = {"theme", "form", "acrostic", "start", "keywords", "n", "seed"}
 
 
 def add_parser(sub) -> None:
@@ -27,6 +28,8 @@ def add_parser(sub) -> None:
     src.add_argument("-n", type=int, default=1, help="poems per theme (capped at 20)")
     src.add_argument("--acrostic", help="藏头: one head character per line, e.g. 春夏秋冬")
     src.add_argument("--start", help="opening line(s) to continue, e.g. 床前明月光")
+    src.add_argument("--keywords", help="the plan: 1-4 words the poem is written from, e.g. "
+                     "'蟋蟀 砧声' (default: sampled from the theme for each candidate)")
     rules = p.add_argument_group("rules and sampling")
     rules.add_argument("--no-rhyme", action="store_true", help="do not force the rhyme")
     rules.add_argument("--tones", choices=["strict"], help="enforce a 平仄 pattern (modern tones)")
@@ -46,7 +49,8 @@ def _writer(args):
 
 def show(poem: dict) -> str:
     f = get_form(poem["form"])
-    head = f"{poem['theme']} · {f.zh}  (score {poem['score']:.3f})"
+    plan = f" · {' '.join(poem['keywords'])}" if poem.get("keywords") else ""
+    head = f"{poem['theme']} · {f.zh}{plan}  (score {poem['score']:.3f})"
     body = "\n".join(line + ("，" if i % 2 == 0 else "。") for i, line in enumerate(poem["lines"]))
     return head + "\n" + body
 
@@ -59,7 +63,8 @@ def run(args) -> int:
     writer = _writer(args)
     poems = writer.write(args.theme, form=args.form, n=args.n, acrostic=args.acrostic,
                          start=args.start, rhyme=not args.no_rhyme, tones=args.tones,
-                         temperature=args.temperature, seed=args.seed)
+                         temperature=args.temperature, seed=args.seed,
+                         keywords=args.keywords)
     for i, p in enumerate(poems):
         if args.format == "jsonl":
             print(json.dumps(p, ensure_ascii=False))
@@ -73,18 +78,18 @@ def run_poem_batch(args) -> int:
         raise ValueError("a batch needs both --input and --output")
     batch(_writer(args), args.input, args.output, form=args.form, n=args.n,
           acrostic=args.acrostic, start=args.start, rhyme=not args.no_rhyme, tones=args.tones,
-          temperature=args.temperature, seed=args.seed or 0)
+          temperature=args.temperature, seed=args.seed or 0, keywords=args.keywords)
     return 0
 
 
 def batch(writer, input, output, form: str = "qijue", n: int = 1, acrostic=None, start=None,
           rhyme: bool = True, tones=None, temperature: float = 0.8, seed: int = 0,
-          progress: bool = True) -> dict:
+          progress: bool = True, keywords=None) -> dict:
     """The batch convention (shared/batch.py) for poems: item fields override these defaults."""
     def make_job(i: int, item: dict):
         req = writer.request(item.get("theme", ""), item.get("form", form),
                              item.get("acrostic", acrostic), item.get("start", start), rhyme,
-                             tones)
+                             tones, item.get("keywords", keywords))
         return req, writer.check_n(item.get("n", n)), item_seed(item, seed, i)
 
     return run_batch(read_items(input, "theme"), output, "poems", make_job,

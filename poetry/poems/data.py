@@ -7,7 +7,9 @@ Writes train/validation/test.jsonl ({id, title, author, form, lines, body}) of T
 train_song/validation_song/test_song.jsonl of Song poems (split by the same key, so a Song copy
 of a Tang poem lands in the same split), stats.json, repetition.json (limits measured on the
 Tang training poems, poetry/poems/repetition.py), themes.json (characters associated with
-title characters, poetry/poems/themes.py) and lines.npz.xz: every distinct 5- or
+title characters, poetry/poems/themes.py), keywords.json (the planner's word vocabulary and
+theme expansions from the Tang and Song training poems, poetry/poems/planning.py; every record
+gets its "keywords", one per line) and lines.npz.xz: every distinct 5- or
 7-character line of every Tang and Song poem (any form, any split) for the novelty rule
 (poetry/poems/novelty.py). Files are read straight from the tarball; nothing is extracted.
 """
@@ -31,6 +33,8 @@ from shared.data import SPLITS, read_jsonl, write_jsonl, write_text
 from shared.data import split_of as shared_split
 
 from .novelty import LineIndex
+from .planning import FUNCTION as _FUNCTION
+from .planning import Planner
 from .repetition import Limits
 from .themes import Associations
 from .verse import FORMS, form_of, is_cjk
@@ -42,7 +46,8 @@ TARBALL = Path("cache/npm") / f"{PACKAGE}-{VERSION}.tgz"
 OUT = Path("cache/poems")
 SONG = tuple(f"{s}_song" for s in SPLITS)        # Song splits, by the same keys as the Tang ones
 OUTPUTS = tuple(f"{s}.jsonl" for s in SPLITS + SONG) + ("stats.json", "lines.npz.xz",
-                                                        "repetition.json", "themes.json")
+                                                        "repetition.json", "themes.json",
+                                                        "keywords.json")
 _MEMBER = {d: re.compile(rf"package/dist/quantangshi/poet\.{d}\.\d+\.json")
            for d in ("tang", "song")}
 # Variant forms (异体字) OpenCC t2s leaves behind, found by counting the characters of the kept
@@ -60,8 +65,6 @@ _NOTE = re.compile(r"（[^（）]*）|\([^()]*\)")
 _QUOTES = re.compile(r"[「」『』《》〈〉“”‘’\s]")
 _SEP = re.compile(r"([，。？！；：、,.?!;:])")
 _STOPS = set("。？！；")        # marks that may close a couplet (an even line)
-# Frequent function characters make poor keywords.
-_FUNCTION = set("之乎者也矣焉哉而以于於其不无有亦是为与则所乃且兮此彼何谁自已未莫一")
 
 
 def integrity(path: Path) -> str:
@@ -232,6 +235,11 @@ def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
             raw[dynasty] += 1
             _read(cc, rec, dynasty, reasons, corpus_lines, seen, rows, variants)
     out.mkdir(parents=True, exist_ok=True)
+    planner = Planner.from_poems(rows["train"] + rows["train_song"])
+    for items in rows.values():
+        for r in items:
+            r["keywords"] = planner.extract(r["lines"])
+    write_text(out / "keywords.json", planner.to_json())
     for split, items in rows.items():
         write_jsonl(out / f"{split}.jsonl", items)
     LineIndex(corpus_lines).save(out / "lines.npz.xz")
@@ -251,6 +259,10 @@ def prepare(tarball: Path = TARBALL, out: Path = OUT, force: bool = False,
         "forms": {f: sum(r["form"] == f for items in tang.values() for r in items) for f in FORMS},
         "characters": sum(len(r["body"]) - len(r["lines"]) for v in tang.values() for r in v),
         "distinct_characters": len(chars), "corpus_lines": len(corpus_lines),
+        "keywords": {"vocabulary": len(planner.df), "expanded_title_characters":
+                     len(planner.near), "lines_with_keyword": round(sum(
+                         k is not None for r in rows["train"] for k in r["keywords"])
+                         / max(1, sum(len(r["lines"]) for r in rows["train"])), 4)},
         "song": {"source": f"npm {PACKAGE}@{VERSION} dist/quantangshi/poet.song.*.json",
                  "raw_poems": raw["song"], "kept": sum(len(rows[s]) for s in SONG),
                  "dropped": dict(reasons["song"]),

@@ -3,8 +3,9 @@
     python -m poetry.evaluate poem [--json] [--poems 200] [--model DIR]
 
 Poems: test perplexity per character (punctuation and <eos> excluded, title + form as the
-source) for the model and for a modified Kneser-Ney character n-gram (order tuned on
-validation, same vocabulary and <unk>, same source as a history prefix); then 200 generated
+source) on the Tang test and the Song test, for the model and for a modified Kneser-Ney
+character n-gram fitted on the model's training poems (order tuned on validation, same
+vocabulary and <unk>, same source as a history prefix); then 200 generated
 poems over test-set themes and all four forms, with the rules on and off (plain sampling):
 format validity, acrostic validity (every 4th request has heads), rhyme rate, novelty,
 distinct-line ratio, theme-character inclusion, repetition rates (a character 3+ times, a
@@ -41,18 +42,18 @@ from .verse import FORMS, check_poem, get_form, rhyme_rate, rhymes
 
 
 def perplexities(writer, data_dir: Path) -> dict:
+    """Test perplexity per character of the model and of a Kneser-Ney n-gram fitted on the
+    same training poems as the model (the card's train_splits), on the Tang test and, where
+    prepared, the Song test."""
     tok = writer.tok
     punct = {tok.stoi[p] for p in "，。" if p in tok.stoi}
     src = lambda p: tok.encode(source_text(p["form"], p["title"]))
-    splits = {s: poem_data.load_split(s, data_dir) for s in ("train", "validation", "test")}
-    test_pairs = [(src(p), tok.encode(p["body"])) for p in splits["test"]]
+    train = [p for s in writer.card.get("train_splits", ["train"])
+             for p in poem_data.load_split(s, data_dir)]
+    splits = {"train": train, "validation": poem_data.load_split("validation", data_dir)}
+    tests = {s: poem_data.load_split(s, data_dir) for s in ("test", "test_song")
+             if (Path(data_dir) / f"{s}.jsonl").exists()}
     unscored = punct | {tok.eos_id}
-    model = evaluate(writer.model, test_pairs, bos=tok.bos_id, eos=tok.eos_id, exclude=unscored)
-    half = None
-    if writer.decoder is not writer.model:     # what generation runs: fp16 decoder weights
-        nll = evaluate(writer.decoder, test_pairs, bos=tok.bos_id, eos=tok.eos_id,
-                       exclude=unscored, stepwise=True)["nll"]
-        half = math.exp(nll)
     seqs = {s: [tok.encode(p["body"]) for p in v] for s, v in splits.items()}
     prefixes = {s: [src(p) for p in v] for s, v in splits.items()}
     t0 = time.time()
@@ -65,15 +66,21 @@ def perplexities(writer, data_dir: Path) -> dict:
     from shared.ngram import KneserNey
     kn = KneserNey(best, tok.vocab_size).fit(seqs["train"], tok.bos_id, tok.eos_id,
                                              prefixes=prefixes["train"])
-    ngram = kn.score(seqs["test"], tok.bos_id, tok.eos_id, exclude=unscored,
-                     prefixes=prefixes["test"])
-    return {"test_poems": len(test_pairs), "model_ppl": model["ppl"],
-            "model_nll": model["nll"], "chars": model["tokens"],
-            "ngram": {"order": best, "validation_ppl_by_order": val, "test_ppl": ngram["ppl"],
-                      "seconds": round(time.time() - t0, 1)},
-            "ratio_model_to_ngram": model["ppl"] / ngram["ppl"],
-            "fp16_generation_ppl": half,
-            "fp16_ratio_to_ngram": half / ngram["ppl"] if half else None}
+    out = {"train_poems": len(train), "ngram_order": best, "ngram_validation_ppl_by_order": val,
+           "ngram_seconds": round(time.time() - t0, 1)}
+    for name, poems in tests.items():
+        pairs = [(src(p), tok.encode(p["body"])) for p in poems]
+        model = evaluate(writer.model, pairs, bos=tok.bos_id, eos=tok.eos_id, exclude=unscored)
+        ngram = kn.score([t for _, t in pairs], tok.bos_id, tok.eos_id, exclude=unscored,
+                         prefixes=[s for s, _ in pairs])
+        row = {"poems": len(pairs), "chars": model["tokens"], "model_ppl": model["ppl"],
+               "ngram_ppl": ngram["ppl"], "ratio_model_to_ngram": model["ppl"] / ngram["ppl"]}
+        if writer.decoder is not writer.model:     # what generation runs: fp16 decoder weights
+            half = math.exp(evaluate(writer.decoder, pairs, bos=tok.bos_id, eos=tok.eos_id,
+                                     exclude=unscored, stepwise=True)["nll"])
+            row.update(fp16_generation_ppl=half, fp16_ratio_to_ngram=half / ngram["ppl"])
+        out[name] = row
+    return out
 
 
 def requests(test: list[dict], n: int, seed: int = 0) -> list[dict]:

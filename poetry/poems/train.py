@@ -3,8 +3,11 @@
     python -m poetry.poems.train --out runs/poem [--epochs 8] [model.hidden=384 train.lr=1e-3]
     python -m poetry.poems.train --out runs/poem --export data/models/poem   # after training
 
-Source = `<form>` + theme, where the theme is the poem's cleaned title for half the poems and
-1-2 keywords drawn from the poem for the other half (so a one- or two-character theme works).
+Training reads the Tang and the Song training poems; validation and test are Tang (comparable
+with earlier releases). Sources (poetry/poems/format.py), a stable choice per poem:
+half are the title plus a plan of 1-4 of the poem's own line keywords (poetry/poems/planning.py)
+in line order, a quarter the title alone, a quarter 1-2 keywords drawn from the poem as the
+theme (so a one- or two-character theme works). Held-out splits use the title alone.
 Target = the poem with '，' and '。'. Rerunning the same command resumes from the checkpoint.
 """
 from __future__ import annotations
@@ -21,21 +24,28 @@ from shared.tokenizers import CharTokenizer, Tokenizer
 from shared.trainer import TrainConfig
 
 from . import data as poem_data
-from .format import FORM_TOKENS, source_text
+from .format import MAX_KEYWORDS, SPECIALS, source_text
+from .planning import Planner
 
 
 def training_source(poem: dict) -> str:
-    """Title for half of the poems, keywords for the other half: a stable choice per poem."""
-    h = int(hashlib.sha1(poem["id"].encode()).hexdigest()[:8], 16)
-    if h % 2 == 0 and poem.get("title"):
-        return source_text(poem["form"], poem["title"])
+    """Title + planned keywords (1/2), title (1/4), keywords as the theme (1/4): a stable
+    choice per poem."""
+    h = int(hashlib.sha1((poem["id"] + poem["body"]).encode()).hexdigest()[:8], 16)
     rng = random.Random(h)
+    title = poem.get("title")
+    planned = [(i, k) for i, k in enumerate(poem.get("keywords") or ()) if k]
+    if h % 4 < 2 and title and planned:
+        chosen = sorted(rng.sample(planned, rng.randint(1, min(MAX_KEYWORDS, len(planned)))))
+        return source_text(poem["form"], title, [k for _, k in chosen])
+    if h % 4 == 2 and title:
+        return source_text(poem["form"], title)
     return source_text(poem["form"], "".join(poem_data.keywords(poem, rng, k=rng.choice([1, 2]))))
 
 
 def build_tokenizer(train) -> CharTokenizer:
     texts = [p["body"] for p in train] + [p.get("title", "") for p in train]
-    return CharTokenizer.train(texts, specials=FORM_TOKENS, min_freq=2)
+    return CharTokenizer.train(texts, specials=SPECIALS, min_freq=2)
 
 
 def pairs(poems: list[dict], tok: Tokenizer, split: str = "train") -> list:
@@ -56,14 +66,17 @@ def default_model_config(vocab: int) -> Seq2SeqConfig:
 
 def train_config(epochs: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, warmup_steps=300,
-                       checkpoint_every=200, patience=2, max_tgt_len=64, max_src_len=16)
+                       checkpoint_every=200, patience=2, max_tgt_len=64, max_src_len=32)
 
 
 def card(train: list[dict], data: Path) -> dict:
     stats = json.loads((data / "stats.json").read_text())
-    return {"corpus": "npm chinese-poetry@2.0.1, quantangshi (Tang), regular forms",
-            "counts": stats.get("splits", stats),
-            "source": "<form> + theme (title or 1-2 keywords); target: poem with ，。",
+    return {"corpus": "npm chinese-poetry@2.0.1, quantangshi (Tang and Song), regular forms; "
+                      "validation and test: Tang",
+            "counts": {"tang": stats.get("splits", stats),
+                       "song": stats.get("song", {}).get("splits", {})},
+            "source": "<form> + theme (title or 1-2 keywords) [+ <kw> + planned keywords "
+                      "joined by ，]; target: poem with ，。",
             "note": "validation: per target token, punctuation and <eos> included; "
                     "python -m poetry.evaluate poem reports test perplexity per character "
                     "without them"}
@@ -71,17 +84,21 @@ def card(train: list[dict], data: Path) -> dict:
 
 def novelty_lines(data: Path, tmp: Path, tok=None, train=None) -> dict:
     """Files the rules need, shipped beside the model: every corpus line (lines.npz.xz, already
-    compressed), the repetition limits and the theme associations."""
+    compressed), the repetition limits, the theme associations and the planner."""
+    planner = Planner.load(Path(data) / "keywords.json")
+    (tmp / "keywords.json").write_text(Planner({}, planner.poems, planner.near).to_json(),
+                                       encoding="utf-8")     # generation needs the expansions
     return {"lines.npz.xz": poem_data.lines_path(data),
             "repetition.json": Path(data) / "repetition.json",
-            "themes.json": Path(data) / "themes.json"}
+            "themes.json": Path(data) / "themes.json",
+            "keywords.json": tmp / "keywords.json"}
 
 
 TASK = runs.TrainTask(
     name="poem", prog="python -m poetry.poems.train", doc=__doc__, data=poem_data.OUT,
     out="runs/poem", epochs=4, build_tokenizer=build_tokenizer,
     model_config=default_model_config, train_config=train_config, pairs=pairs, card=card,
-    extra_files=novelty_lines,
+    extra_files=novelty_lines, train_splits=("train", "train_song"),
     rebuild="python -m poetry.poems.data prepare && python -m poetry.poems.train --out runs/poem "
             "--threads 1 && python -m poetry.poems.train --out runs/poem --export "
             "data/models/poem")

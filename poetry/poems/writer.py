@@ -1,7 +1,12 @@
 """The poem writer: theme + form -> classical Chinese poems, used by the CLI, batch runs and app.
 
     writer = PoemWriter.load()                       # data/models/poem
-    writer.write("明月", form="qijue", n=2, seed=1)   # -> [{"theme", "form", "poem", "lines", "score"}]
+    writer.write("明月", form="qijue", n=2, seed=1)   # -> [{"theme", "form", "keywords", "poem",
+                                                     #      "lines", "score"}]
+    writer.write("秋夜", keywords="蟋蟀 砧声")         # plan given by the user
+
+Planning (poetry/poems/planning.py): unless the user gives keywords, every candidate samples
+its own 2-3 keywords expanded from the theme, and the model writes from theme + keywords.
 
 Form, rhyme, acrostic heads, opening lines, novelty and repetition limits are rules applied through the core's
 constraint hook while decoding (poetry/poems/rules.py), not retries. Each request samples
@@ -10,15 +15,19 @@ plus a bonus for characters tied to the theme (`rank_score`; shared/writer.py ra
 """
 from __future__ import annotations
 
+import random
+import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+from shared.cli import check_text
 from shared.decoding import GenerationConfig, derive_seed
 from shared.writer import Writer
 
-from .format import MAX_THEME, source_text
+from .format import KEYWORDS, MAX_KEYWORDS, MAX_THEME, source_text
+from .planning import Planner
 from .repetition import Limits
 from .rules import LineIndex, PoemSpec, make_spec, poem_rules
 from .themes import Associations
@@ -28,6 +37,7 @@ MAX_N = 20            # poems per request
 LINES = "lines.npz.xz"                 # the corpus lines (LineIndex) shipped beside the model
 REPETITION = "repetition.json"      # Limits shipped beside the model
 THEMES = "themes.json"              # Associations shipped beside the model
+PLANNER = "keywords.json"           # Planner shipped beside the model
 THEME_WEIGHT = 2.0    # rank = mean log-prob + 2 x theme share: over 240 poems / 30 themes (3
                       # candidates) the classifier's top-3 hit rate rose 0.29 -> 0.33 for 0.01
                       # nats of score; weight 5 gave 0.35 for 0.04 (poetry/poems/themes.py)
@@ -38,7 +48,7 @@ TOP_K = 40            # sample among the 40 likeliest characters: a top-p sort o
 def clean_theme(theme: str, known) -> str:
     """Keep the theme's known Chinese characters; warn about dropped ones (repairable);
     ValueError when nothing usable is left."""
-    theme = (theme or "").strip()
+    theme = check_text("" if theme is None else theme, "the theme").strip()
     if not theme:
         raise ValueError("the theme is empty; give one or more Chinese characters, e.g. 明月")
     cjk = [c for c in theme if is_cjk(c)]
@@ -56,10 +66,40 @@ def clean_theme(theme: str, known) -> str:
     return kept
 
 
+def clean_keywords(keywords, known) -> tuple[str, ...]:
+    """User keywords (a string split at spaces and commas, or a list) by the theme's rules:
+    unknown characters dropped with a warning, ValueError when nothing usable is left."""
+    if keywords is None:
+        return ()
+    if isinstance(keywords, str):
+        keywords = re.split(r"[\s,，、;；]+", keywords)
+    elif not isinstance(keywords, (list, tuple)) or not all(isinstance(k, str) for k in keywords):
+        raise ValueError(f"keywords must be a string or a list of strings, got {keywords!r}")
+    words = [k.strip() for k in keywords if k.strip()]
+    if not words:
+        return ()
+    kept = []
+    for w in words:
+        good = "".join(c for c in w if is_cjk(c) and known(c))[:4]
+        if not good:
+            warnings.warn(f"keyword {w!r} dropped: no Chinese character known to the model")
+        elif good != w:
+            warnings.warn(f"keyword {w!r} cut to {good!r} (known Chinese characters, at most 4)")
+        if good:
+            kept.append(good)
+    if not kept:
+        raise ValueError(f"no keyword of {keywords!r} has a character known to the model")
+    if len(kept) > MAX_KEYWORDS:
+        warnings.warn(f"only the first {MAX_KEYWORDS} keywords are used: {' '.join(kept[:4])}")
+    return tuple(dict.fromkeys(kept[:MAX_KEYWORDS]))
+
+
 @dataclass(frozen=True)
 class PoemRequest:
     theme: str                    # cleaned: known Chinese characters only
     spec: PoemSpec
+    keywords: tuple[str, ...] = ()    # the user's plan; else each candidate samples its own
+    plan: bool = True                 # expand the theme into keywords (when the model can)
 
 
 class PoemWriter(Writer):
@@ -68,32 +108,50 @@ class PoemWriter(Writer):
 
     def __init__(self, model, tokenizer, card: dict, lines: Optional[LineIndex] = None,
                  limits: Optional[Limits] = None, themes: Optional[Associations] = None,
-                 fp16: bool = True):
+                 planner: Optional[Planner] = None, fp16: bool = True):
         """`lines`: the corpus lines no poem may copy (None = no novelty rule); `limits`: how
         often a character may repeat or double in a poem (None = no such cap); `themes`: the
-        characters associated with theme characters, for ranking (None = model score only)."""
+        characters associated with theme characters, for ranking (None = model score only);
+        `planner`: expands themes into keywords (None, or a model trained without plans:
+        poems from the theme alone)."""
         super().__init__(model, tokenizer, card, fp16)
         self.lines, self.limits, self.themes = lines, limits, themes
+        self.planner = planner if KEYWORDS in tokenizer.specials else None
 
     @classmethod
     def extras(cls, model_dir: Path, novelty: bool = True, repetition: bool = True,
-               relevance: bool = True) -> dict:
+               relevance: bool = True, planning: bool = True) -> dict:
         path, rep, th = model_dir / LINES, model_dir / REPETITION, model_dir / THEMES
+        plan = model_dir / PLANNER
         return {"lines": LineIndex.load(path) if novelty and path.exists() else None,
                 "limits": Limits.load(rep) if repetition and rep.exists() else None,
-                "themes": Associations.load(th) if relevance and th.exists() else None}
+                "themes": Associations.load(th) if relevance and th.exists() else None,
+                "planner": Planner.load(plan) if planning and plan.exists() else None}
 
     # -- requests ------------------------------------------------------------------------
     def request(self, theme: str, form: str = "qijue", acrostic: Optional[str] = None,
-                start=None, rhyme: bool = True, tones: Optional[str] = None) -> PoemRequest:
+                start=None, rhyme: bool = True, tones: Optional[str] = None,
+                keywords=None, plan: bool = True) -> PoemRequest:
         """Validate one request. Raises ValueError on bad input."""
         spec = make_spec(form, acrostic=acrostic, start=start, rhyme=rhyme, tones=tones,
                          tokenizer=self.tok)
-        return PoemRequest(clean_theme(theme, lambda c: c in self.tok.stoi), spec)
+        known = lambda c: c in self.tok.stoi
+        words = clean_keywords(keywords, known)
+        if words and KEYWORDS not in self.tok.specials:
+            warnings.warn("this model was trained without keyword plans; keywords ignored")
+            words = ()
+        return PoemRequest(clean_theme(theme, known), spec, words, plan)
 
     # -- what the shared writer needs --------------------------------------------------------
+    def candidate(self, req: PoemRequest, seed: int) -> PoemRequest:
+        """A candidate's plan: the user's keywords, else 2-3 sampled from the theme."""
+        if req.keywords or not req.plan or self.planner is None:
+            return req
+        return replace(req, keywords=tuple(self.planner.expand(req.theme, random.Random(seed))))
+
     def source(self, req: PoemRequest) -> list[int]:
-        return self.tok.encode(source_text(req.spec.form, req.theme))
+        words = req.keywords if KEYWORDS in self.tok.specials else ()
+        return self.tok.encode(source_text(req.spec.form, req.theme, words))
 
     def rules(self, reqs: Sequence[PoemRequest], on: bool):
         return poem_rules(self.tok, [r.spec for r in reqs], self.lines,
@@ -112,26 +170,29 @@ class PoemWriter(Writer):
         return score + THEME_WEIGHT * self.themes.relevance(req.theme, text)
 
     def result(self, req: PoemRequest, text: str, score: float, rank: int) -> dict:
-        return {"theme": req.theme, "form": req.spec.form, "poem": text,
+        return {"theme": req.theme, "form": req.spec.form, "keywords": list(req.keywords),
+                "poem": text,
                 "lines": split_poem(text), "score": round(score, 4)}
 
     # -- the API -------------------------------------------------------------------------
     def write(self, theme: str, form: str = "qijue", n: int = 1, acrostic: Optional[str] = None,
               start=None, rhyme: bool = True, tones: Optional[str] = None,
               temperature: float = TEMPERATURE, seed: Optional[int] = None,
-              candidates: int = CANDIDATES, rules: bool = True) -> list[dict]:
-        """n poems on `theme`. Same seed, same poems. Raises ValueError on bad input."""
+              candidates: int = CANDIDATES, rules: bool = True, keywords=None,
+              plan: bool = True) -> list[dict]:
+        """n poems on `theme` (`keywords`: the plan, e.g. "蟋蟀 砧声"; `plan=False`: from the
+        theme alone). Same seed, same poems. Raises ValueError on bad input."""
         n = self.check_n(n)
-        req = self.request(theme, form, acrostic, start, rhyme, tones)
+        req = self.request(theme, form, acrostic, start, rhyme, tones, keywords, plan)
         job = (req, n, derive_seed(self.seed(seed), 0))
         return self.generate([job], temperature, candidates, rules)[0]
 
     def stream(self, theme: str, form: str = "qijue", acrostic: Optional[str] = None,
                start=None, rhyme: bool = True, tones: Optional[str] = None,
                temperature: float = TEMPERATURE, seed: Optional[int] = None,
-               candidates: int = CANDIDATES) -> Iterator[str]:
+               candidates: int = CANDIDATES, keywords=None, plan: bool = True) -> Iterator[str]:
         """The poem `write(..., n=1)` returns for the same request and seed, yielded as its
         growing text (the leading candidate's, while they are written)."""
-        req = self.request(theme, form, acrostic, start, rhyme, tones)
+        req = self.request(theme, form, acrostic, start, rhyme, tones, keywords, plan)
         yield from self.stream_job((req, 1, derive_seed(self.seed(seed), 0)), temperature,
                                    candidates)
