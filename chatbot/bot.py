@@ -11,10 +11,12 @@ sampled together (temperature, top-p within the top 50, a repetition penalty, no
 messages (BM25, chatbot/retrieval.py). All are re-ranked by
 
     log p(reply | context) / pieces  +  backward * log p(message | reply) / pieces
+                                     +  overlap * tfidf_cosine(message, reply)
 
 (the forward model and the backward model of chatbot/train.py; Li et al. 2016's MMI re-ranking,
-which favours replies that say something about the message over generic ones), with the weight
-tuned on validation (`rerank.json` beside the model). Candidates in the other language than the
+which favours replies that say something about the message over generic ones; the TF-IDF
+cosine of retrieval.py, ConvAI2's IR baseline), with the weights tuned on validation
+(`python -m chatbot.evaluate --tune` writes them into the card's "rerank"). Candidates in the other language than the
 message are dropped when any in its language exist. Each reply records where it came from:
 "source" is "generated" or "retrieved". Without the backward model and index (a bare model
 folder), replies rank by the forward score alone.
@@ -37,7 +39,8 @@ from .retrieval import Retrieval
 MAX_N = 10               # replies per request
 MAX_CHARS = 1000         # characters of one message kept (its end)
 RETRIEVED = 10           # retrieved candidates per request
-RERANK = {"backward": 0.5, "retrieved": 0.0}   # until rerank.json (tuned on validation) says
+RERANK = {"backward": 0.5, "overlap": 0.0, "retrieved": 0.0}   # until the card's "rerank"
+                                                               # (tuned on validation) says
 
 
 def is_chinese(text: str) -> bool:
@@ -185,10 +188,13 @@ class Bot(Writer):
         if self.backward is not None:
             message = self.tok.encode(turns[-1])[-MAX_TGT:]
             backward = teacher_forced(self.backward, [(r, message) for r in replies], bos, eos)
-        out = [{"reply": t, "score": round(f + w["backward"] * b
+        overlap = [self.index.similarity(turns[-1], t) if self.index is not None else 0.0
+                   for t in texts]
+        out = [{"reply": t, "score": round(f + w["backward"] * b + w["overlap"] * o
                                              + w["retrieved"] * (pool[t] == "retrieved"), 4),
-                "source": pool[t], "forward": round(f, 4), "backward": round(b, 4)}
-               for t, f, b in zip(texts, forward, backward)]
+                "source": pool[t], "forward": round(f, 4), "backward": round(b, 4),
+                "overlap": round(o, 4)}
+               for t, f, b, o in zip(texts, forward, backward, overlap)]
         return sorted(out, key=lambda x: -x["score"])[:n]
 
     # -- the API -------------------------------------------------------------------------

@@ -8,8 +8,9 @@ English (chitchat, chatterbot en) and Chinese (KdConv, chatterbot zh) test conve
 reported separately; persona conversations are training-only.
 * hits@1/20 (ConvAI2): each test context's true next turn among 19 true turns of other test
   contexts, ranked by the forward score log p(reply | context) / pieces, the backward score
-  log p(message | reply) / pieces, the bot's combined score, and a TF-IDF baseline (cosine of the
-  candidate's and the message's piece counts, idf from training turns: ConvAI2's IR baseline).
+  log p(message | reply) / pieces, the bot's combined score (both, plus the TF-IDF cosine), and
+  the TF-IDF baseline alone (cosine of the candidate's and the message's piece counts, idf from
+  training turns: ConvAI2's IR baseline).
 * Perplexity per piece of the true reply with its true context and with a random other one;
   for each language, the model's and a modified Kneser-Ney 4-gram's on the same pieces.
 * Replies of the default bot to `--contexts` test contexts per language: distinct-1/2 (words
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 import random
 import re
 import statistics
@@ -44,7 +44,8 @@ from .format import MAX_SRC, MAX_TGT, source_text
 from .train import pairs
 
 CANDIDATES = 20
-WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)   # backward weights tried by --tune
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 15.0)  # backward, tried by --tune
+OVERLAPS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)                     # TF-IDF cosine, the same
 
 
 def examples(data: Path, split: str, lang: str) -> list[tuple[list[str], str]]:
@@ -89,9 +90,8 @@ def ranking_scores(bot, exs, cands) -> dict[str, list[list[float]]]:
     if bot.backward is not None:
         b = pair_scores(bot.backward, tok, [(enc[c], tok.encode(turns[-1])[-MAX_TGT:])
                                             for (turns, _), cs in zip(exs, cands) for c in cs])
-    idf = bot_idf(bot)
-    tfidf = [cosine(tok.encode(turns[-1]), enc[c], idf) for (turns, _), cs in zip(exs, cands)
-             for c in cs]
+    tfidf = [bot.index.similarity(turns[-1], c) if bot.index is not None else 0.0
+             for (turns, _), cs in zip(exs, cands) for c in cs]
     k = CANDIDATES
 
     def rows(xs):
@@ -99,50 +99,39 @@ def ranking_scores(bot, exs, cands) -> dict[str, list[list[float]]]:
     return {"forward": rows(f), "backward": rows(b), "tfidf": rows(tfidf)}
 
 
-def bot_idf(bot) -> dict[int, float]:
-    """Piece idf over the retrieval index's messages (training turns)."""
-    if bot.index is None:
-        return {}
-    n = len(bot.index)
-    df = bot.index.indptr[1:] - bot.index.indptr[:-1]
-    return {i: math.log(1 + n / (1 + d)) for i, d in enumerate(df.tolist()) if d}
-
-
-def cosine(a: list[int], b: list[int], idf: dict[int, float]) -> float:
-    ca, cb = collections.Counter(a), collections.Counter(b)
-    dot = sum(ca[t] * cb[t] * idf.get(t, 0.0) ** 2 for t in ca if t in cb)
-    na = math.sqrt(sum((v * idf.get(t, 0.0)) ** 2 for t, v in ca.items()))
-    nb = math.sqrt(sum((v * idf.get(t, 0.0)) ** 2 for t, v in cb.items()))
-    return dot / (na * nb) if na and nb else 0.0
-
-
 def hits_at_1(rows: list[list[float]]) -> float:
     """Share of examples whose true candidate (index 0) scores strictly best."""
     return round(sum(r[0] > max(r[1:]) for r in rows) / max(len(rows), 1), 4)
 
 
-def combined(scores: dict, weight: float) -> list[list[float]]:
-    return [[f + weight * b for f, b in zip(fr, br)]
-            for fr, br in zip(scores["forward"], scores["backward"])]
+def combined(scores: dict, backward: float, overlap: float) -> list[list[float]]:
+    """The bot's score (bot.rerank) of every candidate: retrieved-or-not is no feature here,
+    every candidate being a true reply."""
+    return [[f + backward * b + overlap * o for f, b, o in zip(fr, br, orow)]
+            for fr, br, orow in zip(scores["forward"], scores["backward"], scores["tfidf"])]
 
 
 def ranking(bot, exs) -> dict:
     scores = ranking_scores(bot, exs, candidate_sets(exs))
-    w = bot.weights["backward"]
+    w = bot.weights
     return {"examples": len(exs), "forward": hits_at_1(scores["forward"]),
             "backward": hits_at_1(scores["backward"]) if bot.backward is not None else None,
-            "combined": hits_at_1(combined(scores, w)), "combined_weight": w,
+            "combined": hits_at_1(combined(scores, w["backward"], w["overlap"])),
+            "combined_weights": {k: w[k] for k in ("backward", "overlap")},
             "tfidf_baseline": hits_at_1(scores["tfidf"])}
 
 
 def tune(bot, data: Path, n: int = 400) -> dict:
-    """The backward weight with the best validation hits@1 (both languages pooled)."""
+    """The (backward, overlap) weights with the best validation hits@1 (both languages pooled;
+    ties go to the smaller weights)."""
     exs = sample(examples(data, "validation", "en"), n) + \
         sample(examples(data, "validation", "zh"), n // 2)
     scores = ranking_scores(bot, exs, candidate_sets(exs, seed=1))
-    by_weight = {w: hits_at_1(combined(scores, w)) for w in WEIGHTS}
-    best = max(WEIGHTS, key=lambda w: (by_weight[w], -w))
-    return {"validation_examples": len(exs), "hits_at_1_by_weight": by_weight, "best": best}
+    grid = {(b, o): hits_at_1(combined(scores, b, o)) for b in WEIGHTS for o in OVERLAPS}
+    best = max(grid, key=lambda k: (grid[k], -k[0], -k[1]))
+    return {"validation_examples": len(exs),
+            "hits_at_1": {f"backward={b} overlap={o}": h for (b, o), h in grid.items()},
+            "best": {"backward": best[0], "overlap": best[1]}}
 
 
 # -- perplexity --------------------------------------------------------------------------------
@@ -274,7 +263,7 @@ def main(argv=None) -> int:
                     "threads": torch.get_num_threads()}
     if args.tune:
         report["tuning"] = tune(bot, data)
-        bot.weights["backward"] = report["tuning"]["best"]
+        bot.weights.update(report["tuning"]["best"])
         card_path = Path(args.model or Bot.default_dir()) / "card.json"
         card = json.loads(card_path.read_text(encoding="utf-8"))
         card["rerank"] = {**bot.weights, "tuning": report["tuning"]}

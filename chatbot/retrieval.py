@@ -3,6 +3,7 @@
     index = Retrieval.build(pairs, tok)          # (message, reply) texts -> index
     index.save("retrieval.npz"); Retrieval.load("retrieval.npz")
     index.search("what kind of music do you like?", k=5)   # -> [(reply, bm25 score), ...]
+    index.similarity("do you like jazz?", "jazz, mostly")  # TF-IDF cosine, for re-ranking
 
 Terms are the chat model's SentencePiece pieces of the lower-cased text (one scheme for English
 and Chinese). The index
@@ -12,7 +13,9 @@ Pieces in more than MAX_DF of the messages are left out (they weigh little and c
 """
 from __future__ import annotations
 
+import collections
 import math
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -76,6 +79,24 @@ class Retrieval:
         with np.load(path, allow_pickle=False) as z:
             return cls(z["indptr"], z["docs"], z["weights"].astype(np.float32),
                        z["blob"].tobytes(), z["offsets"], tokenizer)
+
+    @cached_property
+    def idf(self) -> dict[int, float]:
+        """Piece idf over the indexed messages (pieces left out of the index weigh 0)."""
+        n = len(self)
+        df = (self.indptr[1:] - self.indptr[:-1]).tolist()
+        return {i: math.log(1 + n / (1 + d)) for i, d in enumerate(df) if d}
+
+    def similarity(self, message: str, reply: str) -> float:
+        """TF-IDF cosine of the two texts' lower-cased pieces (ConvAI2's IR baseline score):
+        how much a reply is about what the message says."""
+        idf = self.idf
+        ca = collections.Counter(self.tok.encode(message.lower()))
+        cb = collections.Counter(self.tok.encode(reply.lower()))
+        dot = sum(ca[t] * cb[t] * idf.get(t, 0.0) ** 2 for t in ca if t in cb)
+        na = math.sqrt(sum((v * idf.get(t, 0.0)) ** 2 for t, v in ca.items()))
+        nb = math.sqrt(sum((v * idf.get(t, 0.0)) ** 2 for t, v in cb.items()))
+        return dot / (na * nb) if na and nb else 0.0
 
     def search(self, message: str, k: int = 5) -> list[tuple[str, float]]:
         """The replies to the k training messages most like `message`, best first."""

@@ -121,8 +121,9 @@ def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
     assert report["replies_zh"]["contexts"] == 5 and 0 <= report["replies_en"]["bot"]["distinct_2"] <= 1
     assert report["identity"]["en"]["asked"] == 5 and report["speed"]["reply_p50_ms_batch1"] > 0
     tuned = json.loads((model / "card.json").read_text())["rerank"]
-    assert tuned["backward"] == report["tuning"]["best"] and Bot.load(model).weights == \
-        {"backward": tuned["backward"], "retrieved": tuned["retrieved"]}
+    best = report["tuning"]["best"]
+    assert (tuned["backward"], tuned["overlap"]) == (best["backward"], best["overlap"])
+    assert Bot.load(model).weights == {k: tuned[k] for k in ("backward", "overlap", "retrieved")}
 
 
 def test_retrieval_finds_the_reply_to_the_nearest_message(chat_model_dir, tmp_path):
@@ -135,6 +136,9 @@ def test_retrieval_finds_the_reply_to_the_nearest_message(chat_model_dir, tmp_pa
     assert len(index) == 4
     assert index.search("do you like music at all?", 1)[0][0] == "yes, jazz mostly."
     assert index.search("", 3) == [] and index.search("zzzz qqq", 3) == []
+    assert index.similarity("do you like music?", "Do you like MUSIC?") == pytest.approx(1.0)
+    assert index.similarity("do you like music?", "") == 0.0
+    assert 0 < index.similarity("do you like music?", "music is fine") < 1
 
 
 def test_replies_are_reranked_and_say_where_they_came_from(chat_rerank_dir):
@@ -144,10 +148,14 @@ def test_replies_are_reranked_and_say_where_they_came_from(chat_rerank_dir):
     assert {r["source"] for r in replies} <= {"generated", "retrieved"}
     assert "I am a tiny test bot." in [r["reply"] for r in replies]
     assert [r["score"] for r in replies] == sorted((r["score"] for r in replies), reverse=True)
-    for r in replies:
-        assert r["score"] == pytest.approx(r["forward"] + bot.weights["backward"] * r["backward"],
-                                           abs=2e-4)
     assert replies == bot.replies("what is your name?", n=10, seed=1)
+    bot.weights["overlap"] = 2.0
+    for r in bot.replies("what is your name?", n=10, seed=1):
+        w = bot.weights
+        assert r["score"] == pytest.approx(r["forward"] + w["backward"] * r["backward"]
+                                           + w["overlap"] * r["overlap"]
+                                           + w["retrieved"] * (r["source"] == "retrieved"),
+                                           abs=3e-4)
     assert list(bot.stream("what is your name?", seed=3))[-1] == \
         bot.reply("what is your name?", seed=3)
     assert Bot.load(chat_rerank_dir, rerank=False).backward is None
