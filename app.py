@@ -4,7 +4,8 @@
 
 Models load once per process, on first use. Every action is a named API endpoint that
 `gradio_client` can call: /chat (the tab's conversation), /reply (a whole conversation
-in, the next turn out), /write_poems, /write_tunes, /run_batch, /model_info.
+in, the next turn out), /write_poems, /write_tunes, /run_batch, /model_info. The same server
+answers OpenAI clients at /v1/chat/completions and /v1/models (chatbot/openai_api.py).
 Bad input shows one clear message (gr.Error), never a traceback.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from chatbot import cli as chat_cli
+from chatbot import openai_api
 from chatbot.bot import Bot
 from poetry.poems import MAX_N as MAX_POEMS
 from poetry.poems import PoemWriter
@@ -249,7 +251,15 @@ def main(argv=None) -> None:
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
     ap.add_argument("--port", type=int, default=7860)
     args = ap.parse_args(argv)
-    build_app().launch(server_name=args.host, server_port=args.port)
+    import uvicorn
+    uvicorn.run(server(), host=args.host, port=args.port)
+
+
+def server(**dirs):
+    """The whole server: the OpenAI-compatible /v1 routes (chatbot/openai_api.py) with the
+    Gradio app mounted beside them on one FastAPI app. `dirs` go to build_app."""
+    api = openai_api.create_app(lambda: writer("chat"))
+    return gr.mount_gradio_app(api, build_app(**dirs), path="/")
 
 
 if __name__ == "__main__":
