@@ -95,10 +95,13 @@ def reply(conversation: list[str], temperature: float = 0.8, seed: str = "") -> 
 
 
 def _show_poems(poems: list[dict]) -> str:
-    def plan(p):
-        return f" · 关键词 {' '.join(p['keywords'])}" if p.get("keywords") else ""
-    return "\n\n".join(p["poem"].replace("。", "。\n").replace("，", "，\n").strip()
-                        + f"\n(score {p['score']:.3f}{plan(p)})" for p in poems)
+    """Each poem under a title line (明月 · 七绝), one verse per line, then its plan and score."""
+    def one(p):
+        plan = f"关键词 {' '.join(p['keywords'])} · " if p.get("keywords") else ""
+        verses = "\n".join(line + ("，" if i % 2 == 0 else "。")
+                           for i, line in enumerate(p["lines"]))
+        return f"{p['theme']} · {FORMS[p['form']].zh}\n{verses}\n({plan}score {p['score']:.3f})"
+    return "\n\n".join(one(p) for p in poems)
 
 
 def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
@@ -187,8 +190,8 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     theme = gr.Textbox(label="Theme 主题", value="明月", max_length=40)
                     form = gr.Dropdown(FORM_CHOICES, value="qijue", label="Form 体裁")
                     n = gr.Slider(1, MAX_POEMS, value=1, step=1, label="Poems")
-                    acrostic = gr.Textbox(label="Acrostic 藏头 (one character per line)")
-                    start = gr.Textbox(label="Opening line(s) 首句")
+                    acrostic = gr.Textbox(value="", label="Acrostic 藏头 (one character per line)")
+                    start = gr.Textbox(value="", label="Opening line(s) 首句")
                     keywords = gr.Textbox(
                         value="", max_length=40,
                         label="Keywords 关键词 (empty = planned from the theme)")
@@ -201,9 +204,14 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                 with gr.Column():
                     poem_out = gr.Textbox(label="Poems", lines=14)
                     poem_notes = gr.Markdown()
-            go.click(write_poems, [theme, form, n, acrostic, start, rhyme, strict, temperature,
-                                   seed, keywords], [poem_out, poem_notes],
-                     api_name="write_poems")
+            poem_inputs = [theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
+                           keywords]
+            go.click(write_poems, poem_inputs, [poem_out, poem_notes], api_name="write_poems")
+            gr.Examples([["明月", "qijue", 1, "", "", True, False, 0.8, "1", ""],
+                         ["秋夜", "wulv", 1, "", "", True, False, 0.8, "2", "蟋蟀 砧声"],
+                         ["春", "wujue", 1, "春夏秋冬", "", True, False, 0.8, "3", ""],
+                         ["送别", "qilv", 2, "", "", True, False, 0.8, "4", ""]],
+                        poem_inputs, label="Examples 示例")
         with gr.Tab("Tunes 曲"):
             with gr.Row():
                 with gr.Column():
@@ -213,7 +221,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                                          value="jig", label="Rhythm")
                     tform = gr.Dropdown([("(the rhythm's usual form)", "")] + list(TUNE_FORMS),
                                         value="", label="Form (AABB: two repeated 8-bar parts)")
-                    tstart = gr.Textbox(label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
+                    tstart = gr.Textbox(value="", label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
                     tn = gr.Slider(1, MAX_TUNES, value=1, step=1, label="Tunes")
                     ttemp = gr.Slider(0.5, 1.5, value=1.0, step=0.05, label="Temperature")
                     tseed = gr.Textbox(value="", label="Seed (empty = random)")
@@ -223,8 +231,13 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     score = gr.HTML(label="Score")
                     audio = gr.Audio(label="Listen", type="numpy")
                     abc_file = gr.File(label="Download ABC")
-            tgo.click(write_tunes, [meter, key, rhythm, tstart, tn, ttemp, tseed, tform],
-                      [abc_out, score, audio, abc_file], api_name="write_tunes")
+            tune_inputs = [meter, key, rhythm, tstart, tn, ttemp, tseed, tform]
+            tgo.click(write_tunes, tune_inputs, [abc_out, score, audio, abc_file],
+                      api_name="write_tunes")
+            gr.Examples([["6/8", "Dmaj", "jig", "", 1, 1.0, "1", ""],
+                         ["4/4", "Gmaj", "reel", "", 1, 1.0, "2", "AABB"],
+                         ["3/4", "Gmaj", "song", "", 1, 1.0, "3", ""]],
+                        tune_inputs, label="Examples")
         with gr.Tab("Batch 批量"):
             gr.Markdown("One message per line or JSONL conversations (chat), one theme per "
                         "line (poems) or JSONL settings (tunes); the result is a JSONL file "

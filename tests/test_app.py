@@ -30,6 +30,9 @@ def client(poem_model_dir, chat_model_dir):
 def test_write_poems_endpoint(client):
     text, notes = client.predict("明月", "wujue", 2, "", "", True, False, 0.8, "1",
                                  api_name="/write_poems")
+    assert client.predict("明月", api_name="/write_poems")[0].startswith("明月 · 七绝\n")
+    assert client.predict(theme="春", form="wujue", seed="2", keywords="春风",
+                          api_name="/write_poems")[0].startswith("春 · 五绝\n")
     poems = [p for p in text.split("\n\n") if p.strip()]
     assert len(poems) == 2 and all("score" in p for p in poems)
     assert notes == ""
@@ -40,10 +43,11 @@ def test_streaming_partials_grow(client):
                         api_name="/write_poems")
     job.result()
     partials = [o[0] for o in job.outputs()]
-    assert len(partials) > 5 and partials[-1].startswith("春")
-    # the poem that streamed in is the poem shown at the end
-    shown = partials[-1].split("\n(score")[0].replace("\n", "")
-    assert partials[-2] == shown
+    title, *verses, score = partials[-1].split("\n")
+    assert len(partials) > 5 and title == "秋思 · 五绝" and score.startswith("(")
+    assert len(verses) == 4 and verses[0].startswith("春") and verses[0].endswith("，")
+    # the poem that streamed in is the poem shown at the end, one verse per line
+    assert partials[-2] == "".join(verses)
 
 
 def test_bad_input_is_one_clear_message(client):
