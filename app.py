@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -137,16 +139,37 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form=""):
         raise _user_error(e) from None
     abc = "\n\n".join(t["abc"] for t in tunes)
     first = tunes[0]["abc"]
-    out = Path(tempfile.mkdtemp(prefix="shiyu-tune-")) / "tune.abc"
+    out = scratch("tunes.abc")
     out.write_text(abc, encoding="utf-8")
     return abc, to_svg(first), to_wav(first), str(out)
+
+
+SCRATCH_AGE = 600      # seconds a download stays: Gradio copies it to its cache on return, and
+                       # Blocks(delete_cache=...) removes those copies on the same schedule
+
+
+@lru_cache(maxsize=None)
+def _scratch_root() -> Path:
+    return Path(tempfile.mkdtemp(prefix="shiyu-"))
+
+
+def scratch(name: str) -> Path:
+    """A fresh path `<one folder per process>/<n>/<name>` for a file to download; folders
+    older than SCRATCH_AGE are removed first, so the app's own files stay bounded."""
+    root = _scratch_root()
+    now = time.time()
+    for d in root.iterdir():
+        if now - d.stat().st_mtime > SCRATCH_AGE:
+            shutil.rmtree(d, ignore_errors=True)
+    d = Path(tempfile.mkdtemp(dir=root))
+    return d / name
 
 
 def run_batch(file, task, form, n, seed):
     """The task's batch convention, in this process with the loaded writer."""
     if file is None:
         raise gr.Error("upload a file: one theme per line, or JSONL items")
-    out = Path(tempfile.mkdtemp(prefix="shiyu-batch-")) / f"{task}s.jsonl"
+    out = scratch(f"{task}s.jsonl")
     run = {"chat": chat_cli.batch, "poem": poem_cli.batch, "tune": tune_cli.batch}[task]
     options = {"form": form} if task == "poem" else {}
     try:
@@ -172,7 +195,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
     """The Blocks app; each *_dir overrides that task's shipped model folder."""
     for task, d in (("chat", chat_dir), ("poem", poem_dir), ("tune", tune_dir)):
         MODEL_DIRS[task] = Path(d) if d else None
-    with gr.Blocks(title="Shiyu 诗语") as demo:
+    with gr.Blocks(title="Shiyu 诗语", delete_cache=(SCRATCH_AGE, SCRATCH_AGE)) as demo:
         gr.Markdown("# Shiyu 诗语\nChat, classical Chinese poems and folk tunes from one "
                     "LSTM seq2seq core, trained on public corpora, running on a CPU.")
         with gr.Tab("Chat 聊天"):

@@ -1,6 +1,7 @@
 """The app as a user's script sees it: launched on loopback, called through gradio_client."""
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,18 @@ def test_message_text_from_content_blocks():
     assert _text([{"type": "text", "text": "hello"}, {"type": "text", "text": "there"}]) == \
         "hello there"
     assert _text("hi") == "hi" and _text(None) == ""
+
+
+def test_download_files_are_bounded(monkeypatch):
+    """Every /write_tunes call left a folder behind (476 calls, 1.6 GB): now files older than
+    SCRATCH_AGE go when the next one is made, and Gradio's cache copies on the same schedule."""
+    import os
+    import app
+    first = app.scratch("tunes.abc")
+    first.write_text("x")
+    old = time.time() - app.SCRATCH_AGE - 5
+    os.utime(first.parent, (old, old))
+    second = app.scratch("tunes.abc")
+    assert not first.parent.exists() and second.parent.exists()
+    assert second.parent.parent == first.parent.parent == app._scratch_root()
+    assert app.build_app().delete_cache == (app.SCRATCH_AGE, app.SCRATCH_AGE)
