@@ -165,10 +165,32 @@ def scratch(name: str) -> Path:
     return d / name
 
 
-def run_batch(file, task, form, n, seed):
-    """The task's batch convention, in this process with the loaded writer."""
+MAX_UPLOAD_MB = 2       # a batch upload: at most 2 MB (Gradio refuses bigger uploads too)
+MAX_ITEMS = 1000        # and at most 1,000 items (lines) per batch in the app
+
+
+def _upload(file) -> Path:
+    """The uploaded batch file, checked: it must lie in Gradio's upload folder (a client cannot
+    point the server at its own files), hold at most MAX_UPLOAD_MB and MAX_ITEMS lines."""
     if file is None:
         raise gr.Error("upload a file: one theme per line, or JSONL items")
+    path = Path(str(file)).resolve()
+    uploads = Path(gr.utils.get_upload_folder()).resolve()
+    if uploads not in path.parents or not path.is_file():
+        raise gr.Error("the batch file must be uploaded through the app")
+    if path.stat().st_size > MAX_UPLOAD_MB << 20:
+        raise gr.Error(f"the file is over {MAX_UPLOAD_MB} MB; split it, or use the batch CLI")
+    with open(path, "rb") as f:
+        lines = sum(1 for _ in f)
+    if lines > MAX_ITEMS:
+        raise gr.Error(f"the file has {lines} lines; the app takes {MAX_ITEMS} at most "
+                       "(the batch CLI takes any number)")
+    return path
+
+
+def run_batch(file, task, form, n, seed):
+    """The task's batch convention, in this process with the loaded writer."""
+    file = _upload(file)
     out = scratch(f"{task}s.jsonl")
     run = {"chat": chat_cli.batch, "poem": poem_cli.batch, "tune": tune_cli.batch}[task]
     options = {"form": form} if task == "poem" else {}
@@ -295,7 +317,8 @@ def server(**dirs):
     """The whole server: the OpenAI-compatible /v1 routes (chatbot/openai_api.py) with the
     Gradio app mounted beside them on one FastAPI app. `dirs` go to build_app."""
     api = openai_api.create_app(lambda: writer("chat"))
-    return gr.mount_gradio_app(api, build_app(**dirs), path="/")
+    return gr.mount_gradio_app(api, build_app(**dirs), path="/",
+                               max_file_size=f"{MAX_UPLOAD_MB}mb")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import socket
 import time
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
 
@@ -124,3 +125,23 @@ def test_download_files_are_bounded(monkeypatch):
     assert not first.parent.exists() and second.parent.exists()
     assert second.parent.parent == first.parent.parent == app._scratch_root()
     assert app.build_app().delete_cache == (app.SCRATCH_AGE, app.SCRATCH_AGE)
+
+
+def test_batch_uploads_are_capped_and_must_be_uploads(client, tmp_path):
+    """SECURITY.md: a server path is refused, and so are files over the line or size caps."""
+    import app
+    with pytest.raises(gr.Error, match="uploaded through the app"):
+        app.run_batch("/etc/passwd", "poem", "wujue", 1, 0)
+    many = tmp_path / "many.txt"
+    many.write_text("明月\n" * (app.MAX_ITEMS + 1), encoding="utf-8")
+    with pytest.raises(Exception, match="1000 at most"):
+        client.predict(handle_file(str(many)), "poem", "wujue", 1, 0, api_name="/run_batch")
+    big = tmp_path / "big.txt"
+    big.write_text("明" * ((app.MAX_UPLOAD_MB << 20) // 3 + 10), encoding="utf-8")
+    with pytest.raises(Exception, match="over 2 MB"):
+        client.predict(handle_file(str(big)), "poem", "wujue", 1, 0, api_name="/run_batch")
+    code = tmp_path / "code.txt"            # parsed as text, never run
+    code.write_text("__import__('os').system('touch /tmp/shiyu-pwned')\n", encoding="utf-8")
+    path, summary = client.predict(handle_file(str(code)), "poem", "wujue", 1, 0,
+                                   api_name="/run_batch")
+    assert summary == "1 items, 1 with errors" and not Path("/tmp/shiyu-pwned").exists()
