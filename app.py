@@ -212,6 +212,40 @@ def model_info():
     return {task: _card(task) for task in WRITERS}
 
 
+def model_table(task: str, card: dict) -> str:
+    """A model card as a readable table: what it learned from, its size, how well it does."""
+    if "error" in card:
+        return f"### {task}\n{card['error']}"
+    m, t = card.get("model", {}), card.get("train", {})
+    val = card.get("validation", {})
+    rows = [("corpus", card.get("corpus", "")),
+            ("how it works", card.get("source", "")),
+            ("network", f"{m.get('cell', '?').upper()} seq2seq, emb {m.get('emb_dim')}, hidden "
+                        f"{m.get('hidden')}, {m.get('enc_layers')}-layer "
+                        f"{'bidirectional ' if m.get('bidirectional') else ''}encoder, "
+                        f"{m.get('dec_layers')}-layer decoder, vocabulary {m.get('tgt_vocab')}"),
+            ("parameters", f"{card.get('parameters', 0):,} ({card.get('weights_dtype', '')})"),
+            ("training", f"{t.get('epochs')} epochs, {card.get('steps', 0):,} steps of "
+                         f"{t.get('batch_size')}, {card.get('train_wall_time_min', '?')} min; "
+                         f"{card.get('hardware', '')}"),
+            ("validation perplexity", f"{val.get('ppl', float('nan')):.1f} per token"),
+            ("rebuild", f"`{card.get('rebuild', '')}`")]
+    body = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
+    return f"### {task}\n| | |\n| --- | --- |\n{body}"
+
+
+def curves(cards: dict) -> tuple:
+    """Validation perplexity per epoch and the gradient norm before clipping per step, of
+    every model whose card has them, as data frames for gr.LinePlot."""
+    import pandas as pd
+    val = [{"epoch": r["epoch"] + 1, "perplexity": r["val_ppl"], "model": task}
+           for task, c in cards.items() for r in c.get("history", []) if "val_ppl" in r]
+    grad = [{"step": r["step"], "gradient norm": r["grad_norm"], "model": task}
+            for task, c in cards.items() for r in c.get("curve", []) if "grad_norm" in r]
+    return (pd.DataFrame(val, columns=["epoch", "perplexity", "model"]),
+            pd.DataFrame(grad, columns=["step", "gradient norm", "model"]))
+
+
 def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = None,
               chat_dir: str | Path | None = None) -> gr.Blocks:
     """The Blocks app; each *_dir overrides that task's shipped model folder."""
@@ -297,8 +331,20 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
             bgo.click(run_batch, [bfile, btask, bform, bn, bseed], [bout, bsum],
                       api_name="run_batch")
         with gr.Tab("Models"):
-            info = gr.JSON(label="Model cards")
-            gr.Button("Show").click(model_info, None, info, api_name="model_info")
+            cards = model_info()
+            with gr.Row():
+                for task, card in cards.items():
+                    gr.Markdown(model_table(task, card))
+            val, grad = curves(cards)
+            with gr.Row():
+                gr.LinePlot(val, x="epoch", y="perplexity", color="model",
+                            title="Validation perplexity per epoch")
+                gr.LinePlot(grad, x="step", y="gradient norm", color="model",
+                            title="Gradient norm before clipping (clip at 1.0)")
+            with gr.Accordion("Model cards (JSON)", open=False):
+                info = gr.JSON(cards, label="Model cards")
+            gr.Button("Reload cards", size="sm").click(model_info, None, info,
+                                                      api_name="model_info")
     demo.queue(max_size=32, default_concurrency_limit=1)
     return demo
 

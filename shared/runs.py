@@ -214,6 +214,9 @@ def load_best(model: Seq2Seq, run: str | Path) -> None:
     load_state(model, load_file(str(path)))
 
 
+CURVE_POINTS = 200     # training-curve points kept in a model card
+
+
 def card_facts(run: str | Path, train_seconds: float | None = None,
                schedule_note: str | None = None) -> dict:
     """What the run folder knows for a model card: configs, validation history, wall time."""
@@ -225,9 +228,15 @@ def card_facts(run: str | Path, train_seconds: float | None = None,
     argv = record.get("argv", [])
     threads = record.get("threads") or (argv[argv.index("--threads") + 1]
                                         if "--threads" in argv[:-1] else "default")
+    steps = [r for r in log if "grad_norm" in r]
+    every = max(1, -(-len(steps) // CURVE_POINTS))
     return {"model": record["model"], "train": record["train"],
             "history": [{k: r[k] for k in ("epoch", "step", "val_nll", "val_ppl")}
                         for r in log if "val_nll" in r],
+            # the training curve (loss, and the gradient norm before clipping), for the app
+            "curve": [{k: round(r[k], 4) if isinstance(r[k], float) else r[k]
+                       for k in ("step", "loss", "grad_norm", "lr") if k in r}
+                      for r in steps[::every]],
             "steps": max((r.get("step", 0) for r in log), default=0),
             "train_wall_time_min": round(seconds / 60, 1),
             "hardware": f"{record.get('hardware', hardware())}; "

@@ -145,3 +145,17 @@ def test_batch_uploads_are_capped_and_must_be_uploads(client, tmp_path):
     path, summary = client.predict(handle_file(str(code)), "poem", "wujue", 1, 0,
                                    api_name="/run_batch")
     assert summary == "1 items, 1 with errors" and not Path("/tmp/shiyu-pwned").exists()
+
+
+def test_models_tab_tables_and_curves():
+    import app
+    card = {"corpus": "c", "source": "a|b", "model": {"cell": "lstm", "hidden": 8}, "train":
+            {"epochs": 2, "batch_size": 4}, "validation": {"ppl": 12.34}, "parameters": 99,
+            "history": [{"epoch": 0, "val_ppl": 20.0}, {"epoch": 1, "val_ppl": 12.3}],
+            "curve": [{"step": 50, "grad_norm": 2.5}, {"step": 100, "grad_norm": 0.9}]}
+    table = app.model_table("poem", card)
+    assert "| validation perplexity | 12.3 per token |" in table and "a/b" in table
+    val, grad = app.curves({"poem": card, "tune": {"history": []}})
+    assert val["perplexity"].tolist() == [20.0, 12.3] and val["epoch"].tolist() == [1, 2]
+    assert grad["gradient norm"].tolist() == [2.5, 0.9] and set(grad["model"]) == {"poem"}
+    assert app.model_table("chat", {"error": "x is missing"}).endswith("x is missing")
