@@ -277,7 +277,8 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     with gr.Row():
                         rhyme = gr.Checkbox(value=True, label="Rhyme 押韵")
                         strict = gr.Checkbox(value=False, label="Strict 平仄")
-                    temperature = gr.Slider(0.3, 1.5, value=0.8, step=0.05, label="Temperature")
+                    temperature = gr.Slider(0.3, 1.5, value=PoemWriter.TEMPERATURE, step=0.05,
+                                            label="Temperature")
                     seed = gr.Textbox(value="", label="Seed (empty = random)")
                     go = gr.Button("Write 作诗", variant="primary")
                 with gr.Column():
@@ -286,10 +287,11 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
             poem_inputs = [theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
                            keywords]
             go.click(write_poems, poem_inputs, [poem_out, poem_notes], api_name="write_poems")
-            gr.Examples([["明月", "qijue", 1, "", "", True, False, 0.8, "1", ""],
-                         ["秋夜", "wulv", 1, "", "", True, False, 0.8, "2", "蟋蟀 砧声"],
-                         ["春", "wujue", 1, "春夏秋冬", "", True, False, 0.8, "3", ""],
-                         ["送别", "qilv", 2, "", "", True, False, 0.8, "4", ""]],
+            T = PoemWriter.TEMPERATURE
+            gr.Examples([["明月", "qijue", 1, "", "", True, False, T, "1", ""],
+                         ["秋夜", "wulv", 1, "", "", True, False, T, "2", "蟋蟀 砧声"],
+                         ["春", "wujue", 1, "春夏秋冬", "", True, False, T, "3", ""],
+                         ["送别", "qilv", 2, "", "", True, False, T, "4", ""]],
                         poem_inputs, label="Examples 示例")
         with gr.Tab("Tunes 曲"):
             with gr.Row():

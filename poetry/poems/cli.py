@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
     rules = p.add_argument_group("rules and sampling")
     rules.add_argument("--no-rhyme", action="store_true", help="do not force the rhyme")
     rules.add_argument("--tones", choices=["strict"], help="enforce a 平仄 pattern (modern tones)")
-    rules.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
+    rules.add_argument("--temperature", type=float, default=None,
+                       help="sampling temperature (default 0.7)")
     rules.add_argument("--seed", type=int, default=None, help="same seed, same poems")
     io = p.add_argument_group("input and output")
     io.add_argument("--format", choices=["text", "jsonl"], default="text")
@@ -83,7 +84,7 @@ def run_poem_batch(args) -> int:
 
 
 def batch(writer, input, output, form: str = "qijue", n: int = 1, acrostic=None, start=None,
-          rhyme: bool = True, tones=None, temperature: float = 0.8, seed: int = 0,
+          rhyme: bool = True, tones=None, temperature: float | None = None, seed: int = 0,
           progress: bool = True, keywords=None) -> dict:
     """The batch convention (shared/batch.py) for poems: item fields override these defaults."""
     def make_job(i: int, item: dict):
