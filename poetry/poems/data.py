@@ -32,6 +32,7 @@ from typing import Iterator
 from shared.data import SPLITS, read_jsonl, write_jsonl, write_text
 from shared.data import split_of as shared_split
 
+from .format import prepared
 from .novelty import LineIndex
 from .planning import FUNCTION as _FUNCTION
 from .planning import Planner
@@ -296,10 +297,7 @@ def load_dataset(out: Path = OUT):
 
 
 def lines_path(out: Path = OUT) -> Path:
-    path = Path(out) / "lines.npz.xz"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data prepare`")
-    return path
+    return prepared(Path(out) / "lines.npz.xz")
 
 
 def readme_section(stats: dict) -> str:

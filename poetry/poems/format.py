@@ -5,6 +5,7 @@ keywords separated by '，', e.g. `<qijue>秋夜<kw>蟋蟀，砧声`; target = t
 odd lines and '。' after even lines, then <eos>."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from .verse import FORMS
@@ -19,3 +20,13 @@ MAX_KEYWORDS = 4          # planned keywords in one source
 def source_text(form: str, theme: str, keywords: Sequence[str] = ()) -> str:
     plan = f"{KEYWORDS}{'，'.join(keywords)}" if keywords else ""
     return f"<{form}>{theme}{plan}"
+
+
+def prepared(path: str | Path) -> Path:
+    """A file `python -m poetry.poems.data prepare` writes (and a model ships): its path, or
+    FileNotFoundError naming the command."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data prepare` "
+                                f"(it writes {path.name})")
+    return path

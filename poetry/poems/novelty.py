@@ -23,6 +23,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .format import prepared
+
 HASH_BITS = 26
 
 
@@ -57,10 +59,7 @@ class LineIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> "LineIndex":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data "
-                                    f"prepare` (it writes lines.npz.xz)")
+        path = prepared(path)
         try:
             raw = lzma.decompress(path.read_bytes())
         except lzma.LZMAError as e:

@@ -22,6 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .format import prepared
+
 MIN_DF = 20            # a keyword word occurs in at least this many training poems
 NEAR_DF = 50           # ... and an expansion word in at least this many
 MIN_TITLES = 30        # a title character (or 2-character title word) is expanded when at
@@ -126,10 +128,7 @@ class Planner:
 
     @classmethod
     def load(cls, path: str | Path) -> "Planner":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data "
-                                    f"prepare` (it writes keywords.json)")
+        path = prepared(path)
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(data["df"], data["poems"], {t: [tuple(x) for x in v]
                                                for t, v in data["near"].items()})

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .format import prepared
 from .verse import FORMS, form_of, level_rhyme_groups, rhyme_positions, shared_rhyme
 
 RATE = 0.04           # a limit is what at most 4 % of real poems exceed (see Limits.from_poems)
@@ -110,10 +111,7 @@ class Limits:
 
     @classmethod
     def load(cls, path: str | Path) -> "Limits":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data "
-                                    f"prepare` (it writes repetition.json)")
+        path = prepared(path)
         d = json.loads(path.read_text(encoding="utf-8"))
         return cls({k: int(v) for k, v in d["cap"].items()},
                    {k: int(v) for k, v in d["max_doubles"].items()}, frozenset(d["doubled"]),

@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .format import prepared
+
 THEMES: dict[str, tuple[str, ...]] = {
     "春": ("春",), "夏": ("夏",), "秋": ("秋",), "冬": ("冬",), "月": ("月",), "雪": ("雪",),
     "雨": ("雨",), "风": ("风",), "花": ("花",), "柳": ("柳",), "梅": ("梅",), "菊": ("菊",),
@@ -99,8 +101,5 @@ class Associations:
 
     @classmethod
     def load(cls, path: str | Path) -> "Associations":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing; run `python -m poetry.poems.data "
-                                    f"prepare` (it writes themes.json)")
+        path = prepared(path)
         return cls(json.loads(path.read_text(encoding="utf-8")))
