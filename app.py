@@ -32,6 +32,7 @@ from poetry.tunes import MAX_N as MAX_TUNES
 from poetry.tunes import TuneWriter
 from poetry.tunes import cli as tune_cli
 from poetry.tunes.abc import METERS
+from poetry.tunes.render import TEMPO
 from poetry.tunes.rules import FORMS as TUNE_FORMS
 from poetry.tunes.writer import known_rhythms
 
@@ -127,21 +128,32 @@ def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, see
     yield _show_poems(poems), "\n".join(f"⚠ {m}" for m in notes)
 
 
-def write_tunes(meter, key, rhythm, start, n, temperature, seed, form=""):
-    """`form`: AABB, AB or free; empty = the rhythm's usual form."""
-    from poetry.tunes.render import to_svg, to_wav
+def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=120):
+    """`form`: AABB, AB or free; empty = the rhythm's usual form. `tempo`: quarter notes a
+    minute, written into the ABC (Q:) and played by the MIDI and the audio. Returns the ABC, a
+    score of every tune (scaled to the column), the first tune's audio, and the downloads
+    (the ABC and one MIDI file a tune)."""
+    from poetry.tunes.render import fit_width, to_midi, to_svg, to_wav, with_tempo
     try:
         tunes = writer("tune").write(meter=meter, key=key, rhythm=rhythm or None,
                                      start=start or None, n=int(n),
                                      temperature=float(temperature), seed=_seed(seed),
                                      form=form or None)
-    except ValueError as e:
+        abcs = [with_tempo(t["abc"], int(tempo)) for t in tunes]
+    except (ValueError, TypeError) as e:
         raise _user_error(e) from None
-    abc = "\n\n".join(t["abc"] for t in tunes)
-    first = tunes[0]["abc"]
+    abc = "\n\n".join(abcs)
     out = scratch("tunes.abc")
     out.write_text(abc, encoding="utf-8")
-    return abc, to_svg(first), to_wav(first), str(out)
+    files = [str(out)]
+    for i, a in enumerate(abcs, 1):
+        midi = out.parent / f"tune-{i}.mid"
+        midi.write_bytes(to_midi(a))
+        files.append(str(midi))
+    label = (lambda i: f"<p><b>Tune {i}</b>{' (the one you hear)' if i == 1 else ''}</p>"
+             if len(abcs) > 1 else "")
+    score = "".join(label(i) + fit_width(to_svg(a)) for i, a in enumerate(abcs, 1))
+    return abc, score, to_wav(abcs[0]), files
 
 
 SCRATCH_AGE = 600      # seconds a download stays: Gradio copies it to its cache on return, and
@@ -305,19 +317,21 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     tstart = gr.Textbox(value="", label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
                     tn = gr.Slider(1, MAX_TUNES, value=1, step=1, label="Tunes")
                     ttemp = gr.Slider(0.5, 1.5, value=1.0, step=0.05, label="Temperature")
+                    ttempo = gr.Slider(*TEMPO, value=120, step=1,
+                                       label="Tempo (quarter notes a minute)")
                     tseed = gr.Textbox(value="", label="Seed (empty = random)")
                     tgo = gr.Button("Compose 作曲", variant="primary")
                 with gr.Column():
                     abc_out = gr.Code(label="ABC")
                     score = gr.HTML(label="Score")
                     audio = gr.Audio(label="Listen", type="numpy")
-                    abc_file = gr.File(label="Download ABC")
-            tune_inputs = [meter, key, rhythm, tstart, tn, ttemp, tseed, tform]
+                    abc_file = gr.File(label="Download ABC and MIDI", file_count="multiple")
+            tune_inputs = [meter, key, rhythm, tstart, tn, ttemp, tseed, tform, ttempo]
             tgo.click(write_tunes, tune_inputs, [abc_out, score, audio, abc_file],
                       api_name="write_tunes")
-            gr.Examples([["6/8", "Dmaj", "jig", "", 1, 1.0, "1", ""],
-                         ["4/4", "Gmaj", "reel", "", 1, 1.0, "2", "AABB"],
-                         ["3/4", "Gmaj", "song", "", 1, 1.0, "3", ""]],
+            gr.Examples([["6/8", "Dmaj", "jig", "", 1, 1.0, "1", "", 120],
+                         ["4/4", "Gmaj", "reel", "", 1, 1.0, "2", "AABB", 160],
+                         ["3/4", "Gmaj", "song", "", 1, 1.0, "3", "", 90]],
                         tune_inputs, label="Examples")
         with gr.Tab("Batch 批量"):
             gr.Markdown("One message per line or JSONL conversations (chat), one theme per "

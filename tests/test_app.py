@@ -63,7 +63,15 @@ def test_write_tunes_endpoint(client):
     abc, svg, audio, abc_file = client.predict("3/4", "Gmaj", "song", "", 1, 1.0, "2",
                                                api_name="/write_tunes")
     assert "M:3/4" in abc and "K:Gmaj" in abc and "<svg" in svg
-    assert audio and abc_file
+    assert audio and [Path(f).suffix for f in abc_file] == [".abc", ".mid"]
+    assert "Q:1/4=120" in abc and 'style="width:100%;height:auto"' in svg   # fits its column
+    two, scores, _, files = client.predict(meter="6/8", key="D", n=2, seed="4", tempo=90,
+                                           api_name="/write_tunes")
+    assert two.count("Q:1/4=90") == 2 and scores.count("<svg") >= 2 and "Tune 2" in scores
+    assert [Path(f).name for f in files] == ["tunes.abc", "tune-1.mid", "tune-2.mid"]
+    assert Path(files[1]).read_bytes()[:4] == b"MThd"
+    with pytest.raises(Exception, match="240"):      # the slider's range, checked by the server
+        client.predict(meter="6/8", key="D", tempo=1000, api_name="/write_tunes")
     jig, *_ = client.predict("6/8", "D", "jig", "", 1, 1.0, "3", "AABB", api_name="/write_tunes")
     body = jig.split("K:D")[1]
     assert body.count("|:") >= 1 and (":|" in body or "::" in body)

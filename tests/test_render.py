@@ -49,3 +49,17 @@ def test_bad_input():
 def test_benchmark_runs():
     result = render.benchmark(repeats=1)
     assert result["render_seconds_median"] > 0
+
+
+def test_tempo_and_fit_width():
+    from poetry.tunes.render import _notes, fit_width, to_midi, to_svg, with_tempo
+    tune = "X:1\nT:t\nM:2/4\nL:1/8\nQ:1/4=200\nK:D\nABcd|efga|]\n"
+    slow = with_tempo(tune, 60)
+    assert slow.count("Q:") == 1 and "Q:1/4=60\nK:D" in slow
+    assert _notes(to_midi(slow))[-1][1] > 2.5 * _notes(to_midi(with_tempo(tune, 180)))[-1][1]
+    for bad in (0, 1000, 90.5, "fast", True):
+        with pytest.raises(ValueError, match="tempo"):
+            with_tempo(tune, bad)
+    svg = fit_width(to_svg(slow))
+    assert svg.startswith("<svg viewBox=") and 'style="width:100%;height:auto"' in svg
+    assert fit_width("<svg>x</svg>") == "<svg>x</svg>"

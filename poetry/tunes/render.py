@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import re
 import sys
 import threading
 import time
@@ -55,6 +56,32 @@ def to_svg(abc: str) -> str:
     """Engraved score as one SVG page."""
     with _LOCK:
         return _load(abc).renderToSVG(1)
+
+
+def fit_width(svg: str) -> str:
+    """The score scaled to its container's width, aspect kept (verovio writes a fixed pixel
+    size, which overflowed a narrow column and cut the last bars off)."""
+    m = re.match(r'<svg width="([\d.]+)px" height="([\d.]+)px"', svg)
+    if not m:
+        return svg
+    w, h = m.groups()
+    return svg.replace(m.group(0), f'<svg viewBox="0 0 {w} {h}" '
+                                   f'style="width:100%;height:auto"', 1)
+
+
+TEMPO = (40, 240)          # quarter notes a minute the app and CLI accept
+
+
+def with_tempo(abc: str, qpm: int) -> str:
+    """The tune with a Q:1/4=qpm field before K: (replacing any), so MIDI and audio play at
+    that tempo. ValueError outside TEMPO."""
+    if not isinstance(qpm, int) or isinstance(qpm, bool) or not TEMPO[0] <= qpm <= TEMPO[1]:
+        raise ValueError(f"tempo must be a whole number of quarter notes a minute from "
+                         f"{TEMPO[0]} to {TEMPO[1]}, got {qpm!r}")
+    lines = [x for x in abc.splitlines() if not x.startswith("Q:")]
+    k = next((i for i, x in enumerate(lines) if x.startswith("K:")), len(lines))
+    return "\n".join(lines[:k] + [f"Q:1/4={qpm}"] + lines[k:]) + ("\n" if abc.endswith("\n")
+                                                                  else "")
 
 
 def to_midi(abc: str) -> bytes:
