@@ -14,6 +14,7 @@ import argparse
 import json
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from functools import lru_cache
@@ -42,9 +43,17 @@ WRITERS = {"chat": Bot, "poem": PoemWriter, "tune": TuneWriter}
 MODEL_DIRS: dict[str, Path | None] = {task: None for task in WRITERS}
 
 
+_LOADING = threading.Lock()
+
+
 @lru_cache(maxsize=None)
-def _load(task: str, model_dir: Path | None):
+def _cached(task: str, model_dir: Path | None):
     return WRITERS[task].load(model_dir)
+
+
+def _load(task: str, model_dir: Path | None):
+    with _LOADING:                # two first requests at once load the model once
+        return _cached(task, model_dir)
 
 
 def writer(task: str):
@@ -171,7 +180,11 @@ def scratch(name: str) -> Path:
     root = _scratch_root()
     now = time.time()
     for d in root.iterdir():
-        if now - d.stat().st_mtime > SCRATCH_AGE:
+        try:                      # aged by its newest file: a batch still writing stays
+            newest = max([f.stat().st_mtime for f in d.iterdir()] + [d.stat().st_mtime])
+        except OSError:           # removed by another request meanwhile
+            continue
+        if now - newest > SCRATCH_AGE:
             shutil.rmtree(d, ignore_errors=True)
     d = Path(tempfile.mkdtemp(dir=root))
     return d / name
@@ -192,8 +205,7 @@ def _upload(file) -> Path:
         raise gr.Error("the batch file must be uploaded through the app")
     if path.stat().st_size > MAX_UPLOAD_MB << 20:
         raise gr.Error(f"the file is over {MAX_UPLOAD_MB} MB; split it, or use the batch CLI")
-    with open(path, "rb") as f:
-        lines = sum(1 for _ in f)
+    lines = len(path.read_text(encoding="utf-8-sig", errors="replace").splitlines())
     if lines > MAX_ITEMS:
         raise gr.Error(f"the file has {lines} lines; the app takes {MAX_ITEMS} at most "
                        "(the batch CLI takes any number)")

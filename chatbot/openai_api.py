@@ -28,6 +28,7 @@ from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from .bot import MAX_N, Bot, from_messages, is_chinese
 
@@ -47,7 +48,10 @@ def _number(body: dict, name: str, default: float, lo: float, hi: float,
     x = body.get(name, default)
     if x is None:
         return default
-    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    try:
+        ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    except OverflowError:                        # an int too big for a float
+        ok = False
     if not ok or x > hi or x < lo or (low_open and x == lo):
         span = f"({lo}, {hi}]" if low_open else f"[{lo}, {hi}]"
         raise RequestError(f"{name} must be a number in {span}, got {x!r}", name)
@@ -122,22 +126,33 @@ def create_app(bot: Callable[[], Bot]) -> FastAPI:
 
     @api.post("/v1/chat/completions")
     async def completions(request: Request):
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            return _error(RequestError(f"the request body is over {MAX_BODY} bytes", None, 413))
+        too_big = RequestError(f"the request body is over {MAX_BODY} bytes", None, 413)
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return _error(too_big)
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                return _error(too_big)
         try:
             req = parse(json.loads(raw.decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            return _error(RequestError("the request body is not valid JSON"))
         except RequestError as e:
             return _error(e)
-        try:
+        except (ValueError, RecursionError):     # not UTF-8, not JSON, an int too long
+            return _error(RequestError("the request body is not valid JSON"))
+
+        def reply():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")      # a long message is cut: the reply says so
-                out = bot().replies(req["turns"], n=req["n"], temperature=req["temperature"],
-                                    top_p=req["top_p"], seed=req["seed"])
+                return bot().replies(req["turns"], n=req["n"], temperature=req["temperature"],
+                                     top_p=req["top_p"], seed=req["seed"])
+        try:                                     # decoding off the event loop, which also
+            out = await run_in_threadpool(reply)  # serves the Gradio app
         except ValueError as e:
             return _error(RequestError(str(e), "messages"))
+        if not out:
+            return _error(RequestError("no reply could be written for these messages",
+                                       "messages"))
         tok = bot().tok
         choices = []
         for i, r in enumerate(out):

@@ -128,9 +128,13 @@ def test_download_files_are_bounded(monkeypatch):
     first = app.scratch("tunes.abc")
     first.write_text("x")
     old = time.time() - app.SCRATCH_AGE - 5
+    os.utime(first, (old, old))
     os.utime(first.parent, (old, old))
+    busy = app.scratch("poems.jsonl")          # an old folder whose file is still written
+    busy.write_text("x")
+    os.utime(busy.parent, (old, old))
     second = app.scratch("tunes.abc")
-    assert not first.parent.exists() and second.parent.exists()
+    assert not first.parent.exists() and second.parent.exists() and busy.exists()
     assert second.parent.parent == first.parent.parent == app._scratch_root()
     assert app.build_app().delete_cache == (app.SCRATCH_AGE, app.SCRATCH_AGE)
 
@@ -141,9 +145,10 @@ def test_batch_uploads_are_capped_and_must_be_uploads(client, tmp_path):
     with pytest.raises(gr.Error, match="uploaded through the app"):
         app.run_batch("/etc/passwd", "poem", "wujue", 1, 0)
     many = tmp_path / "many.txt"
-    many.write_text("明月\n" * (app.MAX_ITEMS + 1), encoding="utf-8")
-    with pytest.raises(Exception, match="1000 at most"):
-        client.predict(handle_file(str(many)), "poem", "wujue", 1, 0, api_name="/run_batch")
+    for sep in ("\n", "\r"):           # lines as the batch reader splits them, \r included
+        many.write_text(("明月" + sep) * (app.MAX_ITEMS + 1), encoding="utf-8")
+        with pytest.raises(Exception, match="1000 at most"):
+            client.predict(handle_file(str(many)), "poem", "wujue", 1, 0, api_name="/run_batch")
     big = tmp_path / "big.txt"
     big.write_text("明" * ((app.MAX_UPLOAD_MB << 20) // 3 + 10), encoding="utf-8")
     with pytest.raises(Exception, match="over 2 MB"):

@@ -75,6 +75,7 @@ def test_models_lists_the_bot(client):
     ({"messages": MSGS, "temperature": 5.0}, "temperature"),
     ({"messages": MSGS, "temperature": float("nan")}, "temperature"),
     ({"messages": MSGS, "temperature": "hot"}, "temperature"),
+    ({"messages": MSGS, "temperature": 10 ** 400}, "temperature"),
     ({"messages": MSGS, "top_p": 0}, "top_p"),
     ({"messages": MSGS, "n": 0}, "n"), ({"messages": MSGS, "n": 99}, "n"),
     ({"messages": MSGS, "n": 2, "stream": True}, "n"),
@@ -95,7 +96,8 @@ def test_bad_requests_are_400s_in_openai_shape(client, body, param):
 def test_unknown_model_bad_json_and_huge_bodies(client):
     r = client.post("/v1/chat/completions", json={"model": "gpt-9", "messages": MSGS})
     assert r.status_code == 404 and "does not exist" in r.json()["error"]["message"]
-    for raw in (b"{not json", b"\xff\xfe", b"[" * 100_000, b"[1, 2]"):
+    for raw in (b"{not json", b"\xff\xfe", b"[" * 100_000, b"[1, 2]",
+                b'{"messages": [], "seed": ' + b"9" * 5000 + b"}"):
         r = client.post("/v1/chat/completions", content=raw,
                         headers={"content-type": "application/json"})
         assert r.status_code == 400 and r.json()["error"]["message"]

@@ -108,6 +108,9 @@ def test_repairable_keywords_warn(writer):
     assert "dropped" in messages and "cut to" in messages
     assert poems[0]["keywords"] == ["明月", "江"]
     assert writer.write("明月", form="wujue", seed=1, keywords="  ")[0]["keywords"]  # = no plan
+    with pytest.warns(UserWarning, match="first 4"):
+        many = writer.write("明月", form="wujue", seed=1, keywords="明月 明月 春 秋 冬 江")
+    assert many[0]["keywords"] == ["明月", "春", "秋", "冬"]
 
 
 def test_models_without_plans_ignore_keywords(tmp_path):

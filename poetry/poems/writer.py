@@ -89,9 +89,10 @@ def clean_keywords(keywords, known) -> tuple[str, ...]:
             kept.append(good)
     if not kept:
         raise ValueError(f"no keyword of {keywords!r} has a character known to the model")
+    kept = list(dict.fromkeys(kept))
     if len(kept) > MAX_KEYWORDS:
         warnings.warn(f"only the first {MAX_KEYWORDS} keywords are used: {' '.join(kept[:4])}")
-    return tuple(dict.fromkeys(kept[:MAX_KEYWORDS]))
+    return tuple(kept[:MAX_KEYWORDS])
 
 
 @dataclass(frozen=True)
