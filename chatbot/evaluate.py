@@ -44,8 +44,8 @@ from .format import MAX_SRC, MAX_TGT, source_text
 from .train import pairs
 
 CANDIDATES = 20
-WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 6.0, 10.0, 15.0, 20.0, 30.0, 50.0)  # backward, tried by --tune
-OVERLAPS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)               # TF-IDF cosine, the same
+WEIGHTS = (0.0, 1.0, 2.0, 4.0, 6.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0)  # backward
+OVERLAPS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)  # TF-IDF cosine, the same
 
 
 def examples(data: Path, split: str, lang: str) -> list[tuple[list[str], str]]:
