@@ -86,13 +86,13 @@ def load_splits(folder: str | Path, train_splits: tuple[str, ...] = ("train",)):
         if not (folder / f"{name}.jsonl").exists():
             raise FileNotFoundError(f"{folder / name}.jsonl is missing: prepare the corpus "
                                     f"first (README, 'Train, evaluate, benchmark')")
-    splits = datalib.load(folder)
-    if train_splits != ("train",):
-        import datasets
-        extra = datasets.load_dataset("json", data_files={
-            "train": [str(folder / f"{n}.jsonl") for n in train_splits]})
-        splits["train"] = extra["train"]
-    return splits
+    if train_splits == ("train",):
+        return datalib.load(folder)
+    import datasets                  # train from several files: one load, no file read twice
+    return datasets.load_dataset("json", data_files={
+        "train": [str(folder / f"{n}.jsonl") for n in train_splits],
+        **{s: str(folder / f"{s}.jsonl") for s in ("validation", "test")
+           if (folder / f"{s}.jsonl").exists()}})
 
 
 def encoded(ds, task: TrainTask, tok: Tokenizer, split: str, out: str | Path) -> list:

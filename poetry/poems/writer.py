@@ -38,6 +38,7 @@ LINES = "lines.npz.xz"                 # the corpus lines (LineIndex) shipped be
 REPETITION = "repetition.json"      # Limits shipped beside the model
 THEMES = "themes.json"              # Associations shipped beside the model
 PLANNER = "keywords.json"           # Planner shipped beside the model
+KEYWORD_CHARS = 4                   # characters kept of one user keyword
 THEME_WEIGHT = 2.0    # rank = mean log-prob + 2 x theme share: over 240 poems / 30 themes (3
                       # candidates) the classifier's top-3 hit rate rose 0.29 -> 0.33 for 0.01
                       # nats of score; weight 5 gave 0.35 for 0.04 (poetry/poems/themes.py)
@@ -80,18 +81,20 @@ def clean_keywords(keywords, known) -> tuple[str, ...]:
         return ()
     kept = []
     for w in words:
-        good = "".join(c for c in w if is_cjk(c) and known(c))[:4]
+        good = "".join(c for c in w if is_cjk(c) and known(c))[:KEYWORD_CHARS]
         if not good:
             warnings.warn(f"keyword {w!r} dropped: no Chinese character known to the model")
         elif good != w:
-            warnings.warn(f"keyword {w!r} cut to {good!r} (known Chinese characters, at most 4)")
+            warnings.warn(f"keyword {w!r} cut to {good!r} (known Chinese characters, at most "
+                          f"{KEYWORD_CHARS})")
         if good:
             kept.append(good)
     if not kept:
         raise ValueError(f"no keyword of {keywords!r} has a character known to the model")
     kept = list(dict.fromkeys(kept))
     if len(kept) > MAX_KEYWORDS:
-        warnings.warn(f"only the first {MAX_KEYWORDS} keywords are used: {' '.join(kept[:4])}")
+        warnings.warn(f"only the first {MAX_KEYWORDS} keywords are used: "
+                      f"{' '.join(kept[:MAX_KEYWORDS])}")
     return tuple(kept[:MAX_KEYWORDS])
 
 
@@ -154,8 +157,8 @@ class PoemWriter(Writer):
         return replace(req, keywords=tuple(self.planner.expand(req.theme, random.Random(seed))))
 
     def source(self, req: PoemRequest) -> list[int]:
-        words = req.keywords if KEYWORDS in self.tok.specials else ()
-        return self.tok.encode(source_text(req.spec.form, req.theme, words))
+        # keywords are only ever set for a model trained with plans (request, candidate)
+        return self.tok.encode(source_text(req.spec.form, req.theme, req.keywords))
 
     def rules(self, reqs: Sequence[PoemRequest], on: bool):
         return poem_rules(self.tok, [r.spec for r in reqs], self.lines,
