@@ -185,20 +185,26 @@ class Writer:
             return
         src, src_len, cfg, constraint = self._inputs(reqs, temperature, rules, options)
         acc = Collector(len(reqs), self.tok.eos_id, self.tok.pad_id)
+        steps = stream(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
+                       eos_id=self.tok.eos_id, pad_id=self.tok.pad_id,
+                       constraint=constraint, seeds=seeds)
         shown = None
-        with torch.inference_mode():
-            for step in stream(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
-                               eos_id=self.tok.eos_id, pad_id=self.tok.pad_id,
-                               constraint=constraint, seeds=seeds):
+        while True:
+            # Inference mode is per thread and a caller may resume this generator in another
+            # thread (Gradio does): hold it for one step at a time, never across a yield.
+            with torch.inference_mode():
+                step = next(steps, None)
+                if step is None:
+                    break
                 acc.add(step)
                 scores = acc.scores()
                 texts = [self.text(t) for t in acc.tokens]
                 best = max(range(len(reqs)),
                            key=lambda r: self.rank_score(reqs[r], texts[r], scores[r]))
                 text = texts[best]
-                if text != shown:
-                    shown = text
-                    yield text
+            if text != shown:
+                shown = text
+                yield text
         final = self.finalize(jobs, reqs, owner, acc.tokens, acc.scores())[0]
         if final and final[0][self.TEXT] != shown:
             yield final[0][self.TEXT]

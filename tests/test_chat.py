@@ -42,6 +42,25 @@ def test_stream_grows_to_the_reply(bot):
     assert all(SEP not in p for p in parts) and len(parts[-1]) >= len(parts[0])
 
 
+def test_stream_can_move_between_threads(bot):
+    # Gradio pulls each part of a streaming reply in whichever worker thread is free, and
+    # torch's inference mode is per thread: a stream that held it across a yield left the
+    # thread it began in inside inference mode for good, and a stream begun there later
+    # failed on its next thread
+    import torch
+    from concurrent.futures import ThreadPoolExecutor
+    want = list(bot.stream("how are you?", seed=3))
+    with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:
+        for _ in range(2):
+            it = bot.stream("how are you?", seed=3)
+            parts = [a.submit(next, it).result()]           # begins in thread a ...
+            parts += b.submit(list, it).result()            # ... and ends in thread b
+            assert parts == want
+            assert not a.submit(torch.is_inference_mode_enabled).result()
+
+
+
+
 @pytest.mark.parametrize("bad,msg", [("", "message is empty"), ("   ", "message is empty"),
                                      ([], "message is empty"), (["hi", ""], "message is empty"),
                                      (["", "hi"], "turn is empty"), (42, "list of messages"),
