@@ -65,14 +65,34 @@ def _user_error(e: Exception) -> gr.Error:
     return gr.Error(str(e).splitlines()[0] if str(e) else e.__class__.__name__)
 
 
+# The range of every numeric parameter, shared by the sliders and the endpoints' own checks
+# (a script calling the API gets what the page allows, never a silent 5.0 temperature).
+LIMITS = {"chat temperature": (0.3, 1.5), "poem temperature": (0.3, 1.5),
+          "tune temperature": (0.5, 1.5), "poems": (1, MAX_POEMS), "tunes": (1, MAX_TUNES),
+          "tempo": TEMPO, "results per item": (1, 5), "seed": (0, 2**31 - 1)}
+WHOLE = {"poems", "tunes", "tempo", "results per item", "seed"}
+
+
+def _number(value, name: str):
+    """`value` as the number LIMITS[name] allows, else one clear error."""
+    lo, hi = LIMITS[name]
+    whole = name in WHOLE
+    kind = "a whole number" if whole else "a number"
+    try:
+        x = float(value)
+        ok = not isinstance(value, bool) and lo <= x <= hi and (not whole or x == int(x))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise gr.Error(f"{name} must be {kind} from {lo} to {hi}, got {value!r}")
+    return int(x) if whole else x
+
+
 def _seed(value) -> int | None:
     """'' or None -> a random seed; a whole number -> itself; anything else -> a clear error."""
     if value is None or str(value).strip() == "":
         return None
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise gr.Error(f"the seed must be a whole number, got {value!r}") from None
+    return _number(str(value).strip(), "seed")
 
 
 def _text(content) -> str:
@@ -90,7 +110,8 @@ def chat(message, history, temperature, seed):
     """Streams the reply as it grows; the bot sees the conversation's recent turns."""
     turns = [_text(m.get("content")) for m in history or [] if isinstance(m, dict)]
     try:
-        yield from writer("chat").stream(turns + [_text(message)], temperature=float(temperature),
+        yield from writer("chat").stream(turns + [_text(message)],
+                                         temperature=_number(temperature, "chat temperature"),
                                          seed=_seed(seed))
     except (ValueError, FileNotFoundError) as e:
         raise _user_error(e) from None
@@ -100,7 +121,8 @@ def reply(conversation: list[str], temperature: float = 0.8, seed: str = "") -> 
     """The bot's next turn after `conversation` (the turns so far, the last one yours):
     for scripts that keep the conversation themselves."""
     try:
-        return writer("chat").reply(list(conversation or []), temperature=float(temperature),
+        return writer("chat").reply(list(conversation or []),
+                                    temperature=_number(temperature, "chat temperature"),
                                     seed=_seed(seed))
     except (ValueError, FileNotFoundError) as e:
         raise _user_error(e) from None
@@ -121,16 +143,18 @@ def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, see
     """Streams the first poem character by character, then shows all n poems. `keywords`:
     the plan (empty = sampled from the theme for each candidate)."""
     kw = dict(form=form, acrostic=acrostic or None, start=start or None, rhyme=bool(rhyme),
-              tones="strict" if strict else None, temperature=float(temperature),
+              tones="strict" if strict else None,
+              temperature=_number(temperature, "poem temperature"),
               seed=_seed(seed), keywords=(keywords or "").strip() or None)
+    n = _number(n, "poems")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("ignore")                # the library's own, e.g. asyncio's
             warnings.simplefilter("always", UserWarning)   # the writer's repairs
-            if int(n) == 1:
+            if n == 1:
                 for partial in writer("poem").stream(theme, **kw):
                     yield partial, ""
-            poems = writer("poem").write(theme, n=int(n), **kw)
+            poems = writer("poem").write(theme, n=n, **kw)
     except ValueError as e:
         raise _user_error(e) from None
     notes = dict.fromkeys(str(w.message) for w in caught)   # streaming and writing warn alike
@@ -141,28 +165,31 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=
     """`form`: AABB, AB or free; empty = the rhythm's usual form. `tempo`: quarter notes a
     minute, written into the ABC (Q:) and played by the MIDI and the audio. Returns the ABC, a
     score of every tune (scaled to the column), the first tune's audio, and the downloads
-    (the ABC and one MIDI file a tune)."""
-    from poetry.tunes.render import fit_width, to_midi, to_svg, to_wav, with_tempo
+    (the ABC, and a MIDI and a WAV file a tune)."""
+    from poetry.tunes.render import fit_width, to_midi, to_svg, to_wav, with_tempo, write_wav
+    n, tempo = _number(n, "tunes"), _number(tempo, "tempo")
+    temperature, seed = _number(temperature, "tune temperature"), _seed(seed)
     try:
         tunes = writer("tune").write(meter=meter, key=key, rhythm=rhythm or None,
-                                     start=start or None, n=int(n),
-                                     temperature=float(temperature), seed=_seed(seed),
-                                     form=form or None)
-        abcs = [with_tempo(t["abc"], int(tempo)) for t in tunes]
+                                     start=start or None, n=n, temperature=temperature,
+                                     seed=seed, form=form or None)
+        abcs = [with_tempo(t["abc"], tempo) for t in tunes]
     except (ValueError, TypeError) as e:
         raise _user_error(e) from None
     abc = "\n\n".join(abcs)
     out = scratch("tunes.abc")
     out.write_text(abc, encoding="utf-8")
-    files = [str(out)]
+    files, sounds = [str(out)], []
     for i, a in enumerate(abcs, 1):
-        midi = out.parent / f"tune-{i}.mid"
+        midi, wav = out.parent / f"tune-{i}.mid", out.parent / f"tune-{i}.wav"
         midi.write_bytes(to_midi(a))
-        files.append(str(midi))
+        sounds.append(to_wav(a))
+        write_wav(wav, *sounds[-1])
+        files += [str(midi), str(wav)]
     label = (lambda i: f"<p><b>Tune {i}</b>{' (the one you hear)' if i == 1 else ''}</p>"
              if len(abcs) > 1 else "")
     score = "".join(label(i) + fit_width(to_svg(a)) for i, a in enumerate(abcs, 1))
-    return abc, score, to_wav(abcs[0]), files
+    return abc, score, sounds[0], files
 
 
 SCRATCH_AGE = 600      # seconds a download stays: Gradio copies it to its cache on return, and
@@ -215,11 +242,14 @@ def _upload(file) -> Path:
 def run_batch(file, task, form, n, seed):
     """The task's batch convention, in this process with the loaded writer."""
     file = _upload(file)
+    if task not in WRITERS:
+        raise gr.Error(f"task must be one of {', '.join(WRITERS)}, got {task!r}")
+    n, seed = _number(n, "results per item"), _number(seed, "seed")
     out = scratch(f"{task}s.jsonl")
     run = {"chat": chat_cli.batch, "poem": poem_cli.batch, "tune": tune_cli.batch}[task]
     options = {"form": form} if task == "poem" else {}
     try:
-        summary = run(writer(task), file, out, n=int(n), seed=int(seed), progress=False,
+        summary = run(writer(task), file, out, n=n, seed=seed, progress=False,
                       **options)
     except (ValueError, FileNotFoundError) as e:
         raise _user_error(e) from None
@@ -279,8 +309,8 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
         gr.Markdown("# Shiyu 诗语\nChat, classical Chinese poems and folk tunes from one "
                     "LSTM seq2seq core, trained on public corpora, running on a CPU.")
         with gr.Tab("Chat 聊天"):
-            ctemp = gr.Slider(0.3, 1.5, value=0.8, step=0.05, label="Temperature",
-                              render=False)
+            ctemp = gr.Slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
+                              label="Temperature", render=False)
             cseed = gr.Textbox(value="", label="Seed (empty = random)", render=False)
             gr.ChatInterface(chat, additional_inputs=[ctemp, cseed], api_name="chat",
                              examples=[["hi! how was your weekend?", 0.8, ""],
@@ -292,7 +322,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                 with gr.Column():
                     theme = gr.Textbox(label="Theme 主题", value="明月", max_length=40)
                     form = gr.Dropdown(FORM_CHOICES, value="qijue", label="Form 体裁")
-                    n = gr.Slider(1, MAX_POEMS, value=1, step=1, label="Poems")
+                    n = gr.Slider(*LIMITS["poems"], value=1, step=1, label="Poems")
                     acrostic = gr.Textbox(value="", label="Acrostic 藏头 (one character per line)")
                     start = gr.Textbox(value="", label="Opening line(s) 首句")
                     keywords = gr.Textbox(
@@ -301,7 +331,8 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     with gr.Row():
                         rhyme = gr.Checkbox(value=True, label="Rhyme 押韵")
                         strict = gr.Checkbox(value=False, label="Strict 平仄")
-                    temperature = gr.Slider(0.3, 1.5, value=PoemWriter.TEMPERATURE, step=0.05,
+                    temperature = gr.Slider(*LIMITS["poem temperature"],
+                                            value=PoemWriter.TEMPERATURE, step=0.05,
                                             label="Temperature")
                     seed = gr.Textbox(value="", label="Seed (empty = random)")
                     go = gr.Button("Write 作诗", variant="primary")
@@ -327,9 +358,10 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     tform = gr.Dropdown([("(the rhythm's usual form)", "")] + list(TUNE_FORMS),
                                         value="", label="Form (AABB: two repeated 8-bar parts)")
                     tstart = gr.Textbox(value="", label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
-                    tn = gr.Slider(1, MAX_TUNES, value=1, step=1, label="Tunes")
-                    ttemp = gr.Slider(0.5, 1.5, value=1.0, step=0.05, label="Temperature")
-                    ttempo = gr.Slider(*TEMPO, value=120, step=1,
+                    tn = gr.Slider(*LIMITS["tunes"], value=1, step=1, label="Tunes")
+                    ttemp = gr.Slider(*LIMITS["tune temperature"], value=1.0, step=0.05,
+                                      label="Temperature")
+                    ttempo = gr.Slider(*LIMITS["tempo"], value=120, step=1,
                                        label="Tempo (quarter notes a minute)")
                     tseed = gr.Textbox(value="", label="Seed (empty = random)")
                     tgo = gr.Button("Compose 作曲", variant="primary")
@@ -337,7 +369,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     abc_out = gr.Code(label="ABC")
                     score = gr.HTML(label="Score")
                     audio = gr.Audio(label="Listen", type="numpy")
-                    abc_file = gr.File(label="Download ABC and MIDI", file_count="multiple")
+                    abc_file = gr.File(label="Download ABC, MIDI and WAV", file_count="multiple")
             tune_inputs = [meter, key, rhythm, tstart, tn, ttemp, tseed, tform, ttempo]
             tgo.click(write_tunes, tune_inputs, [abc_out, score, audio, abc_file],
                       api_name="write_tunes")
@@ -352,8 +384,9 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
             bfile = gr.File(label="Input", type="filepath")
             btask = gr.Radio(["chat", "poem", "tune"], value="poem", label="Task")
             bform = gr.Dropdown(FORM_CHOICES, value="qijue", label="Poem form")
-            bn = gr.Slider(1, 5, value=1, step=1, label="Per item")
-            bseed = gr.Number(value=0, precision=0, label="Seed")
+            bn = gr.Slider(*LIMITS["results per item"], value=1, step=1, label="Per item")
+            bseed = gr.Number(value=0, precision=0, minimum=LIMITS["seed"][0],
+                              maximum=LIMITS["seed"][1], label="Seed")
             bgo = gr.Button("Run")
             bout, bsum = gr.File(label="Result"), gr.Markdown()
             bgo.click(run_batch, [bfile, btask, bform, bn, bseed], [bout, bsum],

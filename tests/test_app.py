@@ -59,19 +59,38 @@ def test_bad_input_is_one_clear_message(client):
         client.predict("春", "wujue", 1, "春夏", "", True, False, 0.8, 1, api_name="/write_poems")
 
 
+@pytest.mark.parametrize("api,kwargs,msg", [
+    ("/write_poems", {"theme": "明月", "temperature": 5.0}, r"maximum value 1\.5|from 0\.3 to 1\.5"),
+    ("/write_poems", {"theme": "明月", "n": 0}, r"minimum value 1|whole number from 1"),
+    ("/write_poems", {"theme": "明月", "n": 2.5}, r"whole number|step"),
+    ("/write_poems", {"theme": "明月", "seed": "-3"}, "seed must be a whole number from 0"),
+    ("/write_tunes", {"temperature": 0.1}, r"minimum value 0\.5|from 0\.5 to 1\.5"),
+    ("/write_tunes", {"n": 99}, r"maximum value|whole number from 1"),
+    ("/write_tunes", {"tempo": 1000}, r"maximum value 240|from 40 to 240"),
+    ("/reply", {"conversation": ["hi"], "temperature": 5.0}, "chat temperature must be"),
+    ("/chat", {"message": "hi", "temperature": 0.0}, r"minimum value 0\.3|from 0\.3"),
+])
+def test_every_number_is_checked_against_the_pages_limits(client, api, kwargs, msg):
+    # the API takes no value the page's sliders would not allow (Gradio checks a slider's
+    # range; the app checks what has no slider: /reply, seeds); the server stays up
+    with pytest.raises(Exception, match=msg):
+        client.predict(**kwargs, api_name=api)
+    assert client.predict(["hi"], api_name="/reply")
+
+
 def test_write_tunes_endpoint(client):
     abc, svg, audio, abc_file = client.predict("3/4", "Gmaj", "song", "", 1, 1.0, "2",
                                                api_name="/write_tunes")
     assert "M:3/4" in abc and "K:Gmaj" in abc and "<svg" in svg
-    assert audio and [Path(f).suffix for f in abc_file] == [".abc", ".mid"]
+    assert audio and [Path(f).suffix for f in abc_file] == [".abc", ".mid", ".wav"]
     assert "Q:1/4=120" in abc and 'style="width:100%;height:auto"' in svg   # fits its column
     two, scores, _, files = client.predict(meter="6/8", key="D", n=2, seed="4", tempo=90,
                                            api_name="/write_tunes")
     assert two.count("Q:1/4=90") == 2 and scores.count("<svg") >= 2 and "Tune 2" in scores
-    assert [Path(f).name for f in files] == ["tunes.abc", "tune-1.mid", "tune-2.mid"]
+    assert [Path(f).name for f in files] == ["tunes.abc", "tune-1.mid", "tune-1.wav",
+                                             "tune-2.mid", "tune-2.wav"]
     assert Path(files[1]).read_bytes()[:4] == b"MThd"
-    with pytest.raises(Exception, match="240"):      # the slider's range, checked by the server
-        client.predict(meter="6/8", key="D", tempo=1000, api_name="/write_tunes")
+    assert Path(files[2]).read_bytes()[:4] == b"RIFF" and Path(files[4]).stat().st_size > 1000
     jig, *_ = client.predict("6/8", "D", "jig", "", 1, 1.0, "3", "AABB", api_name="/write_tunes")
     body = jig.split("K:D")[1]
     assert body.count("|:") >= 1 and (":|" in body or "::" in body)
