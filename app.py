@@ -6,12 +6,13 @@ Models load once per process, on first use. Every action is a named API endpoint
 `gradio_client` can call: /chat (the tab's conversation), /reply (a whole conversation
 in, the next turn out), /write_poems, /write_tunes, /run_batch, /model_info. The same server
 answers OpenAI clients at /v1/chat/completions and /v1/models (chatbot/openai_api.py).
-Bad input shows one clear message (gr.Error), never a traceback.
+Bad input shows one clear message (gr.Error) and logs one line, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -61,8 +62,20 @@ def writer(task: str):
     return _load(task, MODEL_DIRS[task])
 
 
+log = logging.getLogger("shiyu.app")
+
+
+def _refuse(message: str) -> gr.Error:
+    """A user error: shown on the page as it is, and one line in the server log (Gradio
+    would print a traceback for it)."""
+    log.warning("refused: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 def _user_error(e: Exception) -> gr.Error:
-    return gr.Error(str(e).splitlines()[0] if str(e) else e.__class__.__name__)
+    if isinstance(e, gr.Error):      # a ValueError too: already refused (and logged)
+        return e
+    return _refuse(str(e).splitlines()[0] if str(e) else e.__class__.__name__)
 
 
 # The range of every numeric parameter, shared by the sliders and the endpoints' own checks
@@ -84,7 +97,7 @@ def _number(value, name: str):
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise gr.Error(f"{name} must be {kind} from {lo} to {hi}, got {value!r}")
+        raise _refuse(f"{name} must be {kind} from {lo} to {hi}, got {value!r}")
     return int(x) if whole else x
 
 
@@ -225,16 +238,16 @@ def _upload(file) -> Path:
     """The uploaded batch file, checked: it must lie in Gradio's upload folder (a client cannot
     point the server at its own files), hold at most MAX_UPLOAD_MB and MAX_ITEMS lines."""
     if file is None:
-        raise gr.Error("upload a file: one theme per line, or JSONL items")
+        raise _refuse("upload a file: one theme per line, or JSONL items")
     path = Path(str(file)).resolve()
     uploads = Path(gr.utils.get_upload_folder()).resolve()
     if uploads not in path.parents or not path.is_file():
-        raise gr.Error("the batch file must be uploaded through the app")
+        raise _refuse("the batch file must be uploaded through the app")
     if path.stat().st_size > MAX_UPLOAD_MB << 20:
-        raise gr.Error(f"the file is over {MAX_UPLOAD_MB} MB; split it, or use the batch CLI")
+        raise _refuse(f"the file is over {MAX_UPLOAD_MB} MB; split it, or use the batch CLI")
     lines = len(path.read_text(encoding="utf-8-sig", errors="replace").splitlines())
     if lines > MAX_ITEMS:
-        raise gr.Error(f"the file has {lines} lines; the app takes {MAX_ITEMS} at most "
+        raise _refuse(f"the file has {lines} lines; the app takes {MAX_ITEMS} at most "
                        "(the batch CLI takes any number)")
     return path
 
@@ -243,7 +256,7 @@ def run_batch(file, task, form, n, seed):
     """The task's batch convention, in this process with the loaded writer."""
     file = _upload(file)
     if task not in WRITERS:
-        raise gr.Error(f"task must be one of {', '.join(WRITERS)}, got {task!r}")
+        raise _refuse(f"task must be one of {', '.join(WRITERS)}, got {task!r}")
     n, seed = _number(n, "results per item"), _number(seed, "seed")
     out = scratch(f"{task}s.jsonl")
     run = {"chat": chat_cli.batch, "poem": poem_cli.batch, "tune": tune_cli.batch}[task]

@@ -78,6 +78,16 @@ def test_every_number_is_checked_against_the_pages_limits(client, api, kwargs, m
     assert client.predict(["hi"], api_name="/reply")
 
 
+def test_user_errors_are_one_log_line_not_a_traceback(client, capfd, caplog):
+    for kwargs, api in [({"message": "   "}, "/chat"), ({"conversation": ["hi"], "seed": "x"},
+                        "/reply"), ({"theme": "hello"}, "/write_poems")]:
+        with pytest.raises(Exception):
+            client.predict(**kwargs, api_name=api)
+    assert "Traceback" not in capfd.readouterr().err
+    refused = [r.getMessage() for r in caplog.records if r.name == "shiyu.app"]
+    assert len(refused) == 3 and all(m.startswith("refused: ") for m in refused)
+
+
 def test_write_tunes_endpoint(client):
     abc, svg, audio, abc_file = client.predict("3/4", "Gmaj", "song", "", 1, 1.0, "2",
                                                api_name="/write_tunes")
