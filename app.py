@@ -119,8 +119,9 @@ def _text(content) -> str:
     return "" if content is None else str(content)
 
 
-def chat(message, history, temperature, seed):
-    """Streams the reply as it grows; the bot sees the conversation's recent turns."""
+def chat(message, temperature, seed, history=None):
+    """Streams the reply as it grows; the bot sees the conversation's recent turns
+    (`history`: the chat so far, as messages). Bad input fails before the first part."""
     turns = [_text(m.get("content")) for m in history or [] if isinstance(m, dict)]
     try:
         yield from writer("chat").stream(turns + [_text(message)],
@@ -128,6 +129,15 @@ def chat(message, history, temperature, seed):
                                          seed=_seed(seed))
     except (ValueError, FileNotFoundError) as e:
         raise _user_error(e) from None
+
+
+def chat_turn(message, history, temperature, seed):
+    """The Chat tab: your message joins the chat and the reply streams in under it. A refused
+    message changes nothing (the box keeps your text and stays usable)."""
+    history = list(history or [])
+    said = history + [{"role": "user", "content": _text(message)}]
+    for part in chat(message, temperature, seed, history):
+        yield "", said + [{"role": "assistant", "content": part}]
 
 
 def reply(conversation: list[str], temperature: float = 0.8, seed: str = "") -> str:
@@ -322,13 +332,22 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
         gr.Markdown("# Shiyu 诗语\nChat, classical Chinese poems and folk tunes from one "
                     "LSTM seq2seq core, trained on public corpora, running on a CPU.")
         with gr.Tab("Chat 聊天"):
-            ctemp = gr.Slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
-                              label="Temperature", render=False)
-            cseed = gr.Textbox(value="", label="Seed (empty = random)", render=False)
-            gr.ChatInterface(chat, additional_inputs=[ctemp, cseed], api_name="chat",
-                             examples=[["hi! how was your weekend?", 0.8, ""],
-                                       ["what kind of music do you like?", 0.8, ""]],
-                             cache_examples=False, fill_height=False)
+            chatbot = gr.Chatbot(label="Shiyu 诗语", height=440, buttons=["copy"])
+            box = gr.Textbox(placeholder="Type a message and press Enter", show_label=False,
+                             submit_btn=True, max_length=2000)
+            gr.Examples([["hi! how was your weekend?"], ["what kind of music do you like?"],
+                         ["你好！你叫什么名字？"]], [box], label="Examples")
+            with gr.Accordion("Settings", open=False):
+                with gr.Row():
+                    ctemp = gr.Slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
+                                      label="Temperature")
+                    cseed = gr.Textbox(value="", label="Seed (empty = random)")
+            box.submit(chat_turn, [box, chatbot, ctemp, cseed], [box, chatbot],
+                       api_visibility="private", show_progress="hidden")
+            # /chat for scripts: one message in, the reply streamed out
+            message, answer = gr.Textbox(visible=False, label="message"), gr.Textbox(visible=False)
+            gr.Button(visible=False).click(chat, [message, ctemp, cseed], answer,
+                                           api_name="chat")
             gr.api(reply, api_name="reply")
         with gr.Tab("Poems 诗"):
             with gr.Row():
