@@ -262,8 +262,10 @@ def _upload(file) -> Path:
     return path
 
 
-def run_batch(file, task, form, n, seed):
-    """The task's batch convention, in this process with the loaded writer."""
+def run_batch(file, task: str = "poem", form: str = "qijue", n: int = 1, seed: int = 0,
+              progress=gr.Progress(track_tqdm=True)):
+    """The task's batch convention, in this process with the loaded writer. Returns the JSONL
+    result, a one-line summary and a preview of the first results."""
     file = _upload(file)
     if task not in WRITERS:
         raise _refuse(f"task must be one of {', '.join(WRITERS)}, got {task!r}")
@@ -272,11 +274,39 @@ def run_batch(file, task, form, n, seed):
     run = {"chat": chat_cli.batch, "poem": poem_cli.batch, "tune": tune_cli.batch}[task]
     options = {"form": form} if task == "poem" else {}
     try:
-        summary = run(writer(task), file, out, n=n, seed=seed, progress=False,
-                      **options)
+        summary = run(writer(task), file, out, n=n, seed=seed, progress=True, **options)
     except (ValueError, FileNotFoundError) as e:
         raise _user_error(e) from None
-    return str(out), f"{summary['items']} items, {summary['errors']} with errors"
+    return (str(out), f"{summary['items']} items, {summary['errors']} with errors",
+            preview(out))
+
+
+PREVIEW = 5             # results the Batch tab shows under the download
+
+
+def preview(path: Path, k: int = PREVIEW) -> str:
+    """The first k lines of a batch result as a table: each item and its first result."""
+    def first(rec: dict) -> str:
+        if "error" in rec:
+            return f"⚠ {rec['error']}"
+        for key, text in (("poems", "poem"), ("replies", "reply"), ("tunes", "abc")):
+            if rec.get(key):
+                body = rec[key][0][text]
+                if key == "tunes":      # the tune's first line of notes, after its header
+                    body = (body.split("\nK:", 1)[-1].splitlines()[1:] or [body])[0]
+                return body
+        return "(nothing)"
+
+    def cell(x) -> str:
+        x = x if isinstance(x, str) else json.dumps(x, ensure_ascii=False)
+        x = x.replace("|", "\\|").replace("\n", " ")
+        return x if len(x) <= 120 else x[:119] + "…"
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    recs = [json.loads(x) for x in lines[:k]]
+    rows = "\n".join(f"| {r['index']} | {cell(r['input'])} | {cell(first(r))} |" for r in recs)
+    more = f"\n\n(first {k} of {len(lines)})" if len(lines) > k else ""
+    return f"| # | item | first result |\n| --- | --- | --- |\n{rows}{more}"
 
 
 def _card(task: str) -> dict:
@@ -289,26 +319,39 @@ def model_info():
     return {task: _card(task) for task in WRITERS}
 
 
-def model_table(task: str, card: dict) -> str:
-    """A model card as a readable table: what it learned from, its size, how well it does."""
+def _facts(card: dict) -> dict[str, str]:
+    """A model card's facts, as the rows of the Models table show them."""
     if "error" in card:
-        return f"### {task}\n{card['error']}"
+        return {"corpus": card["error"]}
     m, t = card.get("model", {}), card.get("train", {})
     val = card.get("validation", {})
-    rows = [("corpus", card.get("corpus", "")),
-            ("how it works", card.get("source", "")),
-            ("network", f"{m.get('cell', '?').upper()} seq2seq, emb {m.get('emb_dim')}, hidden "
-                        f"{m.get('hidden')}, {m.get('enc_layers')}-layer "
-                        f"{'bidirectional ' if m.get('bidirectional') else ''}encoder, "
-                        f"{m.get('dec_layers')}-layer decoder, vocabulary {m.get('tgt_vocab')}"),
-            ("parameters", f"{card.get('parameters', 0):,} ({card.get('weights_dtype', '')})"),
-            ("training", f"{t.get('epochs')} epochs, {card.get('steps', 0):,} steps of "
-                         f"{t.get('batch_size')}, {card.get('train_wall_time_min', '?')} min; "
-                         f"{card.get('hardware', '')}"),
-            ("validation perplexity", f"{val.get('ppl', float('nan')):.1f} per token"),
-            ("rebuild", f"`{card.get('rebuild', '')}`")]
-    body = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
-    return f"### {task}\n| | |\n| --- | --- |\n{body}"
+    return {
+        "corpus": card.get("corpus", ""),
+        "how it works": card.get("source", ""),
+        "network": f"{m.get('cell', '?').upper()} seq2seq, emb {m.get('emb_dim')}, hidden "
+                   f"{m.get('hidden')}, {m.get('enc_layers')}-layer "
+                   f"{'bidirectional ' if m.get('bidirectional') else ''}encoder, "
+                   f"{m.get('dec_layers')}-layer decoder, vocabulary {m.get('tgt_vocab')}",
+        "parameters": f"{card.get('parameters', 0):,} ({card.get('weights_dtype', '')})",
+        "training": f"{t.get('epochs')} epochs, {card.get('steps', 0):,} steps of "
+                    f"{t.get('batch_size')}, {card.get('train_wall_time_min', '?')} min; "
+                    f"{card.get('hardware', '')}",
+        "validation perplexity": f"{val.get('ppl', float('nan')):.1f} per token",
+        "rebuild": f"`{card.get('rebuild', '')}`"}
+
+
+def models_table(cards: dict) -> str:
+    """Every model card in one readable table: a column per model, a row per fact (what it
+    learned from, its size, how well it does, how to rebuild it)."""
+    facts = {task: _facts(card) for task, card in cards.items()}
+    rows = dict.fromkeys(k for f in facts.values() for k in f)
+
+    def cell(x: str) -> str:       # a card's text, never markup: <form> stays visible
+        return x.replace("|", "/").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    head = "| | " + " | ".join(f"**{t}**" for t in facts) + " |\n|---" + "|---" * len(facts) + "|"
+    body = "\n".join(f"| {r} | " + " | ".join(cell(f.get(r, "")) for f in facts.values()) + " |"
+                     for r in rows)
+    return f"{head}\n{body}"
 
 
 def curves(cards: dict) -> tuple:
@@ -420,14 +463,12 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
             bseed = gr.Number(value=0, precision=0, minimum=LIMITS["seed"][0],
                               maximum=LIMITS["seed"][1], label="Seed")
             bgo = gr.Button("Run")
-            bout, bsum = gr.File(label="Result"), gr.Markdown()
-            bgo.click(run_batch, [bfile, btask, bform, bn, bseed], [bout, bsum],
+            bout, bsum, bview = gr.File(label="Result"), gr.Markdown(), gr.Markdown()
+            bgo.click(run_batch, [bfile, btask, bform, bn, bseed], [bout, bsum, bview],
                       api_name="run_batch")
         with gr.Tab("Models"):
             cards = model_info()
-            with gr.Row():
-                for task, card in cards.items():
-                    gr.Markdown(model_table(task, card))
+            gr.Markdown(models_table(cards))
             val, grad = curves(cards)
             with gr.Row():
                 gr.LinePlot(val, x="epoch", y="perplexity", color="model",

@@ -118,15 +118,21 @@ def test_model_info(client):
 
 
 @pytest.mark.parametrize("task,text", [("chat", "hi there\n{\"history\": []}\n"),
-                                       ("poem", "明月\nhello\n")])
+                                       ("poem", "明月\nhello\n"),
+                                       ("tune", '{"meter": "6/8", "key": "D"}\nnot json\n')])
 def test_batch_endpoint(client, tmp_path, task, text):
     f = tmp_path / "items.txt"
     f.write_text(text, encoding="utf-8")
-    path, summary = client.predict(handle_file(str(f)), task, "wujue", 1, 3,
-                                   api_name="/run_batch")
+    path, summary, shown = client.predict(handle_file(str(f)), task, "wujue", 1, 3,
+                                          api_name="/run_batch")
     lines = [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()]
     assert [r["index"] for r in lines] == [0, 1] and "error" in lines[1]
     assert summary == "2 items, 1 with errors"
+    rows = shown.splitlines()[2:]                   # the preview: one row per item
+    assert len(rows) == 2 and rows[1].startswith("| 1 |") and "⚠" in rows[1]
+    assert "⚠" not in rows[0]
+    if task == "tune":                              # the tune's notes, bar lines escaped
+        assert "\\|" in rows[0] and "K:" not in rows[0]
 
 
 def test_chat_streams_and_reply_takes_a_conversation(client):
@@ -184,8 +190,8 @@ def test_batch_uploads_are_capped_and_must_be_uploads(client, tmp_path):
         client.predict(handle_file(str(big)), "poem", "wujue", 1, 0, api_name="/run_batch")
     code = tmp_path / "code.txt"            # parsed as text, never run
     code.write_text("__import__('os').system('touch /tmp/shiyu-pwned')\n", encoding="utf-8")
-    path, summary = client.predict(handle_file(str(code)), "poem", "wujue", 1, 0,
-                                   api_name="/run_batch")
+    path, summary, _ = client.predict(handle_file(str(code)), "poem", "wujue", 1, 0,
+                                      api_name="/run_batch")
     assert summary == "1 items, 1 with errors" and not Path("/tmp/shiyu-pwned").exists()
 
 
@@ -195,9 +201,10 @@ def test_models_tab_tables_and_curves():
             {"epochs": 2, "batch_size": 4}, "validation": {"ppl": 12.34}, "parameters": 99,
             "history": [{"epoch": 0, "val_ppl": 20.0}, {"epoch": 1, "val_ppl": 12.3}],
             "curve": [{"step": 50, "grad_norm": 2.5}, {"step": 100, "grad_norm": 0.9}]}
-    table = app.model_table("poem", card)
-    assert "| validation perplexity | 12.3 per token |" in table and "a/b" in table
+    table = app.models_table({"poem": card, "chat": {"error": "x is missing"}})
+    assert table.startswith("| | **poem** | **chat** |")
+    assert "| validation perplexity | 12.3 per token |  |" in table and "a/b" in table
+    assert "| corpus | c | x is missing |" in table
     val, grad = app.curves({"poem": card, "tune": {"history": []}})
     assert val["perplexity"].tolist() == [20.0, 12.3] and val["epoch"].tolist() == [1, 2]
     assert grad["gradient norm"].tolist() == [2.5, 0.9] and set(grad["model"]) == {"poem"}
-    assert app.model_table("chat", {"error": "x is missing"}).endswith("x is missing")

@@ -1,0 +1,149 @@
+"""The app in a real browser: Playwright driving Debian's Chromium (never a downloaded one)
+against the app with the shipped models, on a free port. Screenshots of every tab go to
+build/browser/ (a test artifact, not committed).
+
+Skipped, with the reason, where /usr/bin/chromium or Playwright is missing (`.ci/run` installs
+chromium and fonts-noto-cjk with apt)."""
+import json
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "browser"
+# As root in a sandbox with no network: no sandboxing, no GPU, no background connections
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not CHROMIUM.exists():
+    pytest.skip("no /usr/bin/chromium (apt install chromium fonts-noto-cjk)",
+                allow_module_level=True)
+expect = sync_api.expect
+expect.set_options(timeout=60_000)             # the first request of a task loads its model
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def url():
+    from app import build_app
+    demo = build_app()                         # the shipped models
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, url):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    yield page
+    context.close()
+
+
+def tab(page, name: str):
+    page.get_by_role("tab", name=name).click()
+
+
+def settled(locator, still: int = 4, every_ms: int = 250) -> str:
+    """The locator's text once it has stopped changing (a streamed reply is complete)."""
+    seen = []
+    while len(seen) < still or len(set(seen[-still:])) > 1:
+        seen.append(locator.inner_text())
+        locator.page.wait_for_timeout(every_ms)
+    return seen[-1]
+
+
+def test_chat_keeps_working_after_an_error_and_holds_a_conversation(page):
+    box = page.get_by_placeholder("Type a message and press Enter")
+    box.fill("   ")
+    box.press("Enter")
+    expect(page.get_by_text("the message is empty")).to_be_visible()
+    expect(box).to_be_editable()
+    messages = ["hi! how are you?", "what do you do for fun?", "do you like music?"]
+    for i, message in enumerate(messages, 1):
+        box.fill(message)
+        box.press("Enter")
+        expect(page.locator(".bot")).to_have_count(i)
+        assert settled(page.locator(".bot").last).strip()
+        expect(box).to_have_value("")
+    assert page.locator(".user").all_inner_texts() == messages
+    page.screenshot(path=ARTIFACTS / "chat.png")
+
+
+def test_poem_streams_into_the_poem_shown_with_title_and_one_verse_a_line(page):
+    tab(page, "Poems 诗")
+    out = page.get_by_label("Poems", exact=True)
+    page.get_by_label("Seed (empty = random)").filter(visible=True).first.fill("1")
+    # record every value the output takes while the poem streams in
+    out.evaluate("el => { window.seen = []; setInterval(() => window.seen.push(el.value), 20); }")
+    page.get_by_role("button", name="Write 作诗").click()
+    expect(out).to_have_value(re.compile(r"score"))
+    lines = out.input_value().splitlines()
+    assert lines[0] == "明月 · 七绝"
+    verses = lines[1:5]
+    assert all(re.fullmatch(r"[\u4e00-\u9fff]{7}[，。]", v) for v in verses), verses
+    streamed = [v for v in page.evaluate("window.seen") if v and "score" not in v]
+    assert streamed, "nothing streamed before the final poem"
+    assert re.sub(r"\W", "", streamed[-1]) == "".join(v[:7] for v in verses)
+    page.screenshot(path=ARTIFACTS / "poems.png", full_page=True)
+
+
+def test_tune_score_fits_its_column(page):
+    tab(page, "Tunes 曲")
+    page.get_by_label("Seed (empty = random)").filter(visible=True).first.fill("1")
+    tunes = page.get_by_label("number input for Tunes")
+    tunes.fill("2")
+    tunes.press("Enter")
+    page.get_by_role("button", name="Compose 作曲").click()
+    svgs = page.locator("svg.definition-scale, div.prose svg, .html-container svg")
+    expect(page.get_by_text("Tune 2")).to_be_visible()
+    column = page.get_by_text("Tune 2").locator("xpath=ancestor::div[contains(@class,"
+                                                "'column')][1]").bounding_box()
+    boxes = [b for b in (s.bounding_box() for s in svgs.all()) if b and b["width"] > 100]
+    assert len(boxes) >= 2
+    for b in boxes:
+        assert column["x"] - 1 <= b["x"] and b["x"] + b["width"] <= column["x"] + \
+            column["width"] + 1, (b, column)
+    page.screenshot(path=ARTIFACTS / "tunes.png", full_page=True)
+
+
+def test_batch_runs_and_downloads(page, tmp_path):
+    tab(page, "Batch 批量")
+    themes = tmp_path / "themes.txt"
+    themes.write_text("明月\n秋思\n", encoding="utf-8")
+    page.locator("input[type=file]").first.set_input_files(str(themes))
+    page.get_by_role("button", name="Run").click()
+    expect(page.get_by_text("2 items, 0 with errors")).to_be_visible()
+    with page.expect_download() as dl:
+        page.locator("a[href*='poems.jsonl']").first.click()
+    rows = [json.loads(x) for x in Path(dl.value.path()).read_text(encoding="utf-8")
+            .splitlines()]
+    assert [r["input"]["theme"] for r in rows] == ["明月", "秋思"]
+    assert all(len(r["poems"][0]["lines"]) == 4 for r in rows)
+    # the preview shows the first results on the page
+    expect(page.get_by_role("cell", name=rows[1]["poems"][0]["poem"])).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "batch.png")
+
+
+def test_models_tab_shows_tables_and_curves(page):
+    tab(page, "Models")
+    expect(page.get_by_text("validation perplexity").first).to_be_visible()
+    expect(page.get_by_text("Validation perplexity per epoch")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "models.png", full_page=True)
