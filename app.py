@@ -366,6 +366,14 @@ def curves(cards: dict) -> tuple:
             pd.DataFrame(grad, columns=["step", "gradient norm", "model"]))
 
 
+# Wide tables (the Models table, a batch preview) scroll inside their block at phone width,
+# and a table's first column (the row names) never breaks inside a word.
+CSS = """
+.prose table { display: block; overflow-x: auto; }
+.prose td:first-child { white-space: nowrap; }
+"""
+
+
 def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = None,
               chat_dir: str | Path | None = None) -> gr.Blocks:
     """The Blocks app; each *_dir overrides that task's shipped model folder."""
@@ -374,111 +382,121 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
     with gr.Blocks(title="Shiyu 诗语", delete_cache=(SCRATCH_AGE, SCRATCH_AGE)) as demo:
         gr.Markdown("# Shiyu 诗语\nChat, classical Chinese poems and folk tunes from one "
                     "LSTM seq2seq core, trained on public corpora, running on a CPU.")
-        with gr.Tab("Chat 聊天"):
-            chatbot = gr.Chatbot(label="Shiyu 诗语", height=440, buttons=["copy"])
-            box = gr.Textbox(placeholder="Type a message and press Enter", show_label=False,
-                             submit_btn=True, max_length=2000)
-            gr.Examples([["hi! how was your weekend?"], ["what kind of music do you like?"],
-                         ["你好！你叫什么名字？"]], [box], label="Examples")
-            with gr.Accordion("Settings", open=False):
-                with gr.Row():
-                    ctemp = gr.Slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
-                                      label="Temperature")
-                    cseed = gr.Textbox(value="", label="Seed (empty = random)")
-            box.submit(chat_turn, [box, chatbot, ctemp, cseed], [box, chatbot],
-                       api_visibility="private", show_progress="hidden")
-            # /chat for scripts: one message in, the reply streamed out
-            message, answer = gr.Textbox(visible=False, label="message"), gr.Textbox(visible=False)
-            gr.Button(visible=False).click(chat, [message, ctemp, cseed], answer,
-                                           api_name="chat")
-            gr.api(reply, api_name="reply")
-        with gr.Tab("Poems 诗"):
-            with gr.Row():
-                with gr.Column():
-                    theme = gr.Textbox(label="Theme 主题", value="明月", max_length=40)
-                    form = gr.Dropdown(FORM_CHOICES, value="qijue", label="Form 体裁")
-                    n = gr.Slider(*LIMITS["poems"], value=1, step=1, label="Poems")
-                    acrostic = gr.Textbox(value="", label="Acrostic 藏头 (one character per line)")
-                    start = gr.Textbox(value="", label="Opening line(s) 首句")
-                    keywords = gr.Textbox(
-                        value="", max_length=40,
-                        label="Keywords 关键词 (empty = planned from the theme)")
+        with gr.Tabs(overflow_behavior="wrap"):      # all tabs in sight at phone width
+            with gr.Tab("Chat 聊天"):
+                chatbot = gr.Chatbot(label="Shiyu 诗语", height=440, buttons=["copy"])
+                box = gr.Textbox(placeholder="Type a message and press Enter", show_label=False,
+                                 submit_btn=True, max_length=2000)
+                gr.Examples([["hi! how was your weekend?"], ["what kind of music do you like?"],
+                             ["你好！你叫什么名字？"]], [box], label="Examples")
+                with gr.Accordion("Settings", open=False):
                     with gr.Row():
-                        rhyme = gr.Checkbox(value=True, label="Rhyme 押韵")
-                        strict = gr.Checkbox(value=False, label="Strict 平仄")
-                    temperature = gr.Slider(*LIMITS["poem temperature"],
-                                            value=PoemWriter.TEMPERATURE, step=0.05,
-                                            label="Temperature")
-                    seed = gr.Textbox(value="", label="Seed (empty = random)")
-                    go = gr.Button("Write 作诗", variant="primary")
-                with gr.Column():
-                    poem_out = gr.Textbox(label="Poems", lines=14)
-                    poem_notes = gr.Markdown()
-            poem_inputs = [theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
-                           keywords]
-            go.click(write_poems, poem_inputs, [poem_out, poem_notes], api_name="write_poems")
-            T = PoemWriter.TEMPERATURE
-            gr.Examples([["明月", "qijue", 1, "", "", True, False, T, "1", ""],
-                         ["秋夜", "wulv", 1, "", "", True, False, T, "2", "蟋蟀 砧声"],
-                         ["春", "wujue", 1, "春夏秋冬", "", True, False, T, "3", ""],
-                         ["送别", "qilv", 2, "", "", True, False, T, "4", ""]],
-                        poem_inputs, label="Examples 示例")
-        with gr.Tab("Tunes 曲"):
-            with gr.Row():
-                with gr.Column():
-                    meter = gr.Dropdown(list(METERS), value="6/8", label="Meter")
-                    key = gr.Textbox(value="Dmaj", label="Key (ABC, e.g. D, Ador, Emin, Gmix)")
-                    rhythm = gr.Dropdown([("(the meter's most common)", "")] + known_rhythms(_card("tune")),
-                                         value="jig", label="Rhythm")
-                    tform = gr.Dropdown([("(the rhythm's usual form)", "")] + list(TUNE_FORMS),
-                                        value="", label="Form (AABB: two repeated 8-bar parts)")
-                    tstart = gr.Textbox(value="", label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
-                    tn = gr.Slider(*LIMITS["tunes"], value=1, step=1, label="Tunes")
-                    ttemp = gr.Slider(*LIMITS["tune temperature"], value=1.0, step=0.05,
-                                      label="Temperature")
-                    ttempo = gr.Slider(*LIMITS["tempo"], value=120, step=1,
-                                       label="Tempo (quarter notes a minute)")
-                    tseed = gr.Textbox(value="", label="Seed (empty = random)")
-                    tgo = gr.Button("Compose 作曲", variant="primary")
-                with gr.Column():
-                    abc_out = gr.Code(label="ABC")
-                    score = gr.HTML(label="Score")
-                    audio = gr.Audio(label="Listen", type="numpy")
-                    abc_file = gr.File(label="Download ABC, MIDI and WAV", file_count="multiple")
-            tune_inputs = [meter, key, rhythm, tstart, tn, ttemp, tseed, tform, ttempo]
-            tgo.click(write_tunes, tune_inputs, [abc_out, score, audio, abc_file],
-                      api_name="write_tunes")
-            gr.Examples([["6/8", "Dmaj", "jig", "", 1, 1.0, "1", "", 120],
-                         ["4/4", "Gmaj", "reel", "", 1, 1.0, "2", "AABB", 160],
-                         ["3/4", "Gmaj", "song", "", 1, 1.0, "3", "", 90]],
-                        tune_inputs, label="Examples")
-        with gr.Tab("Batch 批量"):
-            gr.Markdown("One message per line or JSONL conversations (chat), one theme per "
-                        "line (poems) or JSONL settings (tunes); the result is a JSONL file "
-                        "with one line per input item, in order.")
-            bfile = gr.File(label="Input", type="filepath")
-            btask = gr.Radio(["chat", "poem", "tune"], value="poem", label="Task")
-            bform = gr.Dropdown(FORM_CHOICES, value="qijue", label="Poem form")
-            bn = gr.Slider(*LIMITS["results per item"], value=1, step=1, label="Per item")
-            bseed = gr.Number(value=0, precision=0, minimum=LIMITS["seed"][0],
-                              maximum=LIMITS["seed"][1], label="Seed")
-            bgo = gr.Button("Run")
-            bout, bsum, bview = gr.File(label="Result"), gr.Markdown(), gr.Markdown()
-            bgo.click(run_batch, [bfile, btask, bform, bn, bseed], [bout, bsum, bview],
-                      api_name="run_batch")
-        with gr.Tab("Models"):
-            cards = model_info()
-            gr.Markdown(models_table(cards))
-            val, grad = curves(cards)
-            with gr.Row():
-                gr.LinePlot(val, x="epoch", y="perplexity", color="model",
-                            title="Validation perplexity per epoch")
-                gr.LinePlot(grad, x="step", y="gradient norm", color="model",
-                            title="Gradient norm before clipping (clip at 1.0)")
-            with gr.Accordion("Model cards (JSON)", open=False):
-                info = gr.JSON(cards, label="Model cards")
-            gr.Button("Reload cards", size="sm").click(model_info, None, info,
-                                                      api_name="model_info")
+                        ctemp = gr.Slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
+                                          label="Temperature")
+                        cseed = gr.Textbox(value="", label="Seed (empty = random)")
+                box.submit(chat_turn, [box, chatbot, ctemp, cseed], [box, chatbot],
+                           api_visibility="private", show_progress="hidden")
+                # /chat for scripts: one message in, the reply streamed out
+                message = gr.Textbox(visible=False, label="message")
+                answer = gr.Textbox(visible=False)
+                gr.Button(visible=False).click(chat, [message, ctemp, cseed], answer,
+                                               api_name="chat")
+                gr.api(reply, api_name="reply")
+            with gr.Tab("Poems 诗"):
+                with gr.Row():
+                    with gr.Column():
+                        theme = gr.Textbox(label="Theme 主题", value="明月", max_length=40)
+                        form = gr.Dropdown(FORM_CHOICES, value="qijue", label="Form 体裁")
+                        n = gr.Slider(*LIMITS["poems"], value=1, step=1, label="Poems")
+                        acrostic = gr.Textbox(value="",
+                                              label="Acrostic 藏头 (one character per line)")
+                        start = gr.Textbox(value="", label="Opening line(s) 首句")
+                        keywords = gr.Textbox(
+                            value="", max_length=40,
+                            label="Keywords 关键词 (empty = planned from the theme)")
+                        with gr.Row():
+                            rhyme = gr.Checkbox(value=True, label="Rhyme 押韵")
+                            strict = gr.Checkbox(value=False, label="Strict 平仄")
+                        temperature = gr.Slider(*LIMITS["poem temperature"],
+                                                value=PoemWriter.TEMPERATURE, step=0.05,
+                                                label="Temperature")
+                        seed = gr.Textbox(value="", label="Seed (empty = random)")
+                        go = gr.Button("Write 作诗", variant="primary")
+                    with gr.Column():
+                        poem_out = gr.Textbox(label="Poems", lines=14)
+                        poem_notes = gr.Markdown()
+                poem_inputs = [theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
+                               keywords]
+                go.click(write_poems, poem_inputs, [poem_out, poem_notes], api_name="write_poems")
+                T = PoemWriter.TEMPERATURE
+                gr.Examples([["明月", "qijue", 1, "", "", True, False, T, "1", ""],
+                             ["秋夜", "wulv", 1, "", "", True, False, T, "2", "蟋蟀 砧声"],
+                             ["春", "wujue", 1, "春夏秋冬", "", True, False, T, "3", ""],
+                             ["送别", "qilv", 2, "", "", True, False, T, "4", ""]],
+                            poem_inputs, label="Examples 示例",
+                            example_labels=["明月 · 七绝", "秋夜 · 五律 · 蟋蟀 砧声",
+                                            "春 · 五绝 · 藏头 春夏秋冬", "送别 · 七律 × 2"])
+            with gr.Tab("Tunes 曲"):
+                with gr.Row():
+                    with gr.Column():
+                        meter = gr.Dropdown(list(METERS), value="6/8", label="Meter")
+                        key = gr.Textbox(value="Dmaj", label="Key (ABC, e.g. D, Ador, Emin, Gmix)")
+                        rhythms = [("(the meter's most common)", "")] + known_rhythms(_card("tune"))
+                        rhythm = gr.Dropdown(rhythms, value="jig", label="Rhythm")
+                        forms = [("(the rhythm's usual form)", "")] + list(TUNE_FORMS)
+                        tform = gr.Dropdown(forms, value="",
+                                            label="Form (AABB: two repeated 8-bar parts)")
+                        tstart = gr.Textbox(value="",
+                                            label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
+                        tn = gr.Slider(*LIMITS["tunes"], value=1, step=1, label="Tunes")
+                        ttemp = gr.Slider(*LIMITS["tune temperature"], value=1.0, step=0.05,
+                                          label="Temperature")
+                        ttempo = gr.Slider(*LIMITS["tempo"], value=120, step=1,
+                                           label="Tempo (quarter notes a minute)")
+                        tseed = gr.Textbox(value="", label="Seed (empty = random)")
+                        tgo = gr.Button("Compose 作曲", variant="primary")
+                    with gr.Column():
+                        abc_out = gr.Code(label="ABC")
+                        score = gr.HTML(label="Score")
+                        audio = gr.Audio(label="Listen", type="numpy")
+                        abc_file = gr.File(label="Download ABC, MIDI and WAV",
+                                           file_count="multiple")
+                tune_inputs = [meter, key, rhythm, tstart, tn, ttemp, tseed, tform, ttempo]
+                tgo.click(write_tunes, tune_inputs, [abc_out, score, audio, abc_file],
+                          api_name="write_tunes")
+                gr.Examples([["6/8", "Dmaj", "jig", "", 1, 1.0, "1", "", 120],
+                             ["4/4", "Gmaj", "reel", "", 1, 1.0, "2", "AABB", 160],
+                             ["3/4", "Gmaj", "song", "", 1, 1.0, "3", "", 90]],
+                            tune_inputs, label="Examples",
+                            example_labels=["jig in D, 6/8", "reel in G, AABB, ♩ = 160",
+                                            "song in G, 3/4, ♩ = 90"])
+            with gr.Tab("Batch 批量"):
+                gr.Markdown("One message per line or JSONL conversations (chat), one theme per "
+                            "line (poems) or JSONL settings (tunes); the result is a JSONL file "
+                            "with one line per input item, in order.")
+                bfile = gr.File(label="Input", type="filepath")
+                btask = gr.Radio(["chat", "poem", "tune"], value="poem", label="Task")
+                bform = gr.Dropdown(FORM_CHOICES, value="qijue", label="Poem form")
+                bn = gr.Slider(*LIMITS["results per item"], value=1, step=1, label="Per item")
+                bseed = gr.Number(value=0, precision=0, minimum=LIMITS["seed"][0],
+                                  maximum=LIMITS["seed"][1], label="Seed")
+                bgo = gr.Button("Run")
+                bout, bsum, bview = gr.File(label="Result"), gr.Markdown(), gr.Markdown()
+                bgo.click(run_batch, [bfile, btask, bform, bn, bseed], [bout, bsum, bview],
+                          api_name="run_batch")
+            with gr.Tab("Models"):
+                cards = model_info()
+                gr.Markdown(models_table(cards))
+                val, grad = curves(cards)
+                with gr.Row():
+                    gr.LinePlot(val, x="epoch", y="perplexity", color="model",
+                                title="Validation perplexity per epoch")
+                    gr.LinePlot(grad, x="step", y="gradient norm", color="model",
+                                title="Gradient norm before clipping (clip at 1.0)")
+                with gr.Accordion("Model cards (JSON)", open=False):
+                    info = gr.JSON(cards, label="Model cards")
+                gr.Button("Reload cards", size="sm").click(model_info, None, info,
+                                                          api_name="model_info")
     demo.queue(max_size=32, default_concurrency_limit=1)
     return demo
 
@@ -497,7 +515,7 @@ def server(**dirs):
     """The whole server: the OpenAI-compatible /v1 routes (chatbot/openai_api.py) with the
     Gradio app mounted beside them on one FastAPI app. `dirs` go to build_app."""
     api = openai_api.create_app(lambda: writer("chat"))
-    return gr.mount_gradio_app(api, build_app(**dirs), path="/",
+    return gr.mount_gradio_app(api, build_app(**dirs), path="/", css=CSS,
                                max_file_size=f"{MAX_UPLOAD_MB}mb")
 
 

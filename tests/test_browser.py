@@ -28,14 +28,28 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def url():
-    from app import build_app
-    demo = build_app()                         # the shipped models
+    """The real server (`python app.py`: Gradio mounted beside the /v1 routes, with the
+    shipped models) on a free port, in a thread."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from app import server
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
+    srv = uvicorn.Server(uvicorn.Config(server(), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.1)
+    assert srv.started, "the app did not start within 60 s"
     yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    srv.should_exit = True
+    thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +61,11 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, url):
+def page(browser, url, request):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    size = getattr(request, "param", (1280, 900))
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]},
+                                  accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
@@ -147,3 +163,23 @@ def test_models_tab_shows_tables_and_curves(page):
     expect(page.get_by_text("validation perplexity").first).to_be_visible()
     expect(page.get_by_text("Validation perplexity per epoch")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "models.png", full_page=True)
+
+
+@pytest.mark.parametrize("page", [(390, 844)], indirect=True)
+def test_phone_width_shows_every_tab_and_nothing_wider_than_the_screen(page):
+    for name in ["Chat 聊天", "Poems 诗", "Tunes 曲", "Batch 批量", "Models"]:
+        t = page.get_by_role("tab", name=name)
+        expect(t).to_be_visible()                  # wrapped onto a second row, not in a menu
+        t.click()
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
+        # everything on the tab lies within the screen (wide tables scroll inside their block)
+        widest = page.evaluate("""() => Math.max(...Array.from(document.querySelectorAll(
+            '.tabitem:not([style*="display: none"]) .block')).filter(e => e.offsetParent)
+            .map(e => e.getBoundingClientRect().right))""")
+        assert widest <= 390, (name, widest)
+        page.screenshot(path=ARTIFACTS / f"phone-{name.split()[0].lower()}.png", full_page=True)
+    examples = page.get_by_role("tab", name="Poems 诗").click() or \
+        page.get_by_text("秋夜 · 五律 · 蟋蟀 砧声")
+    box = examples.bounding_box()
+    assert box and box["x"] + box["width"] <= 390          # the examples are not cut off
