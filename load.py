@@ -1,0 +1,168 @@
+"""Load test of the app as people run it: start `python app.py` on a free port, time its cold
+start (until the page is served), then run N concurrent clients for a bounded time, each
+calling chat (/reply), poems (/write_poems) and tunes (/write_tunes) in turn through
+gradio_client, and print requests/s, p50/p95 latency per task, errors and the server's
+memory (RSS) after the run.
+
+    python load.py [--clients 16] [--seconds 60] [--json]
+
+Exit status 1 when any request failed. Nothing here needs the network beyond this machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+CALLS = {   # task -> (endpoint, keyword arguments): the documented default requests
+    "chat": ("/reply", {"conversation": ["hi! how was your weekend?"]}),
+    "poem": ("/write_poems", {"theme": "明月"}),
+    "tune": ("/write_tunes", {}),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(port: int, timeout: float = 120) -> tuple[subprocess.Popen, float]:
+    """`python app.py` on `port`; returns the process and seconds until GET / answered 200."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    threading.Thread(target=proc.stderr.read, daemon=True).start()   # drain its log
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"the app exited with status {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                if r.status == 200:
+                    return proc, time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"the app did not serve its page within {timeout:.0f} s")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the process and its children, MB (from /proc)."""
+    def one(p: int) -> int:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+    kids = Path(f"/proc/{pid}/task/{pid}/children")
+    children = [int(c) for c in kids.read_text().split()] if kids.exists() else []
+    return (one(pid) + sum(one(c) for c in children)) / 1024
+
+
+def client_loop(url: str, k: int, until: float, log: list, lock: threading.Lock) -> None:
+    from gradio_client import Client
+    try:
+        client = Client(url, verbose=False)
+    except Exception as e:                      # noqa: BLE001  (counted, then reported)
+        with lock:
+            log.append(("connect", 0.0, f"{type(e).__name__}: {e}"))
+        return
+    tasks = list(CALLS)
+    i = k                                       # clients start on different tasks
+    while time.perf_counter() < until:
+        task = tasks[i % len(tasks)]
+        api, kwargs = CALLS[task]
+        t0 = time.perf_counter()
+        error = None
+        try:
+            out = client.predict(**kwargs, api_name=api)
+            if not out:
+                error = "empty result"
+        except Exception as e:                  # noqa: BLE001
+            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        with lock:
+            log.append((task, time.perf_counter() - t0, error))
+        i += 1
+    client.close()
+
+
+def percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = ap.parse_args(argv)
+    if args.clients < 1 or args.seconds <= 0:
+        ap.error("--clients must be at least 1 and --seconds positive")
+
+    port = free_port()
+    proc, cold = start_app(port)
+    url = f"http://127.0.0.1:{port}/"
+    print(f"cold start: page served {cold:.2f} s after `python app.py` began", flush=True)
+    rss_idle = rss_mb(proc.pid)
+    log: list = []
+    lock = threading.Lock()
+    try:
+        t0 = time.perf_counter()
+        until = t0 + args.seconds
+        threads = [threading.Thread(target=client_loop, args=(url, k, until, log, lock))
+                   for k in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        rss = rss_mb(proc.pid)
+        alive = proc.poll() is None
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    errors = [e for _, _, e in log if e]
+    res = {"clients": args.clients, "seconds": round(wall, 1), "requests": len(log),
+           "requests_per_s": round(len(log) / wall, 2), "errors": len(errors),
+           "cold_start_s": round(cold, 2), "rss_mb_idle": round(rss_idle),
+           "rss_mb_after": round(rss), "server_alive": alive, "tasks": {}}
+    print(f"{args.clients} clients for {wall:.0f} s: {len(log)} requests "
+          f"({res['requests_per_s']} /s), {len(errors)} errors")
+    for task in CALLS:
+        lat = [t for name, t, e in log if name == task and not e]
+        n_err = sum(1 for name, _, e in log if name == task and e)
+        res["tasks"][task] = {"requests": len(lat) + n_err, "errors": n_err,
+                              "p50_s": round(percentile(lat, 0.5), 3),
+                              "p95_s": round(percentile(lat, 0.95), 3)}
+        print(f"  {task:5s} {len(lat) + n_err:4d} requests, p50 {percentile(lat, 0.5):6.2f} s, "
+              f"p95 {percentile(lat, 0.95):6.2f} s, {n_err} errors")
+    every = [t for _, t, e in log if not e]
+    res["p50_s"], res["p95_s"] = round(percentile(every, 0.5), 3), round(percentile(every, 0.95), 3)
+    print(f"  all   p50 {res['p50_s']:.2f} s, p95 {res['p95_s']:.2f} s")
+    print(f"server memory (RSS): {rss_idle:.0f} MB before the load, {rss:.0f} MB after; "
+          f"server {'still up' if alive else 'DOWN'}")
+    for e in sorted(set(errors))[:5]:
+        print(f"  error: {e}")
+    if args.json:
+        print(json.dumps(res))
+    return 1 if errors or not alive else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
