@@ -193,12 +193,17 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=
     n, tempo = _number(n, "tunes"), _number(tempo, "tempo")
     temperature, seed = _number(temperature, "tune temperature"), _seed(seed)
     try:
-        tunes = writer("tune").write(meter=meter, key=key, rhythm=rhythm or None,
-                                     start=start or None, n=n, temperature=temperature,
-                                     seed=seed, form=form or None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", UserWarning)   # the writer's notes: a toast each
+            tunes = writer("tune").write(meter=meter, key=key, rhythm=rhythm or None,
+                                         start=start or None, n=n, temperature=temperature,
+                                         seed=seed, form=form or None)
         abcs = [with_tempo(t["abc"], tempo) for t in tunes]
     except (ValueError, TypeError) as e:
         raise _user_error(e) from None
+    for note in dict.fromkeys(str(w.message) for w in caught):
+        gr.Warning(note)                     # e.g. "few reels are in 6/8 ..."
     abc = "\n\n".join(abcs)
     out = scratch("tunes.abc")
     out.write_text(abc, encoding="utf-8")

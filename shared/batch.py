@@ -31,7 +31,7 @@ def read_items(path: str | Path, text_field: str) -> list[dict]:
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}): give one item per "
+        raise ValueError(f"{Path(path).name} is not UTF-8 text (byte {e.start}): give one item per "
                          f"line, plain text or JSON") from None
     for raw in text.splitlines():
         if raw == "":

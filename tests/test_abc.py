@@ -28,12 +28,18 @@ def test_parse_key(text, key):
     assert parse_key(str(key)) == key
 
 
-@pytest.mark.parametrize("bad", ["", "H", "Hp", "none", "Dxyz", "Dmajorx", "D#maj", "d", "G mi x",
+@pytest.mark.parametrize("bad", ["", "H", "Hp", "none", "Dxyz", "Dmajorx", "D#maj", "G mi x",
                                  "Clyd", "Ephr"])
 def test_bad_key_is_one_line_value_error(bad):
     with pytest.raises(ValueError) as err:
         parse_key(bad)
     assert "\n" not in str(err.value)
+
+
+def test_the_tonic_may_be_lower_case_as_the_mode_may_be_spelled_out():
+    # `D minor` was taken while `dmaj` was refused: either case of tonic is one key
+    assert parse_key("dmaj") == parse_key("Dmaj") and parse_key("d") == parse_key("D")
+    assert parse_key("bbmix") == parse_key("Bbmix") and parse_key("f#m") == parse_key("F#min")
 
 
 def test_key_signatures():

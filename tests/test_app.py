@@ -1,5 +1,6 @@
 """The app as a user's script sees it: launched on loopback, called through gradio_client."""
 import json
+import re
 import socket
 import time
 from pathlib import Path
@@ -86,6 +87,21 @@ def test_user_errors_are_one_log_line_not_a_traceback(client, capfd, caplog):
     assert "Traceback" not in capfd.readouterr().err
     refused = [r.getMessage() for r in caplog.records if r.name == "shiyu.app"]
     assert len(refused) == 3 and all(m.startswith("refused: ") for m in refused)
+
+
+def test_what_is_dropped_or_odd_is_said_once(client, monkeypatch):
+    _, notes = client.predict(theme="明月hello", seed="1", api_name="/write_poems")
+    assert notes == "⚠ the theme's non-Chinese characters were dropped: hello"
+    with pytest.raises(Exception, match="start line 1 'hello' is not Chinese"):
+        client.predict(theme="明月", start="hello there", api_name="/write_poems")
+    with pytest.raises(Exception, match="^the opening bars hello are not valid ABC"):
+        client.predict(start="hello", api_name="/write_tunes")
+    import app
+    toasts = []
+    monkeypatch.setattr(app.gr, "Warning", toasts.append)
+    app.write_tunes("6/8", "dmaj", "reel", "", 1, 1.0, "1")    # the page shows it as a toast
+    assert len(toasts) == 1 and re.fullmatch(r"few reels are in 6/8 \(\d+ of [\d,]+ training "
+                                             r"tunes\); a reel is usually in 2/2", toasts[0])
 
 
 def test_write_tunes_endpoint(client):

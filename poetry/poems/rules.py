@@ -72,6 +72,8 @@ def make_spec(form: str, acrostic: Optional[str] = None, start=None, rhyme: bool
 
     def check_chars(what: str, text: str) -> None:
         bad = "".join(dict.fromkeys(c for c in text if not is_cjk(c)))
+        if bad == "".join(dict.fromkeys(text)):
+            raise ValueError(f"{what} {text!r} is not Chinese")
         if bad:
             raise ValueError(f"{what} {text!r} has non-Chinese characters {bad!r}")
         unknown = "".join(dict.fromkeys(c for c in text if not known(c)))
@@ -90,10 +92,10 @@ def make_spec(form: str, acrostic: Optional[str] = None, start=None, rhyme: bool
     if len(lines) > f.lines:
         raise ValueError(f"start has {len(lines)} lines; a {f.zh} ({f.name}) has {f.lines}")
     for i, line in enumerate(lines):
+        check_chars(f"start line {i + 1}", line)      # "hello" is not Chinese, whatever its length
         if len(line) != f.length:
             raise ValueError(f"start line {i + 1} {line!r} has {len(line)} characters; "
                              f"{f.zh} ({f.name}) lines have {f.length}")
-        check_chars(f"start line {i + 1}", line)
         if acrostic is not None and line[0] != acrostic[i]:
             raise ValueError(f"start line {i + 1} {line!r} does not begin with acrostic "
                              f"head {acrostic[i]!r}")

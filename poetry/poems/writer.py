@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,6 +60,10 @@ def clean_theme(theme: str, known) -> str:
     kept = "".join(c for c in cjk if known(c))
     if not kept:
         raise ValueError(f"no character of the theme {theme!r} is known to the model")
+    other = "".join(c for c in theme if not is_cjk(c) and not c.isspace()
+                    and not unicodedata.category(c).startswith("P"))
+    if other:                               # 明月hello: the poem is about 明月, and says so
+        warnings.warn(f"the theme's non-Chinese characters were dropped: {other}")
     if unknown:
         warnings.warn(f"theme characters unknown to the model were dropped: {unknown}")
     if len(kept) > MAX_THEME:

@@ -76,15 +76,16 @@ class Key(NamedTuple):
 
 
 def parse_key(text: str) -> Key:
-    """`D`, `Dmaj`, `F#m`, `Ador`, `E Minor`, `Bbmix` -> Key; ValueError for anything else."""
-    m = re.fullmatch(r"\s*([A-G])([#b]?)\s*([A-Za-z]*)\s*", text or "")
+    """`D`, `Dmaj`, `F#m`, `Ador`, `E Minor`, `Bbmix` -> Key (the tonic in either case: `dmaj`
+    too, as `D minor` is); ValueError for anything else."""
+    m = re.fullmatch(r"\s*([A-Ga-g])([#b]?)\s*([A-Za-z]*)\s*", text or "")
     word = m.group(3).lower() if m else ""
     full = [v for k, v in _FULL.items() if len(word) >= 3 and k.startswith(word)]
     mode = "maj" if not word else "min" if word == "m" else full[0] if full else None
     if m is None or mode not in KEY_MODES:
         raise ValueError(f"unknown key {text!r}: use a tonic A-G with optional # or b and a mode "
                          f"({', '.join(KEY_MODES)}), e.g. D, Dmaj, Ador, Emin, Gmix")
-    key = Key(m.group(1) + m.group(2), mode)
+    key = Key(m.group(1).upper() + m.group(2), mode)
     if abs(key.fifths()) > 7:
         raise ValueError(f"key {text!r} needs {abs(key.fifths())} sharps or flats: "
                          f"use its enharmonic twin")

@@ -91,6 +91,12 @@ class TuneWriter(Writer):
             warnings.warn(f"the model has no {r} tunes (folded into 'other' in training); "
                           f"writing rhythm 'other'")
             return "other"
+        row = self.rhythms_by_meter.get(meter) or {}
+        here = row.get(r, 0)
+        if row and here < max(5, 0.01 * sum(row.values())):     # e.g. a reel in 6/8
+            usual = max(self.rhythms_by_meter, key=lambda m: self.rhythms_by_meter[m].get(r, 0))
+            warnings.warn(f"few {r}s are in {meter} ({here} of {sum(row.values()):,} training "
+                          f"tunes); a {r} is usually in {usual}")
         return r
 
     @staticmethod
@@ -121,13 +127,14 @@ class TuneWriter(Writer):
         bare = re.sub(r'"[^"]*"|![^!]*!|\[[A-Za-z]:[^\]]*\]', "", one)
         stray = re.findall(r"[H-Zh-wy]", bare)
         if stray:
-            raise ValueError(f"--start {one!r} is not valid ABC here: unexpected "
+            raise ValueError(f"the opening bars {one} are not valid ABC: unexpected "
                              f"{', '.join(map(repr, dict.fromkeys(stray)))} (notes are A-G a-g "
                              f"with ^ _ = , ' and lengths, rests z)")
         try:
             body = abc.normalise(one, key, target=Key("C", key.mode))
         except ValueError as e:
-            raise ValueError(f"--start {one!r} is not ABC this model reads: {e}") from None
+            raise ValueError(f"the opening bars {one} are not ABC this model reads: {e}") \
+                from None
         if not body:
             raise ValueError(f"--start {one!r} holds no notes")
         if FORMS[form] and FORMS[form][0] and "|:" not in abc.tokenize(body):
