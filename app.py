@@ -163,8 +163,9 @@ def _show_poems(poems: list[dict]) -> str:
 
 def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
                 keywords=""):
-    """Streams the first poem character by character, then shows all n poems. `keywords`:
-    the plan (empty = sampled from the theme for each candidate)."""
+    """Streams the first poem character by character, then shows all n poems, with the
+    downloads (poems.txt as shown, poems.jsonl a poem a line). `keywords`: the plan (empty =
+    sampled from the theme for each candidate)."""
     kw = dict(form=form, acrostic=acrostic or None, start=start or None, rhyme=bool(rhyme),
               tones="strict" if strict else None,
               temperature=_number(temperature, "poem temperature"),
@@ -176,12 +177,18 @@ def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, see
             warnings.simplefilter("always", UserWarning)   # the writer's repairs
             if n == 1:
                 for partial in writer("poem").stream(theme, **kw):
-                    yield partial, ""
+                    yield partial, "", None
             poems = writer("poem").write(theme, n=n, **kw)
     except ValueError as e:
         raise _user_error(e) from None
     notes = dict.fromkeys(str(w.message) for w in caught)   # streaming and writing warn alike
-    yield _show_poems(poems), "\n".join(f"⚠ {m}" for m in notes)
+    text = _show_poems(poems)
+    txt = scratch("poems.txt")
+    txt.write_text(text + "\n", encoding="utf-8")
+    jsonl = txt.with_suffix(".jsonl")
+    jsonl.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in poems),
+                     encoding="utf-8")
+    yield text, "\n".join(f"⚠ {m}" for m in notes), [str(txt), str(jsonl)]
 
 
 def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=120):
@@ -428,11 +435,14 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                         seed = gr.Textbox(value="", label="Seed (empty = random)")
                         go = gr.Button("Write 作诗", variant="primary")
                     with gr.Column():
-                        poem_out = gr.Textbox(label="Poems", lines=14)
+                        poem_out = gr.Textbox(label="Poems", lines=14, buttons=["copy"])
                         poem_notes = gr.Markdown()
+                        poem_files = gr.File(label="Download .txt / .jsonl",
+                                             file_count="multiple")
                 poem_inputs = [theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
                                keywords]
-                go.click(write_poems, poem_inputs, [poem_out, poem_notes], api_name="write_poems")
+                go.click(write_poems, poem_inputs, [poem_out, poem_notes, poem_files],
+                         api_name="write_poems")
                 T = PoemWriter.TEMPERATURE
                 gr.Examples([["明月", "qijue", 1, "", "", True, False, T, "1", ""],
                              ["秋夜", "wulv", 1, "", "", True, False, T, "2", "蟋蟀 砧声"],

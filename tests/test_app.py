@@ -31,14 +31,18 @@ def client(poem_model_dir, chat_model_dir):
 
 
 def test_write_poems_endpoint(client):
-    text, notes = client.predict("明月", "wujue", 2, "", "", True, False, 0.8, "1",
-                                 api_name="/write_poems")
+    text, notes, files = client.predict("明月", "wujue", 2, "", "", True, False, 0.8, "1",
+                                        api_name="/write_poems")
     assert client.predict("明月", api_name="/write_poems")[0].startswith("明月 · 七绝\n")
     assert client.predict(theme="春", form="wujue", seed="2", keywords="春风",
                           api_name="/write_poems")[0].startswith("春 · 五绝\n")
     poems = [p for p in text.split("\n\n") if p.strip()]
     assert len(poems) == 2 and all("score" in p for p in poems)
     assert notes == ""
+    txt, jsonl = (Path(f) for f in files)             # the downloads: as shown, and as data
+    assert txt.read_text(encoding="utf-8") == text + "\n"
+    rows = [json.loads(x) for x in jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [r["lines"][0] for r in rows] == [p.split("\n")[1][:-1] for p in poems]
 
 
 def test_streaming_partials_grow(client):
@@ -90,7 +94,7 @@ def test_user_errors_are_one_log_line_not_a_traceback(client, capfd, caplog):
 
 
 def test_what_is_dropped_or_odd_is_said_once(client, monkeypatch):
-    _, notes = client.predict(theme="明月hello", seed="1", api_name="/write_poems")
+    _, notes, _ = client.predict(theme="明月hello", seed="1", api_name="/write_poems")
     assert notes == "⚠ the theme's non-Chinese characters were dropped: hello"
     with pytest.raises(Exception, match="start line 1 'hello' is not Chinese"):
         client.predict(theme="明月", start="hello there", api_name="/write_poems")
