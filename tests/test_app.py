@@ -85,12 +85,14 @@ def test_every_number_is_checked_against_the_pages_limits(client, api, kwargs, m
 
 def test_user_errors_are_one_log_line_not_a_traceback(client, capfd, caplog):
     for kwargs, api in [({"message": "   "}, "/chat"), ({"conversation": ["hi"], "seed": "x"},
-                        "/reply"), ({"theme": "hello"}, "/write_poems")]:
+                        "/reply"), ({"theme": "hello"}, "/write_poems"),
+                        ({"theme": "明月", "temperature": 5.0}, "/write_poems")]:
         with pytest.raises(Exception):
             client.predict(**kwargs, api_name=api)
     assert "Traceback" not in capfd.readouterr().err
     refused = [r.getMessage() for r in caplog.records if r.name == "shiyu.app"]
-    assert len(refused) == 3 and all(m.startswith("refused: ") for m in refused)
+    assert len(refused) == 4 and all(m.startswith("refused: ") for m in refused)
+    assert refused[-1] == "refused: Temperature: Value 5.0 is greater than maximum value 1.5."
 
 
 def test_what_is_dropped_or_odd_is_said_once(client, monkeypatch):

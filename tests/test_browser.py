@@ -105,7 +105,7 @@ def test_chat_keeps_working_after_an_error_and_holds_a_conversation(page):
 
 def test_poem_streams_into_the_poem_shown_with_title_and_one_verse_a_line(page):
     tab(page, "Poems 诗")
-    out = page.get_by_label("Poems", exact=True)
+    out = page.locator("#poems textarea")
     page.get_by_label("Seed (empty = random)").filter(visible=True).first.fill("1")
     # record every value the output takes while the poem streams in
     out.evaluate("el => { window.seen = []; setInterval(() => window.seen.push(el.value), 20); }")
