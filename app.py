@@ -72,16 +72,20 @@ def _refuse(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-class Slider(gr.Slider):
-    """gr.Slider, except that a value out of its range (only a script can send one) is
-    refused as every user error is: one log line, no traceback."""
-    is_template = True                 # drawn by the frontend as gr.Slider
+def slider(*args, **kwargs) -> gr.Slider:
+    """gr.Slider, except that a value out of its range (only a script can send one) is refused
+    as every user error is: one log line, no traceback. (Per instance: a gr.Slider subclass
+    would make Gradio write an app.pyi stub beside this file.)"""
+    s = gr.Slider(*args, **kwargs)
+    check = s.preprocess
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return check(payload)
         except gr.Error as e:
-            raise _refuse(f"{self.label}: {e.message}") from None
+            raise _refuse(f"{s.label}: {e.message}") from None
+    s.preprocess = preprocess
+    return s
 
 
 def _user_error(e: Exception) -> gr.Error:
@@ -415,7 +419,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                              ["你好！你叫什么名字？"]], [box], label="Examples")
                 with gr.Accordion("Settings", open=False):
                     with gr.Row():
-                        ctemp = Slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
+                        ctemp = slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
                                           label="Temperature")
                         cseed = gr.Textbox(value="", label="Seed (empty = random)")
                 box.submit(chat_turn, [box, chatbot, ctemp, cseed], [box, chatbot],
@@ -431,7 +435,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     with gr.Column():
                         theme = gr.Textbox(label="Theme 主题", value="明月", max_length=40)
                         form = gr.Dropdown(FORM_CHOICES, value="qijue", label="Form 体裁")
-                        n = Slider(*LIMITS["poems"], value=1, step=1, label="Poems")
+                        n = slider(*LIMITS["poems"], value=1, step=1, label="Poems")
                         acrostic = gr.Textbox(value="",
                                               label="Acrostic 藏头 (one character per line)")
                         start = gr.Textbox(value="", label="Opening line(s) 首句")
@@ -441,7 +445,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                         with gr.Row():
                             rhyme = gr.Checkbox(value=True, label="Rhyme 押韵")
                             strict = gr.Checkbox(value=False, label="Strict 平仄")
-                        temperature = Slider(*LIMITS["poem temperature"],
+                        temperature = slider(*LIMITS["poem temperature"],
                                                 value=PoemWriter.TEMPERATURE, step=0.05,
                                                 label="Temperature")
                         seed = gr.Textbox(value="", label="Seed (empty = random)")
@@ -476,10 +480,10 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                                             label="Form (AABB: two repeated 8-bar parts)")
                         tstart = gr.Textbox(value="",
                                             label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
-                        tn = Slider(*LIMITS["tunes"], value=1, step=1, label="Tunes")
-                        ttemp = Slider(*LIMITS["tune temperature"], value=1.0, step=0.05,
+                        tn = slider(*LIMITS["tunes"], value=1, step=1, label="Tunes")
+                        ttemp = slider(*LIMITS["tune temperature"], value=1.0, step=0.05,
                                           label="Temperature")
-                        ttempo = Slider(*LIMITS["tempo"], value=120, step=1,
+                        ttempo = slider(*LIMITS["tempo"], value=120, step=1,
                                            label="Tempo (quarter notes a minute)")
                         tseed = gr.Textbox(value="", label="Seed (empty = random)")
                         tgo = gr.Button("Compose 作曲", variant="primary")
@@ -505,7 +509,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                 bfile = gr.File(label="Input", type="filepath")
                 btask = gr.Radio(["chat", "poem", "tune"], value="poem", label="Task")
                 bform = gr.Dropdown(FORM_CHOICES, value="qijue", label="Poem form")
-                bn = Slider(*LIMITS["results per item"], value=1, step=1, label="Per item")
+                bn = slider(*LIMITS["results per item"], value=1, step=1, label="Per item")
                 bseed = gr.Number(value=0, precision=0, minimum=LIMITS["seed"][0],
                                   maximum=LIMITS["seed"][1], label="Seed")
                 bgo = gr.Button("Run")

@@ -230,3 +230,9 @@ def test_models_tab_tables_and_curves():
     val, grad = app.curves({"poem": card, "tune": {"history": []}})
     assert val["perplexity"].tolist() == [20.0, 12.3] and val["epoch"].tolist() == [1, 2]
     assert grad["gradient norm"].tolist() == [2.5, 0.9] and set(grad["model"]) == {"poem"}
+
+
+def test_building_the_app_writes_nothing_beside_the_source():
+    # a gr.Component subclass makes Gradio write a .pyi stub next to its module
+    build_app()
+    assert not list(Path(__file__).resolve().parents[1].glob("*.pyi"))
