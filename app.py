@@ -11,8 +11,10 @@ Bad input shows one clear message (gr.Error) and logs one line, never a tracebac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import random
 import shutil
 import tempfile
 import threading
@@ -20,6 +22,7 @@ import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import gradio as gr
 
@@ -72,20 +75,48 @@ def _refuse(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def slider(*args, **kwargs) -> gr.Slider:
-    """gr.Slider, except that a value out of its range (only a script can send one) is refused
-    as every user error is: one log line, no traceback. (Per instance: a gr.Slider subclass
-    would make Gradio write an app.pyi stub beside this file.)"""
-    s = gr.Slider(*args, **kwargs)
-    check = s.preprocess
+def _quiet(component):
+    """Gradio refuses a value outside a component's choices or range (only a script can send
+    one) with a traceback in the log; here it is refused as every user error is: one line."""
+    check = component.preprocess
 
     def preprocess(payload):
         try:
             return check(payload)
-        except gr.Error as e:
-            raise _refuse(f"{s.label}: {e.message}") from None
-    s.preprocess = preprocess
-    return s
+        except Exception as e:                   # noqa: BLE001  (any refusal, e.g. "hot")
+            msg = e.message if isinstance(e, gr.Error) else str(e).splitlines()[0]
+            raise _refuse(f"{component.label or 'a value'}: {msg}") from None
+    component.preprocess = preprocess           # per instance: a gr.Component subclass would
+    return component                            # make Gradio write an app.pyi beside this file
+
+
+_NOTES: dict[int, list[str]] = {}               # thread -> the writers' notes while it listens
+_show_warning = warnings.showwarning
+
+
+def _note(message, category, filename, lineno, file=None, line=None):
+    notes = _NOTES.get(threading.get_ident())
+    if notes is not None and issubclass(category, UserWarning):
+        notes.append(str(message))
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+@contextlib.contextmanager
+def notes() -> Iterator[list[str]]:
+    """The UserWarnings (a writer's repairs and notes: "theme characters ... were dropped")
+    raised in this thread meanwhile, each once, for the page; other threads' warnings are not
+    caught (unlike warnings.catch_warnings, which is process-wide). Never hold it across a
+    yield: a generator may resume in another thread."""
+    if warnings.showwarning is not _note:
+        warnings.showwarning = _note
+    warnings.filterwarnings("always", category=UserWarning)    # every request hears its own
+    got = _NOTES[threading.get_ident()] = []
+    try:
+        yield got
+    finally:
+        _NOTES.pop(threading.get_ident(), None)
+        got[:] = list(dict.fromkeys(got))
 
 
 def _user_error(e: Exception) -> gr.Error:
@@ -152,8 +183,10 @@ def chat_turn(message, history, temperature, seed):
     message changes nothing (the box keeps your text and stays usable)."""
     history = list(history or [])
     said = history + [{"role": "user", "content": _text(message)}]
+    box = ""                                  # cleared once: what you type meanwhile stays
     for part in chat(message, temperature, seed, history):
-        yield "", said + [{"role": "assistant", "content": part}]
+        yield box, said + [{"role": "assistant", "content": part}]
+        box = gr.skip()
 
 
 def reply(conversation: list[str], temperature: float = 0.8, seed: str = "") -> str:
@@ -182,29 +215,34 @@ def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, see
     """Streams the first poem character by character, then shows all n poems, with the
     downloads (poems.txt as shown, poems.jsonl a poem a line). `keywords`: the plan (empty =
     sampled from the theme for each candidate)."""
+    seed = _seed(seed)
     kw = dict(form=form, acrostic=acrostic or None, start=start or None, rhyme=bool(rhyme),
               tones="strict" if strict else None,
               temperature=_number(temperature, "poem temperature"),
-              seed=_seed(seed), keywords=(keywords or "").strip() or None)
+              # one seed for the streamed and the shown poem, also when none is given
+              seed=random.randrange(LIMITS["seed"][1]) if seed is None else seed,
+              keywords=(keywords or "").strip() or None)
     n = _number(n, "poems")
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("ignore")                # the library's own, e.g. asyncio's
-            warnings.simplefilter("always", UserWarning)   # the writer's repairs
-            if n == 1:
-                for partial in writer("poem").stream(theme, **kw):
-                    yield partial, "", None
+        if n == 1:
+            parts = writer("poem").stream(theme, **kw)
+            while True:
+                with notes():          # the same notes as write() below, said once, there
+                    partial = next(parts, None)
+                if partial is None:
+                    break
+                yield partial, "", None
+        with notes() as said:
             poems = writer("poem").write(theme, n=n, **kw)
     except ValueError as e:
         raise _user_error(e) from None
-    notes = dict.fromkeys(str(w.message) for w in caught)   # streaming and writing warn alike
     text = _show_poems(poems)
     txt = scratch("poems.txt")
     txt.write_text(text + "\n", encoding="utf-8")
     jsonl = txt.with_suffix(".jsonl")
     jsonl.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in poems),
                      encoding="utf-8")
-    yield text, "\n".join(f"⚠ {m}" for m in notes), [str(txt), str(jsonl)]
+    yield text, "\n".join(f"⚠ {m}" for m in said), [str(txt), str(jsonl)]
 
 
 def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=120):
@@ -216,17 +254,15 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=
     n, tempo = _number(n, "tunes"), _number(tempo, "tempo")
     temperature, seed = _number(temperature, "tune temperature"), _seed(seed)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("ignore")
-            warnings.simplefilter("always", UserWarning)   # the writer's notes: a toast each
+        with notes() as said:                  # the writer's notes: a toast each
             tunes = writer("tune").write(meter=meter, key=key, rhythm=rhythm or None,
                                          start=start or None, n=n, temperature=temperature,
                                          seed=seed, form=form or None)
         abcs = [with_tempo(t["abc"], tempo) for t in tunes]
     except (ValueError, TypeError) as e:
         raise _user_error(e) from None
-    for note in dict.fromkeys(str(w.message) for w in caught):
-        gr.Warning(note)                     # e.g. "few reels are in 6/8 ..."
+    for note in said:
+        gr.Warning(note)                     # e.g. "only 2 of 1,851 tunes in 6/8 are reels"
     abc = "\n\n".join(abcs)
     out = scratch("tunes.abc")
     out.write_text(abc, encoding="utf-8")
@@ -419,7 +455,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                              ["你好！你叫什么名字？"]], [box], label="Examples")
                 with gr.Accordion("Settings", open=False):
                     with gr.Row():
-                        ctemp = slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
+                        ctemp = gr.Slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
                                           label="Temperature")
                         cseed = gr.Textbox(value="", label="Seed (empty = random)")
                 box.submit(chat_turn, [box, chatbot, ctemp, cseed], [box, chatbot],
@@ -435,7 +471,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     with gr.Column():
                         theme = gr.Textbox(label="Theme 主题", value="明月", max_length=40)
                         form = gr.Dropdown(FORM_CHOICES, value="qijue", label="Form 体裁")
-                        n = slider(*LIMITS["poems"], value=1, step=1, label="Poems")
+                        n = gr.Slider(*LIMITS["poems"], value=1, step=1, label="Poems")
                         acrostic = gr.Textbox(value="",
                                               label="Acrostic 藏头 (one character per line)")
                         start = gr.Textbox(value="", label="Opening line(s) 首句")
@@ -445,7 +481,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                         with gr.Row():
                             rhyme = gr.Checkbox(value=True, label="Rhyme 押韵")
                             strict = gr.Checkbox(value=False, label="Strict 平仄")
-                        temperature = slider(*LIMITS["poem temperature"],
+                        temperature = gr.Slider(*LIMITS["poem temperature"],
                                                 value=PoemWriter.TEMPERATURE, step=0.05,
                                                 label="Temperature")
                         seed = gr.Textbox(value="", label="Seed (empty = random)")
@@ -480,10 +516,10 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                                             label="Form (AABB: two repeated 8-bar parts)")
                         tstart = gr.Textbox(value="",
                                             label="Opening bar(s) in ABC, e.g. |:A2B c2d|")
-                        tn = slider(*LIMITS["tunes"], value=1, step=1, label="Tunes")
-                        ttemp = slider(*LIMITS["tune temperature"], value=1.0, step=0.05,
+                        tn = gr.Slider(*LIMITS["tunes"], value=1, step=1, label="Tunes")
+                        ttemp = gr.Slider(*LIMITS["tune temperature"], value=1.0, step=0.05,
                                           label="Temperature")
-                        ttempo = slider(*LIMITS["tempo"], value=120, step=1,
+                        ttempo = gr.Slider(*LIMITS["tempo"], value=120, step=1,
                                            label="Tempo (quarter notes a minute)")
                         tseed = gr.Textbox(value="", label="Seed (empty = random)")
                         tgo = gr.Button("Compose 作曲", variant="primary")
@@ -509,7 +545,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                 bfile = gr.File(label="Input", type="filepath")
                 btask = gr.Radio(["chat", "poem", "tune"], value="poem", label="Task")
                 bform = gr.Dropdown(FORM_CHOICES, value="qijue", label="Poem form")
-                bn = slider(*LIMITS["results per item"], value=1, step=1, label="Per item")
+                bn = gr.Slider(*LIMITS["results per item"], value=1, step=1, label="Per item")
                 bseed = gr.Number(value=0, precision=0, minimum=LIMITS["seed"][0],
                                   maximum=LIMITS["seed"][1], label="Seed")
                 bgo = gr.Button("Run")
@@ -529,6 +565,9 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     info = gr.JSON(cards, label="Model cards")
                 gr.Button("Reload cards", size="sm").click(model_info, None, info,
                                                           api_name="model_info")
+    for block in demo.blocks.values():
+        if isinstance(block, gr.components.Component):
+            _quiet(block)
     demo.queue(max_size=32, default_concurrency_limit=1)
     return demo
 

@@ -45,6 +45,32 @@ def test_write_poems_endpoint(client):
     assert [r["lines"][0] for r in rows] == [p.split("\n")[1][:-1] for p in poems]
 
 
+def test_with_no_seed_the_streamed_poem_is_the_poem_shown(client):
+    job = client.submit("秋思", "wujue", 1, "", "", True, False, 0.8, "",
+                        api_name="/write_poems")
+    job.result()
+    partials = [o[0] for o in job.outputs()]
+    verses = partials[-1].split("\n")[1:5]
+    assert partials[-2] == "".join(verses)
+
+
+def test_notes_are_this_threads_own():
+    import threading
+    import warnings
+
+    import app
+    with app.notes() as mine:
+        other = threading.Thread(target=warnings.warn, args=("another user's note",))
+        other.start()
+        other.join()
+        warnings.warn("my note")
+        warnings.warn("my note")
+    assert mine == ["my note"]
+    with app.notes() as again:                  # the same note next time too, not once only
+        warnings.warn("my note")
+    assert again == ["my note"]
+
+
 def test_streaming_partials_grow(client):
     job = client.submit("秋思", "wujue", 1, "春夏秋冬", "", True, False, 0.8, "3",
                         api_name="/write_poems")
@@ -86,13 +112,16 @@ def test_every_number_is_checked_against_the_pages_limits(client, api, kwargs, m
 def test_user_errors_are_one_log_line_not_a_traceback(client, capfd, caplog):
     for kwargs, api in [({"message": "   "}, "/chat"), ({"conversation": ["hi"], "seed": "x"},
                         "/reply"), ({"theme": "hello"}, "/write_poems"),
-                        ({"theme": "明月", "temperature": 5.0}, "/write_poems")]:
+                        ({"theme": "明月", "temperature": 5.0}, "/write_poems"),
+                        ({"theme": "明月", "form": "xx"}, "/write_poems"),
+                        ({"theme": "明月", "temperature": "hot"}, "/write_poems")]:
         with pytest.raises(Exception):
             client.predict(**kwargs, api_name=api)
     assert "Traceback" not in capfd.readouterr().err
     refused = [r.getMessage() for r in caplog.records if r.name == "shiyu.app"]
-    assert len(refused) == 4 and all(m.startswith("refused: ") for m in refused)
-    assert refused[-1] == "refused: Temperature: Value 5.0 is greater than maximum value 1.5."
+    assert len(refused) == 6 and all(m.startswith("refused: ") for m in refused)
+    assert refused[3] == "refused: Temperature: Value 5.0 is greater than maximum value 1.5."
+    assert refused[4].startswith("refused: Form 体裁: ")
 
 
 def test_what_is_dropped_or_odd_is_said_once(client, monkeypatch):
