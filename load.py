@@ -40,10 +40,16 @@ def start_app(port: int, timeout: float = 120) -> tuple[subprocess.Popen, float]
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
-    threading.Thread(target=proc.stderr.read, daemon=True).start()   # drain its log
+    tail: list[str] = []
+
+    def drain():                                # its log, the last lines kept for a failure
+        for line in proc.stderr:
+            tail[:] = (tail + [line.rstrip()])[-5:]
+    threading.Thread(target=drain, daemon=True).start()
     while time.perf_counter() - t0 < timeout:
         if proc.poll() is not None:
-            raise SystemExit(f"the app exited with status {proc.returncode} before serving")
+            raise SystemExit(f"the app exited with status {proc.returncode} before serving:\n"
+                             + "\n".join(tail))
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
                 if r.status == 200:
@@ -51,6 +57,7 @@ def start_app(port: int, timeout: float = 120) -> tuple[subprocess.Popen, float]
         except OSError:
             time.sleep(0.05)
     proc.kill()
+    proc.wait()
     raise SystemExit(f"the app did not serve its page within {timeout:.0f} s")
 
 
@@ -69,14 +76,20 @@ def rss_mb(pid: int) -> float:
     return (one(pid) + sum(one(c) for c in children)) / 1024
 
 
-def client_loop(url: str, k: int, until: float, log: list, lock: threading.Lock) -> None:
+def client_loop(url: str, k: int, seconds: float, start: threading.Barrier, log: list,
+                lock: threading.Lock) -> None:
+    """One client: connect, wait for the others, then call the tasks in turn for `seconds`."""
     from gradio_client import Client
     try:
         client = Client(url, verbose=False)
     except Exception as e:                      # noqa: BLE001  (counted, then reported)
+        client = None
         with lock:
             log.append(("connect", 0.0, f"{type(e).__name__}: {e}"))
+    start.wait()                                # the clock starts when all are connected
+    if client is None:
         return
+    until = time.perf_counter() + seconds
     tasks = list(CALLS)
     i = k                                       # clients start on different tasks
     while time.perf_counter() < until:
@@ -119,12 +132,14 @@ def main(argv=None) -> int:
     log: list = []
     lock = threading.Lock()
     try:
-        t0 = time.perf_counter()
-        until = t0 + args.seconds
-        threads = [threading.Thread(target=client_loop, args=(url, k, until, log, lock))
+        start = threading.Barrier(args.clients + 1)
+        threads = [threading.Thread(target=client_loop,
+                                    args=(url, k, args.seconds, start, log, lock))
                    for k in range(args.clients)]
         for t in threads:
             t.start()
+        start.wait()
+        t0 = time.perf_counter()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0

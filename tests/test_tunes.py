@@ -109,7 +109,7 @@ def test_same_seed_same_tunes(writer):
     (dict(meter="6/8", key="D", rhythm="tango"), "unknown rhythm 'tango'"),
     (dict(meter="6/8", key="D", start="hello world"), "not valid ABC"),
     (dict(meter="6/8", key="D", start="[CEG]2 A#"), "not ABC this model reads"),
-    (dict(meter="6/8", key="D", start="A2B c2d e2f g2a|"), "does not fit the meter 6/8"),
+    (dict(meter="6/8", key="D", start="A2B c2d e2f g2a|"), "do not fit the meter 6/8"),
     (dict(meter="6/8", key="D", start="A9B c2d|"), "symbols the model does not know: 9"),
     (dict(meter="6/8", key="D", start="%%"), "no notes"),
     (dict(meter="6/8", key="D", n=0), "positive"),

@@ -84,10 +84,10 @@ def make_spec(form: str, acrostic: Optional[str] = None, start=None, rhyme: bool
     if acrostic is not None:
         acrostic = re.sub(r"[\s，。,.、]", "", acrostic) or None
     if acrostic is not None:
+        check_chars("acrostic", acrostic)
         if len(acrostic) != f.lines:
             raise ValueError(f"acrostic {acrostic!r} has {len(acrostic)} characters; "
                              f"a {f.zh} ({f.name}) has {f.lines} lines")
-        check_chars("acrostic", acrostic)
     lines = parse_start(start)
     if len(lines) > f.lines:
         raise ValueError(f"start has {len(lines)} lines; a {f.zh} ({f.name}) has {f.lines}")

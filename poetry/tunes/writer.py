@@ -92,11 +92,11 @@ class TuneWriter(Writer):
                           f"writing rhythm 'other'")
             return "other"
         row = self.rhythms_by_meter.get(meter) or {}
-        here = row.get(r, 0)
-        if row and here < max(5, 0.01 * sum(row.values())):     # e.g. a reel in 6/8
+        here, total = row.get(r, 0), sum(row.values())
+        if r != "other" and row and here < max(5, 0.01 * total):     # e.g. a reel in 6/8
             usual = max(self.rhythms_by_meter, key=lambda m: self.rhythms_by_meter[m].get(r, 0))
-            warnings.warn(f"few {r}s are in {meter} ({here} of {sum(row.values()):,} training "
-                          f"tunes); a {r} is usually in {usual}")
+            warnings.warn(f"only {here} of the {total:,} training tunes in {meter} are "
+                          f"{r!r}; {r!r} tunes are mostly in {usual}")
         return r
 
     @staticmethod
@@ -136,18 +136,18 @@ class TuneWriter(Writer):
             raise ValueError(f"the opening bars {one} are not ABC this model reads: {e}") \
                 from None
         if not body:
-            raise ValueError(f"--start {one!r} holds no notes")
+            raise ValueError(f"the opening bars {one} hold no notes")
         if FORMS[form] and FORMS[form][0] and "|:" not in abc.tokenize(body):
             body = "|:" + body          # the first part repeats from the top: reads the same
         ids = self.tok.encode(body)
         if self.tok.unk_id in ids:
             bad = [p for p, i in zip(self.tok.split(body), ids) if i == self.tok.unk_id]
-            raise ValueError(f"--start {one!r} uses symbols the model does not know: "
+            raise ValueError(f"the opening bars {one} use symbols the model does not know: "
                              f"{', '.join(dict.fromkeys(bad))}")
         why = TuneConstraint(self.tok, [meter], max_bars=MAX_BARS, forms=[form],
                              cache=self._masks).check_prefix(ids)
         if why:
-            raise ValueError(f"--start {one!r} does not fit the meter {meter}, the form {form} "
+            raise ValueError(f"the opening bars {one} do not fit the meter {meter}, the form {form} "
                              f"and the tune rules: {_explain(abc.normalise(one, key), meter, why)}")
         return ids
 
