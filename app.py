@@ -3,9 +3,10 @@
     python app.py [--port 7860] [--host 127.0.0.1]        (or: make app)
 
 Models load once per process, on first use. Every action is a named API endpoint that
-`gradio_client` can call: /chat (the tab's conversation), /reply (a whole conversation
-in, the next turn out), /write_poems, /write_tunes, /run_batch, /model_info. The same server
-answers OpenAI clients at /v1/chat/completions and /v1/models (chatbot/openai_api.py).
+`gradio_client` can call: /chat (one message in, the reply streamed out), /reply (a whole
+conversation in, the next turn out), /write_poems, /write_tunes, /run_batch, /model_info.
+The same server answers OpenAI clients at /v1/chat/completions and /v1/models
+(chatbot/openai_api.py).
 Bad input shows one clear message (gr.Error) and logs one line, never a traceback.
 """
 from __future__ import annotations
