@@ -225,16 +225,23 @@ def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, see
               keywords=(keywords or "").strip() or None)
     n = _number(n, "poems")
     try:
-        if n == 1:
+        said: list[str] = []
+        if n == 1:                     # streamed: the stream's result is the poem shown
             parts = writer("poem").stream(theme, **kw)
             while True:
-                with notes():          # the same notes as write() below, said once, there
-                    partial = next(parts, None)
-                if partial is None:
+                try:
+                    with notes() as got:
+                        partial = next(parts)
+                except StopIteration as done:
+                    poems = done.value
                     break
+                finally:
+                    said += got
                 yield partial, "", None
-        with notes() as said:
-            poems = writer("poem").write(theme, n=n, **kw)
+        else:
+            with notes() as said:
+                poems = writer("poem").write(theme, n=n, **kw)
+        said = list(dict.fromkeys(said))
     except ValueError as e:
         raise _user_error(e) from None
     text = _show_poems(poems)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Generator, Optional, Sequence
 
 import torch
 
@@ -174,15 +174,17 @@ class Writer:
 
     def stream_job(self, job: Job, temperature: Optional[float] = None,
                    candidates: Optional[int] = None, rules: bool = True,
-                   **options) -> Iterator[str]:
+                   **options) -> Generator[str, None, list[dict]]:
         """The growing text of the job's currently best candidate, whenever it changes; the
-        last yield is the text of `generate([job])[0][0]`. (The lead may pass to another
-        candidate on the way, so a yield need not extend the one before.)"""
+        last yield is the text of `generate([job])[0][0]`, and the generator returns
+        `generate([job])[0]` itself (`results = yield from ...`), so a caller that streams
+        need not decode again. (The lead may pass to another candidate on the way, so a yield
+        need not extend the one before.)"""
         jobs = [job]
         reqs, seeds, owner = self._plan(jobs, self.CANDIDATES if candidates is None
                                         else candidates)
         if not reqs:
-            return
+            return []
         src, src_len, cfg, constraint = self._inputs(reqs, temperature, rules, options)
         acc = Collector(len(reqs), self.tok.eos_id, self.tok.pad_id)
         steps = stream(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
@@ -208,3 +210,4 @@ class Writer:
         final = self.finalize(jobs, reqs, owner, acc.tokens, acc.scores())[0]
         if final and final[0][self.TEXT] != shown:
             yield final[0][self.TEXT]
+        return final

@@ -47,6 +47,14 @@ def test_same_seed_same_poems_and_streaming(writer):
     assert check_poem(split_poem(partial[-1]), "wujue", rhyme=True) == []
     # what streams in is what you get (the leading candidate may change on the way)
     assert partial[-1] == writer.write("秋思", form="wujue", seed=7)[0]["poem"]
+    # and the stream returns write()'s own result: streaming need not decode twice
+    parts = writer.stream("秋思", form="wujue", seed=7)
+    while True:
+        try:
+            next(parts)
+        except StopIteration as done:
+            assert done.value == writer.write("秋思", form="wujue", seed=7)
+            break
 
 
 @pytest.mark.parametrize("kw, message", [

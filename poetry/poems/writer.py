@@ -204,7 +204,8 @@ class PoemWriter(Writer):
                temperature: float = TEMPERATURE, seed: Optional[int] = None,
                candidates: int = CANDIDATES, keywords=None, plan: bool = True) -> Iterator[str]:
         """The poem `write(..., n=1)` returns for the same request and seed, yielded as its
-        growing text (the leading candidate's, while they are written)."""
+        growing text (the leading candidate's, while they are written); returns that
+        `write` result itself."""
         req = self.request(theme, form, acrostic, start, rhyme, tones, keywords, plan)
-        yield from self.stream_job((req, 1, derive_seed(self.seed(seed), 0)), temperature,
-                                   candidates)
+        return (yield from self.stream_job((req, 1, derive_seed(self.seed(seed), 0)),
+                                           temperature, candidates))
