@@ -376,7 +376,10 @@ def preview(path: Path, k: int = PREVIEW) -> str:
 
     lines = path.read_text(encoding="utf-8").splitlines()
     recs = [json.loads(x) for x in lines[:k]]
-    rows = "\n".join(f"| {r['index']} | {cell(r['input'])} | {cell(first(r))} |" for r in recs)
+    def item(x):                            # a plain line's text, not {"theme": "明月"}
+        return next(iter(x.values())) if isinstance(x, dict) and len(x) == 1 else x
+    rows = "\n".join(f"| {r['index']} | {cell(item(r['input']))} | {cell(first(r))} |"
+                     for r in recs)
     more = f"\n\n(first {k} of {len(lines)})" if len(lines) > k else ""
     return f"| # | item | first result |\n| --- | --- | --- |\n{rows}{more}"
 
@@ -562,6 +565,13 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                 bout, bsum, bview = gr.File(label="Result"), gr.Markdown(), gr.Markdown()
                 bgo.click(run_batch, [bfile, btask, bform, bn, bseed], [bout, bsum, bview],
                           api_name="run_batch")
+                ex = Path(__file__).resolve().parent / "data" / "examples"
+                gr.Examples([[str(ex / "themes.txt"), "poem", "qijue", 1, 0],
+                             [str(ex / "messages.txt"), "chat", "qijue", 2, 0],
+                             [str(ex / "tunes.jsonl"), "tune", "qijue", 1, 0]],
+                            [bfile, btask, bform, bn, bseed], label="Examples",
+                            example_labels=["4 themes → poems", "3 messages → 2 replies each",
+                                            "3 tune settings → tunes"])
             with gr.Tab("Models"):
                 cards = model_info()
                 gr.Markdown(models_table(cards))

@@ -151,6 +151,10 @@ def test_batch_runs_and_downloads(page, tmp_path):
     # the preview shows the first results on the page
     expect(page.get_by_role("cell", name=rows[1]["poems"][0]["poem"])).to_be_visible()
     page.screenshot(path=ARTIFACTS / "batch.png")
+    page.get_by_text("3 tune settings → tunes").click()           # an example fills the form
+    expect(page.get_by_label("tune", exact=True)).to_be_checked()
+    page.get_by_role("button", name="Run").click()
+    expect(page.get_by_text("3 items, 0 with errors")).to_be_visible()
 
 
 def test_models_tab_shows_tables_and_curves(page):
