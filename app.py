@@ -128,7 +128,7 @@ def _user_error(e: Exception) -> gr.Error:
 
 # The range of every numeric parameter, shared by the sliders and the endpoints' own checks
 # (a script calling the API gets what the page allows, never a silent 5.0 temperature).
-LIMITS = {"chat temperature": (0.3, 1.5), "poem temperature": (0.3, 1.5),
+LIMITS = {"chat temperature": openai_api.TEMPERATURE, "poem temperature": (0.3, 1.5),
           "tune temperature": (0.5, 1.5), "poems": (1, MAX_POEMS), "tunes": (1, MAX_TUNES),
           "tempo": TEMPO, "results per item": (1, 5), "seed": (0, 2**31 - 1)}
 WHOLE = {"poems", "tunes", "tempo", "results per item", "seed"}
@@ -190,7 +190,7 @@ def chat_turn(message, history, temperature, seed):
         box = gr.skip()
 
 
-def reply(conversation: list[str], temperature: float = 0.8, seed: str = "") -> str:
+def reply(conversation: list[str], temperature: float = Bot.TEMPERATURE, seed: str = "") -> str:
     """The bot's next turn after `conversation` (the turns so far, the last one yours):
     for scripts that keep the conversation themselves."""
     try:
@@ -466,8 +466,8 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                              ["你好！你叫什么名字？"]], [box], label="Examples")
                 with gr.Accordion("Settings", open=False):
                     with gr.Row():
-                        ctemp = gr.Slider(*LIMITS["chat temperature"], value=0.8, step=0.05,
-                                          label="Temperature")
+                        ctemp = gr.Slider(*LIMITS["chat temperature"], value=Bot.TEMPERATURE,
+                                          step=0.05, label="Temperature")
                         cseed = gr.Textbox(value="", label="Seed (empty = random)")
                 box.submit(chat_turn, [box, chatbot, ctemp, cseed], [box, chatbot],
                            api_visibility="private", show_progress="hidden").then(
@@ -522,7 +522,8 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     with gr.Column():
                         meter = gr.Dropdown(list(METERS), value="6/8", label="Meter")
                         key = gr.Textbox(value="Dmaj", label="Key (ABC, e.g. D, Ador, Emin, Gmix)")
-                        rhythms = [("(the meter's most common)", "")] + known_rhythms(_card("tune"))
+                        rhythms = [("(the meter's most common)", "")] + \
+                            known_rhythms(_card("tune"))
                         rhythm = gr.Dropdown(rhythms, value="jig", label="Rhythm")
                         forms = [("(the rhythm's usual form)", "")] + list(TUNE_FORMS)
                         tform = gr.Dropdown(forms, value="",

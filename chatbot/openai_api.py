@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from .bot import MAX_N, Bot, from_messages, is_chinese
 
 MODEL_ID = "shiyu-chat"
-TEMPERATURE = (0.3, 1.5)          # the Chat tab's slider
+TEMPERATURE = (0.3, 1.5)          # the range the Chat tab's slider allows (app.LIMITS)
 MAX_BODY = 1 << 20                # bytes of one request body
 
 
