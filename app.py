@@ -575,17 +575,19 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                                             "3 tune settings → tunes"])
             with gr.Tab("Models"):
                 cards = model_info()
-                gr.Markdown(models_table(cards))
+                table = gr.Markdown(models_table(cards))
                 val, grad = curves(cards)
                 with gr.Row():
-                    gr.LinePlot(val, x="epoch", y="perplexity", color="model",
-                                title="Validation perplexity per epoch")
-                    gr.LinePlot(grad, x="step", y="gradient norm", color="model",
-                                title="Gradient norm before clipping (clip at 1.0)")
+                    vplot = gr.LinePlot(val, x="epoch", y="perplexity", color="model",
+                                        title="Validation perplexity per epoch")
+                    gplot = gr.LinePlot(grad, x="step", y="gradient norm", color="model",
+                                        title="Gradient norm before clipping (clip at 1.0)")
                 with gr.Accordion("Model cards (JSON)", open=False):
                     info = gr.JSON(cards, label="Model cards")
-                gr.Button("Reload cards", size="sm").click(model_info, None, info,
-                                                          api_name="model_info")
+                gr.Button("Reload cards", size="sm").click(
+                    model_info, None, info, api_name="model_info").then(
+                    lambda c: (models_table(c), *curves(c)), info, [table, vplot, gplot],
+                    api_visibility="private")       # the table and plots follow the cards
     for block in demo.blocks.values():
         if isinstance(block, gr.components.Component):
             _quiet(block)

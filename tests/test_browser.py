@@ -163,6 +163,10 @@ def test_models_tab_shows_tables_and_curves(page):
     expect(page.get_by_role("columnheader", name="poem", exact=True)).to_be_visible()
     expect(page.get_by_text("Validation perplexity per epoch")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "models.png", full_page=True)
+    page.get_by_role("button", name="Reload cards").click()       # table and plots follow
+    page.wait_for_timeout(1000)
+    expect(page.get_by_role("cell", name="validation perplexity", exact=True)).to_be_visible()
+    expect(page.get_by_text("Validation perplexity per epoch")).to_be_visible()
 
 
 @pytest.mark.parametrize("page", [(390, 844)], indirect=True)
