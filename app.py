@@ -190,7 +190,8 @@ def chat_turn(message, history, temperature, seed):
         box = gr.skip()
 
 
-def reply(conversation: list[str], temperature: float = Bot.TEMPERATURE, seed: str = "") -> str:
+def reply(conversation: list[str], temperature: float = Bot.TEMPERATURE,
+          seed: str = "") -> str:
     """The bot's next turn after `conversation` (the turns so far, the last one yours):
     for scripts that keep the conversation themselves."""
     try:
