@@ -259,7 +259,7 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=
     minute, written into the ABC (Q:) and played by the MIDI and the audio. Returns the ABC, a
     score of every tune (scaled to the column), the first tune's audio, and the downloads
     (the ABC, and a MIDI and a WAV file a tune)."""
-    from poetry.tunes.render import fit_width, to_midi, to_svg, to_wav, with_tempo, write_wav
+    from poetry.tunes.render import fit_width, midi_to_wav, svg_and_midi, with_tempo, write_wav
     n, tempo = _number(n, "tunes"), _number(tempo, "tempo")
     temperature, seed = _number(temperature, "tune temperature"), _seed(seed)
     try:
@@ -275,16 +275,18 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=
     abc = "\n\n".join(abcs)
     out = scratch("tunes.abc")
     out.write_text(abc, encoding="utf-8")
-    files, sounds = [str(out)], []
-    for i, a in enumerate(abcs, 1):
-        midi, wav = out.parent / f"tune-{i}.mid", out.parent / f"tune-{i}.wav"
-        midi.write_bytes(to_midi(a))
-        sounds.append(to_wav(a))
+    files, sounds, svgs = [str(out)], [], []
+    for i, a in enumerate(abcs, 1):          # one verovio load a tune: score and MIDI
+        svg, midi = svg_and_midi(a)
+        svgs.append(svg)
+        sounds.append(midi_to_wav(midi))
+        mid, wav = out.parent / f"tune-{i}.mid", out.parent / f"tune-{i}.wav"
+        mid.write_bytes(midi)
         write_wav(wav, *sounds[-1])
-        files += [str(midi), str(wav)]
+        files += [str(mid), str(wav)]
     label = (lambda i: f"<p><b>Tune {i}</b>{' (the one you hear)' if i == 1 else ''}</p>"
              if len(abcs) > 1 else "")
-    score = "".join(label(i) + fit_width(to_svg(a)) for i, a in enumerate(abcs, 1))
+    score = "".join(label(i) + fit_width(svg) for i, svg in enumerate(svgs, 1))
     return abc, score, sounds[0], files
 
 

@@ -84,6 +84,13 @@ def with_tempo(abc: str, qpm: int) -> str:
                                                                   else "")
 
 
+def svg_and_midi(abc: str) -> tuple[str, bytes]:
+    """The engraved score (one SVG page) and the MIDI file, from one verovio load."""
+    with _LOCK:
+        tk = _load(abc)
+        return tk.renderToSVG(1), base64.b64decode(tk.renderToMIDI())
+
+
 def to_midi(abc: str) -> bytes:
     """A standard MIDI file of the tune (repeats played out)."""
     with _LOCK:
@@ -120,9 +127,14 @@ def synthesize(notes, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return (out * scale).astype(np.int16)
 
 
+def midi_to_wav(midi: bytes, sample_rate: int = SAMPLE_RATE) -> tuple[int, np.ndarray]:
+    """(sample_rate, int16 mono samples) of a MIDI file — the form gr.Audio takes."""
+    return sample_rate, synthesize(_notes(midi), sample_rate)
+
+
 def to_wav(abc: str, sample_rate: int = SAMPLE_RATE) -> tuple[int, np.ndarray]:
     """(sample_rate, int16 mono samples) — the form gr.Audio takes."""
-    return sample_rate, synthesize(_notes(to_midi(abc)), sample_rate)
+    return midi_to_wav(to_midi(abc), sample_rate)
 
 
 def wav_bytes(sample_rate: int, samples: np.ndarray) -> bytes:
@@ -143,13 +155,11 @@ def render_all(abc: str, out_dir: str | Path, stem: str) -> dict[str, Path]:
     """Write STEM.abc, .mid, .wav and .svg into out_dir (one verovio load); returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with _LOCK:
-        tk = _load(abc)
-        svg, midi = tk.renderToSVG(1), base64.b64decode(tk.renderToMIDI())
+    svg, midi = svg_and_midi(abc)
     paths = {ext: out / f"{stem}.{ext}" for ext in ("abc", "mid", "wav", "svg")}
     paths["abc"].write_text(abc, encoding="utf-8")
     paths["mid"].write_bytes(midi)
-    write_wav(paths["wav"], SAMPLE_RATE, synthesize(_notes(midi)))
+    write_wav(paths["wav"], *midi_to_wav(midi))
     paths["svg"].write_text(svg, encoding="utf-8")
     return paths
 
