@@ -81,6 +81,9 @@ class Constraint(Protocol):
     def reorder(self, index: torch.Tensor) -> None:
         """Beam search: new row r continues old row index[r]."""
 
+    # optional: bias() -> (rows, ids, nats) added to those rows' log-probs at the coming step
+    # (weighted decoding, after the masks), or None; `generate` scores stay the model's own
+
 
 def derive_seed(seed: int, i: int) -> int:
     """A seed for item i that does not depend on batching, order or sharding."""
@@ -207,6 +210,9 @@ class _Decoder:
             dead = torch.isneginf(out.amax(-1))
             if bool(dead.any()):
                 out[dead] = allowed[dead]       # soft rules yield to the hard ones
+        bias = self.constraint.bias() if hasattr(self.constraint, "bias") else None
+        if bias is not None:                    # weighted decoding: never revives a -inf
+            out = out.index_put(bias[:2], bias[2], accumulate=True)
         if self.mask is not None:
             empty = torch.isneginf(out.amax(-1))
             if bool(empty.any()):               # a rule that allows nothing ends the row

@@ -4,6 +4,8 @@ HF's `LogitsProcessor` list and fairseq's one-line masks).
 Hard rules follow the `Constraint` protocol of `shared.decoding`: per-row state;
 `begin(rows)` -> the first (R, V) boolean mask of allowed tokens, or None for no restriction;
 `step(tokens)` -> the next mask; `reorder(index)` for beams. `AllOf` runs several as one.
+A rule may also weigh tokens without forbidding any (weighted decoding): its optional `bias()`
+gives (rows, ids, nats) to add to those rows' log-probs at the coming step, or None.
 
 Soft processors change the scores of tokens the hard rules allow: `(history, logits) -> logits`,
 history being (R, t) tokens generated so far (<pad> after <eos>). Decoding applies hard rules
@@ -108,6 +110,13 @@ class AllOf:
     def reorder(self, index: torch.Tensor) -> None:
         for r in self.rules:
             r.reorder(index)
+
+    def bias(self):
+        """The rules' biases together, (rows, ids, nats), or None."""
+        parts = [b for r in self.rules if hasattr(r, "bias") for b in [r.bias()] if b is not None]
+        if not parts:
+            return None
+        return tuple(torch.cat(x) for x in zip(*parts))
 
     @staticmethod
     def _combine(masks: list) -> Optional[torch.Tensor]:

@@ -60,7 +60,9 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     if getattr(args, "backward", False):
         task = task.backward
-    splits = load_splits(args.data, task.train_splits)
+    if args.init:
+        start_from(Path(args.init), Path(args.out))
+    splits = load_splits(args.data, tuple(args.splits or task.train_splits))
     train_records = splits["train"]
     if args.limit:
         train_records = train_records.select(range(min(args.limit, len(train_records))))
@@ -68,14 +70,33 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
     mcfg, tcfg = configs(args, task.model_config(tok.vocab_size), task.train_config(args.epochs))
     torch.manual_seed(tcfg.seed)
     model = Seq2Seq(mcfg)
+    if args.init and not args.export:
+        load_best(model, args.init)
     val = encoded(splits["validation"], task, tok, "validation", args.out)
     if args.export:
         return export(task, model, tok, Path(args.out), Path(args.export), val,
                       train_records.to_list(), Path(args.data), args.train_seconds,
                       args.schedule_note)
     train(model, encoded(train_records, task, tok, "train", args.out), val, tcfg, args.out,
-          bos=tok.bos_id, eos=tok.eos_id, what=f"{task.name} model")
+          bos=tok.bos_id, eos=tok.eos_id, what=f"{task.name} model",
+          argv=sys.argv[1:] if argv is None else list(argv))
     return 0
+
+
+def start_from(init: Path, out: Path) -> None:
+    """A fine-tuning run takes the tokenizer and model shape of the run it starts from (the
+    weights are loaded after the model is built); an existing run folder must agree."""
+    for name in ("tokenizer.json", "run.json", "best.safetensors"):
+        if not (init / name).exists():
+            raise FileNotFoundError(f"{init / name} is missing: --init takes a trained run folder")
+    out.mkdir(parents=True, exist_ok=True)
+    mine, theirs = out / "tokenizer.json", (init / "tokenizer.json").read_text()
+    if mine.exists() and mine.read_text() != theirs:
+        raise ValueError(f"{out} has another tokenizer than {init}: give a new --out")
+    mine.write_text(theirs)
+    if not (out / "run.json").exists():       # the model shape for configs(); train() rewrites it
+        shape = json.loads((init / "run.json").read_text())["model"]
+        (out / "run.json").write_text(json.dumps({"model": shape, "init": str(init)}, indent=1))
 
 
 def load_splits(folder: str | Path, train_splits: tuple[str, ...] = ("train",)):
@@ -118,6 +139,12 @@ def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epoch
     ap.add_argument("--schedule-note", default=None,
                     help="with --export: how the run was scheduled (restarts, extensions), "
                          "written to the card")
+    ap.add_argument("--init", metavar="RUN",
+                    help="fine-tune: start from RUN's best weights, with its tokenizer and "
+                         "model shape (the new run's own checkpoints win on resume)")
+    ap.add_argument("--splits", metavar="NAMES", type=lambda s: [x for x in s.split(",") if x],
+                    help="the prepared training files to read, comma-separated (default: the "
+                         "task's, e.g. train,train_song); validation and test stay as they are")
     ap.add_argument("overrides", nargs="*", help="model.KEY=VALUE or train.KEY=VALUE")
 
 
@@ -159,13 +186,16 @@ def configs(args, mcfg: Seq2SeqConfig, tcfg: TrainConfig) -> tuple[Seq2SeqConfig
 
 
 def train(model: Seq2Seq, train_pairs, val_pairs, tcfg: TrainConfig, out: str | Path, *,
-          bos: int, eos: int, what: str) -> dict:
+          bos: int, eos: int, what: str, argv: Optional[list[str]] = None) -> dict:
+    """Train, recording the model and training configs, `argv` (the command line, default
+    sys.argv), threads, hardware and precision in out/run.json."""
+    argv = sys.argv[1:] if argv is None else argv
     out = Path(out)
     init_distributed()
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, train_pairs, val_pairs, tcfg, out, bos=bos, eos=eos)
     (out / "run.json").write_text(json.dumps(
-        {"model": asdict(model.cfg), "train": asdict(tcfg), "argv": sys.argv[1:],
+        {"model": asdict(model.cfg), "train": asdict(tcfg), "argv": argv,
          "threads": torch.get_num_threads(), "hardware": hardware(),
          "precision": trainer.precision}, indent=1))     # the choice and the probe's figures
     print(f"{what}: {model.num_parameters():,} parameters, {len(train_pairs)} training pairs",
@@ -242,4 +272,16 @@ def card_facts(run: str | Path, train_seconds: float | None = None,
             "hardware": f"{record.get('hardware', hardware())}; "
                         f"{threads} torch thread(s)",
             **({"precision": record["precision"]} if "precision" in record else {}),
-            **({"schedule_note": schedule_note} if schedule_note else {})}
+            **({"schedule_note": schedule_note} if schedule_note else {}),
+            **({"fine_tuned_from": fine_tuned_from(argv)} if "--init" in argv[:-1] else {})}
+
+
+def fine_tuned_from(argv: list[str]) -> dict:
+    """What a fine-tuning run started from: the --init run's folder, training data, steps,
+    wall time and validation history, as far as that folder still holds them."""
+    init = Path(argv[argv.index("--init") + 1])
+    if not (init / "run.json").exists():
+        return {"run": str(init)}
+    facts = card_facts(init)
+    return {"run": str(init), "argv": json.loads((init / "run.json").read_text()).get("argv"),
+            **{k: facts[k] for k in ("train", "history", "steps", "train_wall_time_min")}}

@@ -295,3 +295,56 @@ def test_limits_measured_and_saved(tmp_path):
     assert rep.rhyme_ends(["床前明月光", "疑是地上霜", "举头望明月", "低头思故乡"]) == list("光霜乡")
     with pytest.raises(FileNotFoundError, match="prepare"):
         Limits.load(tmp_path / "absent.json")
+
+
+def test_keyword_bias_follows_the_plan_and_never_overrides_a_rule(tok, index):
+    """Weighted decoding: a planned word's first character is weighed where a word may start,
+    its next one right after it, and nothing once the word is written; a heavy weight writes
+    the word into every poem, and the verse rules (acrostic heads, rhyme) still hold."""
+    from shared import decoding
+    from shared.rules import AllOf
+    from poetry.poems.rules import KeywordBias
+
+    spec = make_spec("wujue")
+    kb = KeywordBias(tok, [spec], [["明月"]], weight=3.0)
+    ming, yue = tok.stoi["明"], tok.stoi["月"]
+    kb.begin(torch.tensor([0]))
+    assert kb.bias()[1].tolist() == [ming]                 # line start: a word may start
+    kb.step(torch.tensor([tok.stoi["春"]]))
+    assert kb.bias() is None                               # position 1: no word starts here
+    kb.step(torch.tensor([ming]))                          # position 2 takes 明 without a pull
+    assert kb.bias()[1].tolist() == [yue] and kb.bias()[2].tolist() == [3.0]
+    kb.step(torch.tensor([yue]))
+    assert kb.bias() is None                               # 明月 is written
+
+    class State:
+        def __init__(self, n):
+            self.n = n
+
+        def select(self, index):
+            return State(len(index))
+
+    class Model:
+        g = torch.Generator().manual_seed(0)
+
+        def eval(self):
+            return self
+
+        def encode(self, src, src_len):
+            return State(src.size(0))
+
+        def decode_step(self, prev, state):
+            return torch.randn(state.n, tok.vocab_size, generator=self.g) * 4, state
+
+    specs = [make_spec(f, acrostic="春夏秋冬风花雪月"[:v.FORMS[f].lines]) for f in FORMS]
+    src, src_len = decoding.pad_batch([[4], [5], [6], [7]])
+    for keywords, weight in ((["明月"], 50.0), ([], 0.0)):
+        rules = poem_rules(tok, specs, index)
+        rules = AllOf(rules.rules + [KeywordBias(tok, specs, [keywords] * 4, weight=weight)])
+        cfg = decoding.GenerationConfig(strategy="sample", max_len=80, seed=1)
+        out = decoding.generate(Model(), src, src_len, cfg, bos_id=tok.bos_id,
+                                eos_id=tok.eos_id, constraint=rules)
+        texts = [tok.decode(ids) for ids in out.tokens]
+        for spec, text in zip(specs, texts):
+            assert_valid(text, spec, index)
+        assert all("明月" in t for t in texts) == bool(keywords), texts

@@ -141,4 +141,5 @@ def test_theme_relevance_moves_the_ranking(writer):
     req = writer.request("月", form="wujue")
     plain = writer.rank_score(req, "山山山山山，", -3.0)
     near = writer.rank_score(req, "明光夜月山，", -3.0)
-    assert plain == -3.0 and near == pytest.approx(-3.0 + 2.0 * 4 / 5)
+    from poetry.poems.writer import THEME_WEIGHT
+    assert plain == -3.0 and near == pytest.approx(-3.0 + THEME_WEIGHT * 4 / 5)

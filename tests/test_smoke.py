@@ -96,3 +96,30 @@ def test_train_export_serve(tmp_path, capsys, task, corpus, train, cli):
     capsys.readouterr()
     run(*cli, "--model", str(model))
     assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.slow
+def test_fine_tune_starts_from_the_init_run(tmp_path):
+    """--init: the new run takes the first run's tokenizer, shape and best weights (with a
+    vanishing learning rate its weights stay those), reads only --splits, and its card says
+    what it was fine-tuned from."""
+    from safetensors.torch import load_file
+    data, first, second = tmp_path / "data", tmp_path / "run", tmp_path / "tuned"
+    poem_corpus(data)
+    train = "poetry.poems.train"
+    run(train, "--data", str(data), "--out", str(first), "--threads", "1", "--epochs", "1", *TINY)
+    run(train, "--data", str(data), "--out", str(second), "--threads", "1", "--epochs", "1",
+        "--init", str(first), "--splits", "train", "train.lr=1e-12", "train.warmup_steps=1")
+    assert (second / "tokenizer.json").read_text() == (first / "tokenizer.json").read_text()
+    a, b = load_file(str(first / "best.safetensors")), load_file(str(second / "best.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(np.allclose(a[k].float().numpy(), b[k].float().numpy(), atol=1e-6) for k in a)
+    record = json.loads((second / "run.json").read_text())
+    assert record["model"]["hidden"] == 32 and "--init" in record["argv"]
+    run(train, "--data", str(data), "--out", str(second), "--export", str(tmp_path / "m"))
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["fine_tuned_from"]["run"] == str(first)
+    assert card["fine_tuned_from"]["history"] and card["fine_tuned_from"]["steps"] > 0
+    with pytest.raises(FileNotFoundError, match="--init takes a trained run folder"):
+        run(train, "--data", str(data), "--out", str(tmp_path / "x"), "--init",
+            str(tmp_path / "nothing"))

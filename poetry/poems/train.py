@@ -1,13 +1,18 @@
 """Train and export the poem model: theme + form token -> poem, character level.
 
     python -m poetry.poems.train --out runs/poem [--epochs 8] [model.hidden=384 train.lr=1e-3]
-    python -m poetry.poems.train --out runs/poem --export data/models/poem   # after training
+    python -m poetry.poems.train --out runs/poem-tang --init runs/poem --splits train \
+        --epochs 2 train.lr=5e-4 train.warmup_steps=50      # then a Tang-only fine-tune
+    python -m poetry.poems.train --out runs/poem-tang --export data/models/poem
 
 Training reads the Tang and the Song training poems; validation and test are Tang (comparable
 with earlier releases). Sources (poetry/poems/format.py), a stable choice per poem:
 half are the title plus a plan of 1-4 of the poem's own line keywords (poetry/poems/planning.py)
 in line order, a quarter the title alone, a quarter 1-2 keywords drawn from the poem as the
 theme (so a one- or two-character theme works). Held-out splits use the title alone.
+The shipped model then trains two more epochs on the Tang poems alone, from the best weights
+at a lower learning rate (`--init`): Tang test perplexity 180 -> 161 per character, Song
+test 204 -> 214 (Tang is the style the readers and the evaluation measure).
 Target = the poem with '，' and '。'. Rerunning the same command resumes from the checkpoint.
 """
 from __future__ import annotations
@@ -96,12 +101,14 @@ def novelty_lines(data: Path, tmp: Path, tok=None, train=None) -> dict:
 
 TASK = runs.TrainTask(
     name="poem", prog="python -m poetry.poems.train", doc=__doc__, data=poem_data.OUT,
-    out="runs/poem", epochs=4, build_tokenizer=build_tokenizer,
+    out="runs/poem", epochs=3, build_tokenizer=build_tokenizer,
     model_config=default_model_config, train_config=train_config, pairs=pairs, card=card,
     extra_files=novelty_lines, train_splits=("train", "train_song"),
     rebuild="python -m poetry.poems.data prepare && python -m poetry.poems.train --out runs/poem "
-            "--threads 1 && python -m poetry.poems.train --out runs/poem --export "
-            "data/models/poem")
+            "--threads 1 --epochs 3 && python -m poetry.poems.train --out runs/poem-tang --init "
+            "runs/poem --splits train --threads 1 --epochs 2 train.lr=5e-4 "
+            "train.warmup_steps=50 && python -m poetry.poems.train --out runs/poem-tang "
+            "--export data/models/poem")
 
 
 def main(argv: list[str] | None = None) -> int:
