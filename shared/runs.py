@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -66,6 +67,7 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
     train_records = splits["train"]
     if args.limit:
         train_records = train_records.select(range(min(args.limit, len(train_records))))
+    train_records = repeated(train_records, args.repeat)
     tok = tokenizer(args.out, lambda: task.build_tokenizer(train_records))
     mcfg, tcfg = configs(args, task.model_config(tok.vocab_size), task.train_config(args.epochs))
     torch.manual_seed(tcfg.seed)
@@ -145,7 +147,32 @@ def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epoch
     ap.add_argument("--splits", metavar="NAMES", type=lambda s: [x for x in s.split(",") if x],
                     help="the prepared training files to read, comma-separated (default: the "
                          "task's, e.g. train,train_song); validation and test stay as they are")
+    ap.add_argument("--repeat", metavar="FIELD=VALUE:K", type=repeat_spec,
+                    help="read the training records whose FIELD is VALUE K times in all (e.g. "
+                         "lang=zh:3: a language with little text upsampled)")
     ap.add_argument("overrides", nargs="*", help="model.KEY=VALUE or train.KEY=VALUE")
+
+
+def repeat_spec(text: str) -> tuple[str, str, int]:
+    m = re.fullmatch(r"(\w+)=([^:]+):(\d+)", text)
+    if not m or int(m.group(3)) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give FIELD=VALUE:K, e.g. lang=zh:3")
+    return m.group(1), m.group(2), int(m.group(3))
+
+
+def repeated(records, spec: Optional[tuple[str, str, int]]):
+    """The records, with those whose `field` is `value` read `k` times in all."""
+    if spec is None:
+        return records
+    import datasets
+    field, value, k = spec
+    if field not in records.column_names:
+        raise ValueError(f"--repeat: the training records have no field {field!r} (they have "
+                         f"{', '.join(records.column_names)})")
+    some = records.filter(lambda r: str(r[field]) == value)
+    if len(some) == 0:
+        raise ValueError(f"--repeat: no training record has {field} = {value!r}")
+    return datasets.concatenate_datasets([records] + [some] * (k - 1))
 
 
 def small_lstm_config(vocab: int) -> Seq2SeqConfig:

@@ -264,6 +264,9 @@ def test_repetition_limits(tok, index, form):
             pairs = [(x[i], i) for x in lines for i in range(len(x) - 1) if x[i] == x[i + 1]]
             assert len(pairs) <= 1 and all(ch == "悠" and i in LIMITS.places[len(lines[0])]
                                            for ch, i in pairs), text
+            # no character twice in a line but as XX, no two-character sequence twice
+            assert not any(map(rep.repeats_in_line, lines)), text
+            assert not rep.repeats_pair(lines), text
     assert c.rules[-1].relaxed == 0
     # without limits only 重韵 is blocked: 光 repeats freely inside lines
     c = poem_rules(tok, specs[:1], index)
@@ -291,6 +294,9 @@ def test_limits_measured_and_saved(tmp_path):
     assert Limits.load(p) == lim
     r = rep.rates(poems)
     assert r["char_3plus"] == round(1 / 7, 4) and r["doubles_per_poem"] == round(6 / 7, 4)
+    assert r["char_twice_in_a_line"] == round(1 / 7, 4) and r["pair_twice"] == 0   # 秋风秋雨秋
+    assert rep.repeats_in_line("雨急霏霏雨") and not rep.repeats_in_line("悠悠天地远")
+    assert rep.repeats_pair(["春来芳菲春", "柳色芳菲深"]) and not rep.repeats_pair(["悠悠天地远"])
     assert rep.rates([["明月照高楼", "清光照九州", "寒江秋色里", "独上月明楼"]])["repeated_rhyme"] == 1
     assert rep.rhyme_ends(["床前明月光", "疑是地上霜", "举头望明月", "低头思故乡"]) == list("光霜乡")
     with pytest.raises(FileNotFoundError, match="prepare"):

@@ -99,7 +99,7 @@ def test_train_export_serve(tmp_path, capsys, task, corpus, train, cli):
 
 
 @pytest.mark.slow
-def test_fine_tune_starts_from_the_init_run(tmp_path):
+def test_fine_tune_starts_from_the_init_run(tmp_path, capsys):
     """--init: the new run takes the first run's tokenizer, shape and best weights (with a
     vanishing learning rate its weights stay those), reads only --splits, and its card says
     what it was fine-tuned from."""
@@ -120,6 +120,14 @@ def test_fine_tune_starts_from_the_init_run(tmp_path):
     card = json.loads((tmp_path / "m" / "card.json").read_text())
     assert card["fine_tuned_from"]["run"] == str(first)
     assert card["fine_tuned_from"]["history"] and card["fine_tuned_from"]["steps"] > 0
+    # --repeat: records of one field value read K times (8 Tang + 3 Song records, 3 of them
+    # titled 春晓, so 11 + 2 x 3 pairs)
+    capsys.readouterr()
+    run(train, "--data", str(data), "--out", str(tmp_path / "more"), "--threads", "1",
+        "--epochs", "1", "--repeat", "title=春晓:3", *TINY)
+    assert "17 training pairs" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no training record has title = '无'"):
+        run(train, "--data", str(data), "--out", str(tmp_path / "none"), "--repeat", "title=无:2")
     with pytest.raises(FileNotFoundError, match="--init takes a trained run folder"):
         run(train, "--data", str(data), "--out", str(tmp_path / "x"), "--init",
             str(tmp_path / "nothing"))

@@ -22,8 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -189,12 +192,68 @@ def speed(writer, runs: int = 21) -> dict:
     return out
 
 
+# Run in a tree of either layout (this one, or the last release's poetry/poems.py, whose jobs
+# are (theme, spec, n, seed)): the default request for one 七律 (p50 of 20 after a warm-up)
+# and for 100 七绝 in one call (p50 of 5), each with the tree's own shipped model.
+_SPEED = r"""
+import json, statistics, sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+try:
+    from poetry.poems.writer import PoemWriter
+    new = True
+except ImportError:
+    from poetry.poems import PoemWriter
+    new = False
+w = PoemWriter.load()
+def timed(f, runs):
+    out = []
+    for i in range(runs):
+        t0 = time.perf_counter(); f(i); out.append(time.perf_counter() - t0)
+    return out
+qilv = timed(lambda i: w.write("春望", form="qilv", seed=i), 21)[1:]
+themes = ["明月", "秋思", "江南", "送别"] * 25
+jobs = ([(w.request(t, "qijue"), 1, i) for i, t in enumerate(themes)] if new else
+        [(t, w.request(t, "qijue")[1], 1, i) for i, t in enumerate(themes)])
+many = timed(lambda i: w.generate(jobs), 5)
+print(json.dumps({"qilv_default_ms": round(1000 * statistics.median(qilv), 1),
+                  "qijue100_default_s": round(statistics.median(many), 3)}))
+"""
+
+
+def speed_against(release: Path, rounds: int = 3) -> dict:
+    """The default request's speed here and in `release` (a worktree of the last release),
+    run alternately `rounds` times in fresh processes with the same threads; p50 of the
+    rounds and the ratio this tree / release."""
+    trees = {"this": Path.cwd(), "release": Path(release).resolve()}
+    if not (trees["release"] / "poetry").is_dir():
+        raise ValueError(f"{release} is not a checkout of this project (no poetry/ there)")
+    runs: dict[str, list] = {k: [] for k in trees}
+    for _ in range(rounds):
+        for name, tree in trees.items():
+            out = subprocess.run([sys.executable, "-c", _SPEED, str(torch.get_num_threads())],
+                                 cwd=tree, capture_output=True, text=True, check=True,
+                                 env={**os.environ, "PYTHONPATH": str(tree)})
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    p50 = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+           for name, rs in runs.items()}
+    return {"release": str(release), "rounds": runs, "p50": p50,
+            "ratio_this_to_release": {k: round(p50["this"][k] / p50["release"][k], 3)
+                                      for k in p50["this"]}}
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--poems", type=int, default=200)
+    ap.add_argument("--relevance-poems", type=int, default=600,
+                    help="poems for the theme relevance (20 per theme by default)")
     ap.add_argument("--model", help="model folder (default data/models/poem)")
     ap.add_argument("--data", default=str(poem_data.OUT))
     ap.add_argument("--skip-ngram", action="store_true", help="skip the perplexity comparison")
+    ap.add_argument("--against", metavar="TREE",
+                    help="also time the default request against the release checked out in "
+                         "TREE (git worktree add TREE <release>), alternately, in one run")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the speed figures (with --against: only the comparison)")
 
 
 def run(args) -> int:
@@ -204,14 +263,18 @@ def run(args) -> int:
     reqs = requests(test, args.poems)
     report = {"task": "poem", "model": str(args.model or PoemWriter.default_dir()),
               "threads": torch.get_num_threads()}
-    if not args.skip_ngram:
-        report["perplexity"] = perplexities(writer, Path(args.data))
-    report["rules_on"] = generation_metrics(writer, reqs, rules=True)
-    report["rules_off"] = generation_metrics(writer, reqs, rules=False)
-    report["real"] = real_rates(Path(args.data))
-    report["theme_relevance"] = theme_relevance(
-        writer, poem_data.load_split("train", Path(args.data)), test, args.poems)
-    report["speed"] = speed(writer)
+    if not args.speed_only:
+        if not args.skip_ngram:
+            report["perplexity"] = perplexities(writer, Path(args.data))
+        report["rules_on"] = generation_metrics(writer, reqs, rules=True)
+        report["rules_off"] = generation_metrics(writer, reqs, rules=False)
+        report["real"] = real_rates(Path(args.data))
+        report["theme_relevance"] = theme_relevance(
+            writer, poem_data.load_split("train", Path(args.data)), test, args.relevance_poems)
+    if not (args.speed_only and args.against):
+        report["speed"] = speed(writer)
+    if args.against:
+        report["speed_against_release"] = speed_against(Path(args.against))
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
     return 0
 

@@ -5,7 +5,8 @@ Per item (`PoemSpec`): the form, acrostic heads, forced opening lines (`start`),
 default) and strict 平仄 tones (optional). Across items: novelty — no generated line equals a
 corpus line, and no line repeats within a poem; repetition — no rhyme character twice (重韵),
 and with `Limits` (measured on real poems, poetry/poems/repetition.py) no character more often
-than real poems of the form allow and doubled characters (XX) only where real poems double them.
+than real poems of the form allow, doubled characters (XX) only where real poems double them,
+no character twice in a line but as XX, and no two-character sequence twice in a poem.
 
 Masks are built from per-vocabulary boolean tensors (CJK characters, level / oblique, one row
 per rhyme group) cached by a small key, so a step costs a dict lookup per row plus one stack.
@@ -398,7 +399,13 @@ class PoemConstraint:
         if last:
             stoi = self.tok.stoi
             novel = list({stoi[c] for c in self._banned(row, i) if c in stoi})
-        twice = list(row.rhymed) if rhyme is not None else []      # 重韵
+        # 重韵: no rhyme character twice, nor the first line's end even where that line was
+        # not taken to rhyme (重 zhòng, oblique, ends line 1; as chóng it rhymes with 中)
+        twice = []
+        if rhyme is not None:
+            twice = list(row.rhymed)
+            if row.lines and row.lines[0]:
+                twice.append(self.tok.stoi.get(row.lines[0][-1], self.tok.unk_id))
         style = self._repetition(row, f, j)
         # Relax in order: tones; the character cap and 叠字; 重韵; rhyme; novelty last
         # (copying a famous line is the worst failure). The CJK-only base never gives way.
@@ -428,7 +435,14 @@ class PoemConstraint:
                 or self.tok.itos[row.prev] not in lim.doubled
                 or j - 1 not in lim.places.get(f.length, ())):
             out.append(row.prev)
-        return out
+        # no character twice in a line but as XX (the previous one is judged just above), and
+        # no two-character sequence twice in the poem (repetition.py: real poems seldom do)
+        stoi, cur = self.tok.stoi, row.cur
+        again = set(cur[:-1])
+        if cur:
+            again.update(x[k + 1] for x in row.lines + (cur,) for k in range(len(x) - 1)
+                         if x[k] == cur[-1])
+        return out + [stoi[c] for c in again if c in stoi]
 
     def _banned(self, row: _Row, i: int) -> str:
         """Last characters that would repeat a line of this poem or copy a corpus line."""
