@@ -60,6 +60,15 @@ def _atomic_dir(final: Path):
     return _Ctx()
 
 
+def recover_dir(final: Path) -> None:
+    """After a kill between the two renames of `_atomic_dir`, `final` is gone and `final.old`
+    holds the previous complete save: put it back. `final.tmp`, perhaps half-written, is
+    never read (the next save clears it)."""
+    old = final.with_name(final.name + ".old")
+    if not final.exists() and old.is_dir():
+        os.rename(old, final)
+
+
 def _read_json(path: Path, rebuild: str) -> Any:
     if not path.exists():
         raise ModelFileError(f"missing file {path}; {rebuild}")

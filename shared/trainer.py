@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from safetensors.torch import save_file
 
-from .checkpoint import load_training_state, save_training_state, unique_state
+from .checkpoint import load_training_state, recover_dir, save_training_state, unique_state
 from .model import Seq2Seq
 from .precision import resolve
 
@@ -210,6 +210,7 @@ class Trainer:
                       "stopped": None}
         self.progress = progress and self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
+        recover_dir(self.out / "checkpoint")
         if (self.out / "checkpoint" / "state.json").exists():
             meta = load_training_state(self.out / "checkpoint", model, self.opt)
             self.state = meta["state"]

@@ -1,5 +1,5 @@
 """A batch killed for real (SIGKILL) and rerun gives the uninterrupted run's output: one line per
-item, indexes 0..N-1 in order, no torn line, the same poems (issue 13)."""
+item, indexes 0..N-1 in order, no torn line, the same poems, replies and tunes (issue 13)."""
 import json
 import os
 import signal
@@ -14,9 +14,35 @@ ROOT = Path(__file__).resolve().parents[1]
 ITEMS = 160
 
 
-def command(model: Path, src: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "poetry", "poem", "--input", str(src), "--output", str(out),
-            "--model", str(model), "--form", "wujue", "--seed", "3"]
+# per task: the batch command's leading words and the input items
+TASKS = {
+    "poem": (["poetry", "poem", "--form", "wujue"], ["明月", "春", "秋思", "送别"]),
+    "chat": (["chatbot"], ["hi!", "how are you?", "你好", '{"messages": [{"role": "user", '
+                           '"content": "what music do you like?"}]}']),
+    "tune": (["poetry", "tune"], ["6/8 D jig", '{"meter": "2/4", "key": "G"}', "4/4 Ador reel",
+                                  "6/8 Emin"]),
+}
+
+
+@pytest.fixture(scope="module")
+def tune_model_dir(tmp_path_factory):
+    from poetry.tunes import abc
+    from poetry.tunes.rules import save_windows, window_hashes
+    from poetry.tunes.train import default_model_config
+    from shared.tokenizers import RegexTokenizer
+    from poetry.tunes.format import SETTING_TOKENS
+    from tests.helpers import export_tiny
+    from tests.test_tunes import RHYTHMS, TOKENS
+    tok = RegexTokenizer(abc.TOKEN_PATTERN, TOKENS, SETTING_TOKENS)
+    d = export_tiny(tmp_path_factory.mktemp("tune_model"), tok, default_model_config,
+                    {"rebuild": "tests/test_kill.py", "rhythms_by_meter": RHYTHMS})
+    save_windows(d / "train_windows.npy", window_hashes("|:c6|d6|e6|f6|g6:|", 4))
+    return d
+
+
+def command(task: str, model: Path, src: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", *TASKS[task][0], "--input", str(src), "--output", str(out),
+            "--model", str(model), "--seed", "3"]
 
 
 def lines(path: Path) -> list[str]:
@@ -24,13 +50,15 @@ def lines(path: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_killed_poem_batch_resumes_to_the_same_output(poem_model_dir, tmp_path):
-    src = tmp_path / "themes.txt"
-    src.write_text("\n".join(["明月", "春", "秋思", "送别"] * (ITEMS // 4)) + "\n",
-                   encoding="utf-8")
+@pytest.mark.parametrize("task", list(TASKS))
+def test_a_killed_batch_resumes_to_the_same_output(task, request, tmp_path):
+    model = request.getfixturevalue(f"{task}_model_dir")
+    items = TASKS[task][1]
+    src = tmp_path / "items.txt"
+    src.write_text("\n".join(items * (ITEMS // len(items))) + "\n", encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     full = tmp_path / "full.jsonl"
-    subprocess.run(command(poem_model_dir, src, full), check=True, cwd=ROOT, env=env,
+    subprocess.run(command(task, model, src, full), check=True, cwd=ROOT, env=env,
                    capture_output=True)
     expected = lines(full)
     assert [json.loads(x)["index"] for x in expected] == list(range(ITEMS))
@@ -38,7 +66,7 @@ def test_a_killed_poem_batch_resumes_to_the_same_output(poem_model_dir, tmp_path
     killed = 0
     out = tmp_path / "killed.jsonl"
     for target in (1, 40, 100):                       # kill once past each of these lines
-        proc = subprocess.Popen(command(poem_model_dir, src, out), cwd=ROOT, env=env,
+        proc = subprocess.Popen(command(task, model, src, out), cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while proc.poll() is None and len(lines(out)) < target and time.time() < deadline:
@@ -49,6 +77,57 @@ def test_a_killed_poem_batch_resumes_to_the_same_output(poem_model_dir, tmp_path
         proc.wait()
         assert len(lines(out)) < ITEMS or proc.returncode == 0
     assert killed >= 2, "the batch finished before it could be killed: give it more items"
-    subprocess.run(command(poem_model_dir, src, out), check=True, cwd=ROOT, env=env,
+    subprocess.run(command(task, model, src, out), check=True, cwd=ROOT, env=env,
                    capture_output=True)
     assert lines(out) == expected
+    assert not any("error" in json.loads(x) for x in expected)
+
+
+@pytest.mark.slow
+def test_a_killed_training_resumes_to_the_same_weights(tmp_path):
+    """The real poem trainer (a tiny model, fp32, a checkpoint every step) killed with SIGKILL
+    at random moments, checkpoint writes included, and rerun until it ends: its weights equal
+    an uninterrupted run's bit for bit, and no half-written checkpoint is ever loaded."""
+    import random
+    from safetensors.torch import load_file
+    from tests.test_smoke import TINY, poem_corpus
+    data = tmp_path / "data"
+    poem_corpus(data)
+
+    def args(out: Path) -> list[str]:
+        return [sys.executable, "-m", "poetry.poems.train", "--data", str(data), "--out",
+                str(out), "--threads", "1", "--epochs", "8", *TINY, "train.batch_size=1",
+                "train.checkpoint_every=1", "train.bf16=false"]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(args(tmp_path / "full"), check=True, cwd=ROOT, env=env, capture_output=True)
+    out, rng, kills = tmp_path / "killed", random.Random(0), 0
+    state = out / "checkpoint" / "state.json"
+    for _ in range(4):
+        proc = subprocess.Popen(args(out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        target, deadline = rng.randint(5, 70), time.time() + 120
+        while proc.poll() is None and time.time() < deadline:
+            try:
+                step = json.loads(state.read_text())["state"]["step"]
+            except (OSError, ValueError, KeyError):
+                step = 0
+            if step >= target:
+                time.sleep(rng.random() * 0.01)      # anywhere in a step or a checkpoint write
+                break
+            time.sleep(0.002)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 3, "the training ended before it could be killed"
+    subprocess.run(args(out), check=True, cwd=ROOT, env=env, capture_output=True)
+    for name in ("best.safetensors", "checkpoint/model.safetensors",
+                 "checkpoint/optim.safetensors"):
+        a, b = load_file(str(tmp_path / "full" / name)), load_file(str(out / name))
+        assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a), name
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a, b))

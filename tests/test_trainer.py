@@ -49,6 +49,26 @@ def test_resume_is_bitwise_exact(cell, tmp_path):
     assert losses(log_a) == losses(log_b)               # same data order, same numbers
 
 
+def test_a_kill_between_the_renames_of_a_save_resumes_from_the_previous_one(tmp_path):
+    """Killed after `checkpoint` went to `checkpoint.old` and before `checkpoint.tmp` took its
+    place: the trainer resumes from `.old`, never reads the half-written `.tmp`, and the run
+    still ends bitwise equal to an uninterrupted one."""
+    train = copy_pairs(200, seed=1)
+    straight = tiny_model("lstm", seed=0, dropout=0.3)
+    fit(straight, tmp_path / "a", train, max_steps=12, checkpoint_every=4)
+    first = tiny_model("lstm", seed=0, dropout=0.3)
+    fit(first, tmp_path / "b", train, max_steps=8, checkpoint_every=4)
+    ckpt = tmp_path / "b" / "checkpoint"
+    os.rename(ckpt, ckpt.with_name("checkpoint.old"))
+    tmp = ckpt.with_name("checkpoint.tmp")
+    tmp.mkdir()
+    (tmp / "state.json").write_text("{\"state\": {\"st")          # torn
+    resumed = tiny_model("lstm", seed=99, dropout=0.3)
+    assert fit(resumed, tmp_path / "b", train, max_steps=12, checkpoint_every=4)["steps"] == 12
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_auto_precision_leaves_no_trace_is_logged_and_kept_on_resume(tmp_path, monkeypatch):
     """The probe really runs (forward and backward in both precisions) yet a run that it sends
     to fp32 equals a forced-fp32 run bitwise; a resumed run keeps the first run's choice."""
