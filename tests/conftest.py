@@ -85,3 +85,20 @@ def chat_rerank_dir(tmp_path_factory, chat_model_dir):
     export_tiny(root / "chat-backward", tok, default_model_config,
                 {"rebuild": "tests/conftest.py"}, seed=1)
     return d
+
+
+@pytest.fixture(scope="session")
+def tune_model_dir(tmp_path_factory):
+    """A tiny untrained tune model exported like the real one."""
+    from poetry.tunes import abc
+    from poetry.tunes.rules import save_windows, window_hashes
+    from poetry.tunes.train import default_model_config
+    from shared.tokenizers import RegexTokenizer
+    from poetry.tunes.format import SETTING_TOKENS
+    from tests.helpers import export_tiny
+    from tests.test_tunes import RHYTHMS, TOKENS
+    tok = RegexTokenizer(abc.TOKEN_PATTERN, TOKENS, SETTING_TOKENS)
+    d = export_tiny(tmp_path_factory.mktemp("tune_model"), tok, default_model_config,
+                    {"rebuild": "tests/conftest.py", "rhythms_by_meter": RHYTHMS})
+    save_windows(d / "train_windows.npy", window_hashes("|:c6|d6|e6|f6|g6:|", 4))
+    return d

@@ -24,22 +24,6 @@ TASKS = {
 }
 
 
-@pytest.fixture(scope="module")
-def tune_model_dir(tmp_path_factory):
-    from poetry.tunes import abc
-    from poetry.tunes.rules import save_windows, window_hashes
-    from poetry.tunes.train import default_model_config
-    from shared.tokenizers import RegexTokenizer
-    from poetry.tunes.format import SETTING_TOKENS
-    from tests.helpers import export_tiny
-    from tests.test_tunes import RHYTHMS, TOKENS
-    tok = RegexTokenizer(abc.TOKEN_PATTERN, TOKENS, SETTING_TOKENS)
-    d = export_tiny(tmp_path_factory.mktemp("tune_model"), tok, default_model_config,
-                    {"rebuild": "tests/test_kill.py", "rhythms_by_meter": RHYTHMS})
-    save_windows(d / "train_windows.npy", window_hashes("|:c6|d6|e6|f6|g6:|", 4))
-    return d
-
-
 def command(task: str, model: Path, src: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", *TASKS[task][0], "--input", str(src), "--output", str(out),
             "--model", str(model), "--seed", "3"]
