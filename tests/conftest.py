@@ -26,18 +26,19 @@ def poem_model_dir(tmp_path_factory):
     chars = (ROOT / "tests" / "fixtures" / "poems" / "chars.txt").read_text(encoding="utf-8")
     extra = "春夏秋冬白日依山尽黄河入海流明月思江送别，。"
     tok = CharTokenizer.train([chars.replace("\n", "") + extra], specials=SPECIALS)
-    d = export_tiny(tmp_path_factory.mktemp("poem_model"), tok, default_model_config,
-                    {"rebuild": "tests/conftest.py"})
+    extra = tmp_path_factory.mktemp("poem_extras")  # shipped beside the model, in its card
     from poetry.poems.novelty import LineIndex
-    LineIndex(["白日依山尽", "黄河入海流"]).save(d / "lines.npz.xz")
+    LineIndex(["白日依山尽", "黄河入海流"]).save(extra / "lines.npz.xz")
     from poetry.poems.repetition import Limits
-    (d / "repetition.json").write_text(Limits.from_poems(
+    (extra / "repetition.json").write_text(Limits.from_poems(
         [["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]]).to_json(), encoding="utf-8")
-    (d / "themes.json").write_text('{"月": "明光夜", "春": "花草"}', encoding="utf-8")
+    (extra / "themes.json").write_text('{"月": "明光夜", "春": "花草"}', encoding="utf-8")
     from poetry.poems.planning import Planner
-    (d / "keywords.json").write_text(Planner.from_poems(PLAN_POEMS, 1, 1, 1, 1).to_json(),
-                                     encoding="utf-8")
-    return d
+    (extra / "keywords.json").write_text(Planner.from_poems(PLAN_POEMS, 1, 1, 1, 1).to_json(),
+                                         encoding="utf-8")
+    return export_tiny(tmp_path_factory.mktemp("poem_model"), tok, default_model_config,
+                       {"rebuild": "tests/conftest.py"},
+                       extra_files={p.name: p for p in extra.iterdir()})
 
 
 PLAN_POEMS = [{"title": "明月", "lines": ["明月照江水", "春风送别离"]},
@@ -98,7 +99,8 @@ def tune_model_dir(tmp_path_factory):
     from tests.helpers import export_tiny
     from tests.test_tunes import RHYTHMS, TOKENS
     tok = RegexTokenizer(abc.TOKEN_PATTERN, TOKENS, SETTING_TOKENS)
-    d = export_tiny(tmp_path_factory.mktemp("tune_model"), tok, default_model_config,
-                    {"rebuild": "tests/conftest.py", "rhythms_by_meter": RHYTHMS})
-    save_windows(d / "train_windows.npy", window_hashes("|:c6|d6|e6|f6|g6:|", 4))
-    return d
+    extra = tmp_path_factory.mktemp("tune_extras")
+    save_windows(extra / "train_windows.npy", window_hashes("|:c6|d6|e6|f6|g6:|", 4))
+    return export_tiny(tmp_path_factory.mktemp("tune_model"), tok, default_model_config,
+                       {"rebuild": "tests/conftest.py", "rhythms_by_meter": RHYTHMS},
+                       extra_files={"train_windows.npy": extra / "train_windows.npy"})

@@ -11,12 +11,8 @@ from poetry.tunes import abc
 from poetry.tunes.abc import METERS, Key, parse_key
 from poetry.cli import main as poetry_main
 from poetry.tunes.data import _music21_error
-from poetry.tunes.rules import check_tune, copied_windows, save_windows, window_hashes
-from poetry.tunes.format import SETTING_TOKENS
-from poetry.tunes.train import default_model_config
+from poetry.tunes.rules import check_tune, copied_windows
 from poetry.tunes import MAX_N, TuneWriter
-from shared.tokenizers import RegexTokenizer
-from tests.helpers import export_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = [acc + n for n in ("G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B",
@@ -28,12 +24,9 @@ RHYTHMS = {"6/8": {"jig": 9, "song": 4, "other": 1}, "2/4": {"song": 9, "march":
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    tok = RegexTokenizer(abc.TOKEN_PATTERN, TOKENS, SETTING_TOKENS)
-    d = export_tiny(tmp_path_factory.mktemp("tune_model"), tok, default_model_config,
-                    {"rebuild": "tests/test_tunes.py", "rhythms_by_meter": RHYTHMS})
-    save_windows(d / "train_windows.npy", window_hashes("|:c6|d6|e6|f6|g6:|", 4))
-    return d
+def model_dir(tune_model_dir):
+    """The tiny tune model of conftest.py (its tokens and rhythms are the ones above)."""
+    return tune_model_dir
 
 
 @pytest.fixture()
