@@ -199,8 +199,8 @@ class _Decoder:
         hard = self.never if self.mask is None else self.never.masked_fill(~self.mask,
                                                                            float("-inf"))
         allowed = raw + hard
-        if self.mask is not None:
-            self.kept = raw.masked_fill(~self.mask, float("-inf")).exp().sum(-1)
+        if self.mask is not None:      # what the rules (and never <pad>/<bos>/<unk>) kept
+            self.kept = allowed.exp().sum(-1)
         out = allowed
         if self.processors:
             scores = logits.float()
@@ -212,7 +212,7 @@ class _Decoder:
                 out[dead] = allowed[dead]       # soft rules yield to the hard ones
         bias = self.constraint.bias() if hasattr(self.constraint, "bias") else None
         if bias is not None:                    # weighted decoding: never revives a -inf
-            out = out.index_put(bias[:2], bias[2], accumulate=True)
+            out = out.index_put_(bias[:2], bias[2], accumulate=True)   # a fresh tensor
         if self.mask is not None:
             empty = torch.isneginf(out.amax(-1))
             if bool(empty.any()):               # a rule that allows nothing ends the row
