@@ -6,6 +6,11 @@ per-item options. Output: JSONL, exactly one line per input item, in input order
 Item i is generated with `item_seed(item, seed, i)`, so the output does not depend on
 chunking, resuming or sharding. A rerun resumes after the last complete line; a
 torn last line (a kill mid-write) is cut off and redone. Nothing is lost or written twice.
+
+Under `torchrun` (RANK / WORLD_SIZE set) the items are sharded: rank r takes items i with
+i % WORLD_SIZE == r and writes them to `OUTPUT.rank<r>-of-<W>` (resumable the same way); after a
+barrier rank 0 appends them to OUTPUT in input order and removes the shards, so the output is
+the one process's, line for line.
 """
 from __future__ import annotations
 
@@ -80,6 +85,22 @@ def item_seed(item: dict, seed: int, i: int) -> int:
     return derive_seed(own, 0)
 
 
+def shard() -> tuple[int, int]:
+    """(rank, world size) under torchrun, else (0, 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def shard_path(output: Path, rank: int, world: int) -> Path:
+    return output.with_name(f"{output.name}.rank{rank}-of-{world}")
+
+
+def _lines_by_index(path: Path) -> dict[int, str]:
+    """A shard's complete lines by item index (a torn tail is cut off first)."""
+    if completed_lines(path) == 0:
+        return {}
+    return {json.loads(x)["index"]: x for x in path.read_text(encoding="utf-8").splitlines()}
+
+
 def run_batch(items: Sequence[dict], output: str | Path, key: str,
               make_job: Callable[[int, dict], Any], generate: Callable[[list], list],
               known_keys: set[str], finish: Callable[[int, Any], Any] = lambda i, r: r,
@@ -87,18 +108,26 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
     """Process `items[i]` for every i not yet in `output`, `chunk` items at a time:
     `make_job(i, item)` validates one item (a ValueError or TypeError fails that item alone),
     `generate(jobs)` runs all valid jobs of the chunk in one batched call, and
-    `finish(i, result)` turns a result into what the output line stores under `key`."""
+    `finish(i, result)` turns a result into what the output line stores under `key`.
+    Under torchrun each rank does its share (see the module's doc)."""
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = completed_lines(out)
     if done > len(items):
         raise ValueError(f"{out} has {done} lines but the input has only {len(items)} items; "
                          f"is it the output of another input?")
+    rank, world = shard()
+    todo, dest = list(range(done, len(items))), out
+    if world > 1:
+        dest = shard_path(out, rank, world)
+        have = _lines_by_index(dest)
+        todo = [i for i in todo if i % world == rank and i not in have]
     errors = 0
-    bar = tqdm(total=len(items), initial=done, unit="item", disable=not progress)
-    with open(out, "a", encoding="utf-8") as f:
-        for start in range(done, len(items), chunk):
-            batch = [(i, items[i]) for i in range(start, min(start + chunk, len(items)))]
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="item",
+               disable=not progress or rank > 0)
+    with open(dest, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), chunk):
+            batch = [(i, items[i]) for i in todo[start:start + chunk]]
             results: list = [None] * len(batch)
             jobs, where = [], []
             for k, (i, item) in enumerate(batch):
@@ -129,6 +158,33 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
             os.fsync(f.fileno())
             bar.update(len(batch))
     bar.close()
-    print(f"wrote {out}: {len(items)} items ({errors} with errors), resumed after {done}",
-          file=sys.stderr)
+    if world > 1:
+        _merge(out, len(items), rank, world)
+    print(f"wrote {out}: {len(items)} items ({errors} with errors), resumed after {done}"
+          + (f" (rank {rank} of {world})" if world > 1 else ""), file=sys.stderr)
     return {"items": len(items), "resumed_after": done, "errors": errors}
+
+
+def _merge(out: Path, n: int, rank: int, world: int) -> None:
+    """After every rank's shard is complete, rank 0 appends them to `out` in input order."""
+    import torch.distributed as dist
+    from .trainer import init_distributed
+    init_distributed()
+    dist.barrier()
+    if rank == 0:
+        shards = [shard_path(out, r, world) for r in range(world)]
+        lines: dict[int, str] = {}
+        for path in shards:
+            lines.update(_lines_by_index(path))
+        done = completed_lines(out)               # as every rank saw it: no one else writes it
+        missing = [i for i in range(done, n) if i not in lines]
+        if missing:
+            raise RuntimeError(f"items {missing[:5]} are in no shard of {out}")
+        with open(out, "a", encoding="utf-8") as f:
+            for i in range(done, n):
+                f.write(lines[i] + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        for path in shards:
+            path.unlink()
+    dist.barrier()

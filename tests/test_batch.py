@@ -1,6 +1,7 @@
 """The batch convention on hostile input: one output line per input line, each bad item failing
 alone with a message, never the whole batch."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,28 @@ def test_wrong_typed_items_fail_alone(tmp_path, poem_model_dir):
     assert [r["index"] for r in rows] == list(range(6))
     assert [("error" in r) for r in rows] == [True, False, True, True, True, False]
     assert "must be text" in rows[0]["error"] and "unknown form" in rows[4]["error"]
+
+
+@pytest.mark.slow
+def test_torchrun_shards_a_batch_into_the_one_process_output(poem_model_dir, tmp_path):
+    """Two processes under torchrun split the items by rank and merge them in input order:
+    the output equals one process's line for line, and no shard is left behind."""
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "themes.txt"
+    src.write_text("\n".join(["明月", "春", "{\"theme\": 5}", "秋思", "送别"] * 5) + "\n",
+                   encoding="utf-8")
+    args = ["-m", "poetry", "poem", "--input", str(src), "--model", str(poem_model_dir),
+            "--form", "wujue", "--seed", "7", "--output"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, *args, str(tmp_path / "one.jsonl")], check=True, cwd=root,
+                   env=env, capture_output=True)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                    "--master_port=29519", *args, str(tmp_path / "two.jsonl")], check=True,
+                   cwd=root, env=env, capture_output=True)
+    one = (tmp_path / "one.jsonl").read_text(encoding="utf-8")
+    assert (tmp_path / "two.jsonl").read_text(encoding="utf-8") == one
+    assert len(one.splitlines()) == 25 and '"error"' in one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.jsonl", "themes.txt", "two.jsonl"]
