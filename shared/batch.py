@@ -38,7 +38,8 @@ def read_items(path: str | Path, text_field: str) -> list[dict]:
     except UnicodeDecodeError as e:
         raise ValueError(f"{Path(path).name} is not UTF-8 text (byte {e.start}): give one item per "
                          f"line, plain text or JSON") from None
-    for raw in text.splitlines():
+    for raw in text.split("\n"):          # not splitlines: U+2028 or \x0c inside an item
+        raw = raw.removesuffix("\r")        # is text, not a line break
         if raw == "":
             continue
         line = raw.strip().lstrip("\ufeff")
@@ -94,11 +95,12 @@ def shard_path(output: Path, rank: int, world: int) -> Path:
     return output.with_name(f"{output.name}.rank{rank}-of-{world}")
 
 
-def _lines_by_index(path: Path) -> dict[int, str]:
-    """A shard's complete lines by item index (a torn tail is cut off first)."""
+def _lines_by_index(path: Path) -> dict[int, bytes]:
+    """A shard's complete lines by item index (a torn tail is cut off first). Split at b"\\n"
+    only: an item may hold U+2028 or \\x85, which str.splitlines would break on."""
     if completed_lines(path) == 0:
         return {}
-    return {json.loads(x)["index"]: x for x in path.read_text(encoding="utf-8").splitlines()}
+    return {json.loads(x)["index"]: x for x in path.read_bytes().split(b"\n") if x}
 
 
 def run_batch(items: Sequence[dict], output: str | Path, key: str,
@@ -119,6 +121,7 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
     rank, world = shard()
     todo, dest = list(range(done, len(items))), out
     if world > 1:
+        _join()                                   # every rank in the group from the start
         dest = shard_path(out, rank, world)
         have = _lines_by_index(dest)
         todo = [i for i in todo if i % world == rank and i not in have]
@@ -159,30 +162,41 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
             bar.update(len(batch))
     bar.close()
     if world > 1:
-        _merge(out, len(items), rank, world)
+        _merge(out, items, rank, world)
     print(f"wrote {out}: {len(items)} items ({errors} with errors), resumed after {done}"
           + (f" (rank {rank} of {world})" if world > 1 else ""), file=sys.stderr)
     return {"items": len(items), "resumed_after": done, "errors": errors}
 
 
-def _merge(out: Path, n: int, rank: int, world: int) -> None:
+def _join() -> None:
+    """The ranks' process group for the merge: gloo, whatever the device (the batch never
+    puts a rank on a GPU of its own), with a day's timeout (shards may end far apart)."""
+    import datetime
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=1))
+
+
+def _merge(out: Path, items: Sequence[dict], rank: int, world: int) -> None:
     """After every rank's shard is complete, rank 0 appends them to `out` in input order."""
     import torch.distributed as dist
-    from .trainer import init_distributed
-    init_distributed()
     dist.barrier()
     if rank == 0:
         shards = [shard_path(out, r, world) for r in range(world)]
-        lines: dict[int, str] = {}
+        lines: dict[int, bytes] = {}
         for path in shards:
             lines.update(_lines_by_index(path))
         done = completed_lines(out)               # as every rank saw it: no one else writes it
-        missing = [i for i in range(done, n) if i not in lines]
+        missing = [i for i in range(done, len(items)) if i not in lines]
         if missing:
             raise RuntimeError(f"items {missing[:5]} are in no shard of {out}")
-        with open(out, "a", encoding="utf-8") as f:
-            for i in range(done, n):
-                f.write(lines[i] + "\n")
+        stale = [i for i in range(done, len(items)) if json.loads(lines[i])["input"] != items[i]]
+        if stale:
+            raise ValueError(f"the shards of {out} hold other items than the input (item "
+                             f"{stale[0]}): delete {out.name}.rank*-of-{world} and run again")
+        with open(out, "ab") as f:
+            for i in range(done, len(items)):
+                f.write(lines[i] + b"\n")
             f.flush()
             os.fsync(f.fileno())
         for path in shards:

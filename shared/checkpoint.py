@@ -66,7 +66,10 @@ def recover_dir(final: Path) -> None:
     never read (the next save clears it)."""
     old = final.with_name(final.name + ".old")
     if not final.exists() and old.is_dir():
-        os.rename(old, final)
+        try:
+            os.rename(old, final)
+        except FileNotFoundError:             # another DDP rank put it back first
+            pass
 
 
 def _read_json(path: Path, rebuild: str) -> Any:

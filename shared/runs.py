@@ -67,8 +67,8 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
     train_records = splits["train"]
     if args.limit:
         train_records = train_records.select(range(min(args.limit, len(train_records))))
-    train_records = repeated(train_records, args.repeat)
     tok = tokenizer(args.out, lambda: task.build_tokenizer(train_records))
+    train_records = repeated(train_records, args.repeat)     # the vocabulary from the corpus
     mcfg, tcfg = configs(args, task.model_config(tok.vocab_size), task.train_config(args.epochs))
     torch.manual_seed(tcfg.seed)
     model = Seq2Seq(mcfg)
@@ -93,12 +93,15 @@ def start_from(init: Path, out: Path) -> None:
             raise FileNotFoundError(f"{init / name} is missing: --init takes a trained run folder")
     out.mkdir(parents=True, exist_ok=True)
     mine, theirs = out / "tokenizer.json", (init / "tokenizer.json").read_text()
-    if mine.exists() and mine.read_text() != theirs:
-        raise ValueError(f"{out} has another tokenizer than {init}: give a new --out")
-    mine.write_text(theirs)
+    if mine.exists():                 # written once (atomically): torchrun ranks only read it
+        if mine.read_text() != theirs:
+            raise ValueError(f"{out} has another tokenizer than {init}: give a new --out")
+    else:
+        datalib.write_text(mine, theirs)
     if not (out / "run.json").exists():       # the model shape for configs(); train() rewrites it
         shape = json.loads((init / "run.json").read_text())["model"]
-        (out / "run.json").write_text(json.dumps({"model": shape, "init": str(init)}, indent=1))
+        datalib.write_text(out / "run.json",
+                           json.dumps({"model": shape, "init": str(init)}, indent=1))
 
 
 def load_splits(folder: str | Path, train_splits: tuple[str, ...] = ("train",)):
@@ -307,7 +310,7 @@ def fine_tuned_from(argv: list[str]) -> dict:
     """What a fine-tuning run started from: the --init run's folder, training data, steps,
     wall time and validation history, as far as that folder still holds them."""
     init = Path(argv[argv.index("--init") + 1])
-    if not (init / "run.json").exists():
+    if not (init / "run.json").exists() or not (init / "metrics.jsonl").exists():
         return {"run": str(init)}
     facts = card_facts(init)
     return {"run": str(init), "argv": json.loads((init / "run.json").read_text()).get("argv"),

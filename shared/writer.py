@@ -27,6 +27,7 @@ from .decoding import Collector, GenerationConfig, derive_seed, generate, pad_ba
 from .fp16 import for_generation
 
 MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
+MAX_CANDIDATES = 32     # candidates per wanted result: each is a decoded row
 Job = tuple[Any, int, int]          # (request, n, seed)
 
 
@@ -114,8 +115,10 @@ class Writer:
         return seed
 
     def _plan(self, jobs: Sequence[Job], candidates: int):
-        if not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1:
-            raise ValueError(f"candidates must be a whole number >= 1, got {candidates!r}")
+        if not isinstance(candidates, int) or isinstance(candidates, bool) or \
+                not 1 <= candidates <= MAX_CANDIDATES:
+            raise ValueError(f"candidates must be a whole number from 1 to {MAX_CANDIDATES}, "
+                             f"got {candidates!r}")
         reqs, seeds, owner = [], [], []
         for j, (req, n, seed) in enumerate(jobs):
             for c in range(n * candidates):

@@ -97,8 +97,8 @@ def tune_model_dir(tmp_path_factory):
     from shared.tokenizers import RegexTokenizer
     from poetry.tunes.format import SETTING_TOKENS
     from tests.helpers import export_tiny
-    from tests.test_tunes import RHYTHMS, TOKENS
-    tok = RegexTokenizer(abc.TOKEN_PATTERN, TOKENS, SETTING_TOKENS)
+    from tests.helpers import RHYTHMS, TUNE_TOKENS
+    tok = RegexTokenizer(abc.TOKEN_PATTERN, TUNE_TOKENS, SETTING_TOKENS)
     extra = tmp_path_factory.mktemp("tune_extras")
     save_windows(extra / "train_windows.npy", window_hashes("|:c6|d6|e6|f6|g6:|", 4))
     return export_tiny(tmp_path_factory.mktemp("tune_model"), tok, default_model_config,

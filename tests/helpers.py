@@ -37,3 +37,16 @@ def export_tiny(folder, tokenizer, model_config, card: dict, seed: int = 0, extr
     torch.manual_seed(seed)
     export_model(folder, Seq2Seq(cfg), tokenizer, card, extra_files=extra_files)
     return folder
+
+
+# The tiny tune model's alphabet and rhythm counts (tests/conftest.py tune_model_dir)
+from poetry.tunes import abc  # noqa: E402
+
+TUNE_NOTES = [acc + n for n in ("G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B", "c", "d",
+                                "e", "f", "g", "a", "b", "c'", "d'", "e'")
+              for acc in ("", "^", "_", "=")]
+TUNE_DURATIONS = ["2", "3", "4", "6", "8", "12", "16", "/2", "3/2", "/4", "3/4"]
+TUNE_TOKENS = list(abc.BARS) + ["[1", "[2", "(2", "(3", "(4", "z", "-"] + TUNE_NOTES + \
+    TUNE_DURATIONS
+RHYTHMS = {"6/8": {"jig": 9, "song": 4, "other": 1}, "2/4": {"song": 9, "march": 2},
+           "4/4": {"reel": 5, "hornpipe": 3, "song": 2}}

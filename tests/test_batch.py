@@ -60,17 +60,18 @@ def test_torchrun_shards_a_batch_into_the_one_process_output(poem_model_dir, tmp
     import sys
     root = Path(__file__).resolve().parents[1]
     src = tmp_path / "themes.txt"
-    src.write_text("\n".join(["明月", "春", "{\"theme\": 5}", "秋思", "送别"] * 5) + "\n",
-                   encoding="utf-8")
+    src.write_text("\n".join(["明月", "春", "{\"theme\": 5}", "秋思", "送\u2028别"] * 5) + "\n",
+                   encoding="utf-8")        # U+2028 inside an item is no line break
     args = ["-m", "poetry", "poem", "--input", str(src), "--model", str(poem_model_dir),
             "--form", "wujue", "--seed", "7", "--output"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, *args, str(tmp_path / "one.jsonl")], check=True, cwd=root,
                    env=env, capture_output=True)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                    "--master_port=29519", *args, str(tmp_path / "two.jsonl")], check=True,
-                   cwd=root, env=env, capture_output=True)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", *args, str(tmp_path / "two.jsonl")], cwd=root,
+                         env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-2000:]
     one = (tmp_path / "one.jsonl").read_text(encoding="utf-8")
     assert (tmp_path / "two.jsonl").read_text(encoding="utf-8") == one
-    assert len(one.splitlines()) == 25 and '"error"' in one
+    assert one.count("\n") == 25 and "\"error\"" in one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.jsonl", "themes.txt", "two.jsonl"]

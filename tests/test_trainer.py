@@ -202,9 +202,10 @@ def test_torchrun_two_processes_match_one(tmp_path):
     script.write_text(DDP_SCRIPT.format(root=str(ROOT)))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, str(script), str(tmp_path / "one")], check=True, env=env)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                    "--master_port=29517", str(script), str(tmp_path / "two")], check=True,
-                   env=env, capture_output=True)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", str(script), str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-2000:]
     one = load_file(str(tmp_path / "one" / "final.safetensors"))
     two = load_file(str(tmp_path / "two" / "final.safetensors"))
     moved = 0.0

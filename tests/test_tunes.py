@@ -15,12 +15,6 @@ from poetry.tunes.rules import check_tune, copied_windows
 from poetry.tunes import MAX_N, TuneWriter
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTES = [acc + n for n in ("G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B",
-                           "c", "d", "e", "f", "g", "a", "b", "c'", "d'", "e'") for acc in ("", "^", "_", "=")]
-DURS = ["2", "3", "4", "6", "8", "12", "16", "/2", "3/2", "/4", "3/4"]
-TOKENS = list(abc.BARS) + ["[1", "[2", "(2", "(3", "(4", "z", "-"] + NOTES + DURS
-RHYTHMS = {"6/8": {"jig": 9, "song": 4, "other": 1}, "2/4": {"song": 9, "march": 2},
-           "4/4": {"reel": 5, "hornpipe": 3, "song": 2}}
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from shared.cli import check_text
 from shared.rules import AllOf, ForcePrefix
 
 from .novelty import LineIndex
+from .planning import STARTS
 from .repetition import Limits
 from .verse import (RHYME_GROUPS, get_form, is_cjk, level_rhyme_groups, patterns,
                     primary_is_level, readings)
@@ -205,8 +206,6 @@ def poem_rules(tokenizer, specs: Sequence[PoemSpec], corpus: Optional[LineIndex]
                   else None])
 
 
-# Where a word may start in a line (the rhythm's 2+3 and 2+2+3; planning.STARTS)
-WORD_STARTS = {5: (0, 2, 3), 7: (0, 2, 4, 5)}
 KEYWORD_BIAS = 2.0    # nats: over 600 poems / 30 themes (3 candidates, 4 keywords, theme weight
                       # 5) keywords written 14 / 32 / 57 / 75 % at 0 / 1 / 2 / 3 nats, the theme
                       # classifier's top-3 rate 0.67 / 0.70 / 0.72 / 0.71, mean log-prob per
@@ -255,7 +254,7 @@ class KeywordBias:
                 if w in poem:
                     continue
                 k = next((k for k in range(len(w) - 1, 0, -1) if line.endswith(w[:k])), 0)
-                if k or j in WORD_STARTS.get(self.lengths[item], (0,)):
+                if k or j in STARTS.get(self.lengths[item], (0,)):   # a word may start
                     if j + len(w) - k <= self.lengths[item]:     # the rest fits the line
                         rows.append(r)
                         ids.append(self.ids[w][k])
