@@ -164,34 +164,39 @@ def test_finished_rows_and_unexpected_tokens(tok, index):
     assert m[0].nonzero().flatten().tolist() == [tok.eos_id]
 
 
+class _State:
+    def __init__(self, n):
+        self.n = n
+
+    def select(self, index):
+        return _State(len(index))
+
+
+class RandomModel:
+    """A stub of the Seq2Seq decoding interface: random logits (scale 4), seeded."""
+
+    def __init__(self, vocab: int):
+        self.vocab, self.g = vocab, torch.Generator().manual_seed(0)
+
+    def eval(self):
+        return self
+
+    def encode(self, src, src_len):
+        return _State(src.size(0))
+
+    def decode_step(self, prev, state):
+        return torch.randn(state.n, self.vocab, generator=self.g) * 4, state
+
+
 def test_with_shared_decoding(tok, index):
     """Sampling and beam search from shared.decoding with a random stub model."""
     from shared import decoding
-
-    class State:
-        def __init__(self, n):
-            self.n = n
-
-        def select(self, index):
-            return State(len(index))
-
-    class Model:
-        g = torch.Generator().manual_seed(0)
-
-        def eval(self):
-            return self
-
-        def encode(self, src, src_len):
-            return State(src.size(0))
-
-        def decode_step(self, prev, state):
-            return torch.randn(state.n, tok.vocab_size, generator=self.g) * 4, state
 
     specs = [make_spec(f, acrostic="春夏秋冬风花雪月"[:v.FORMS[f].lines]) for f in FORMS]
     src, src_len = decoding.pad_batch([[4], [5], [6], [7]])
     for strategy in ("sample", "beam"):
         cfg = decoding.GenerationConfig(strategy=strategy, max_len=80, seed=1, beam_size=3)
-        out = decoding.generate(Model(), src, src_len, cfg, bos_id=tok.bos_id,
+        out = decoding.generate(RandomModel(tok.vocab_size), src, src_len, cfg, bos_id=tok.bos_id,
                                 eos_id=tok.eos_id, constraint=poem_rules(tok, specs, index))
         assert all(out.finished)
         for spec, ids in zip(specs, out.tokens):
@@ -323,32 +328,13 @@ def test_keyword_bias_follows_the_plan_and_never_overrides_a_rule(tok, index):
     kb.step(torch.tensor([yue]))
     assert kb.bias() is None                               # 明月 is written
 
-    class State:
-        def __init__(self, n):
-            self.n = n
-
-        def select(self, index):
-            return State(len(index))
-
-    class Model:
-        g = torch.Generator().manual_seed(0)
-
-        def eval(self):
-            return self
-
-        def encode(self, src, src_len):
-            return State(src.size(0))
-
-        def decode_step(self, prev, state):
-            return torch.randn(state.n, tok.vocab_size, generator=self.g) * 4, state
-
     specs = [make_spec(f, acrostic="春夏秋冬风花雪月"[:v.FORMS[f].lines]) for f in FORMS]
     src, src_len = decoding.pad_batch([[4], [5], [6], [7]])
     for keywords, weight in ((["明月"], 50.0), ([], 0.0)):
         rules = poem_rules(tok, specs, index)
         rules = AllOf(rules.rules + [KeywordBias(tok, specs, [keywords] * 4, weight=weight)])
         cfg = decoding.GenerationConfig(strategy="sample", max_len=80, seed=1)
-        out = decoding.generate(Model(), src, src_len, cfg, bos_id=tok.bos_id,
+        out = decoding.generate(RandomModel(tok.vocab_size), src, src_len, cfg, bos_id=tok.bos_id,
                                 eos_id=tok.eos_id, constraint=rules)
         texts = [tok.decode(ids) for ids in out.tokens]
         for spec, text in zip(specs, texts):
