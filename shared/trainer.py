@@ -242,9 +242,12 @@ class Trainer:
     def _step(self, idx: list[int]) -> tuple[float, int, float]:
         cfg = self.cfg
         mine = idx[self.rank::self.world]            # this process's share of the global batch
+        weight = 1.0
+        if not mine:          # a global batch smaller than the world: this rank still joins the
+            mine, weight = idx[:1], 0.0       # gradient all-reduce, with a share that weighs 0
         for g in self.opt.param_groups:
             g["lr"] = lr_at(cfg, self.state["step"], self.total_steps)
-        n_local = sum(len(self.train[i][1]) + 1 for i in mine)
+        n_local = sum(len(self.train[i][1]) + 1 for i in mine) if weight else 0
         n_global = n_local
         if self.world > 1:
             t = torch.tensor([n_local], dtype=torch.long)
@@ -254,12 +257,12 @@ class Trainer:
             loss_sum, _ = self.ddp(*collate(self.train, mine, self.bos, self.eos, self.pad))
         # DDP averages gradients over processes; scaling by world/global tokens makes the
         # result the gradient of (global summed NLL / global tokens), whatever the split.
-        loss = loss_sum * (self.world / n_global)
+        loss = loss_sum * (weight * self.world / n_global)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), cfg.clip_norm if cfg.clip_norm > 0 else float("inf")))
-        mean = float(loss_sum.detach()) / max(n_local, 1)
+        mean = float(loss_sum.detach()) / n_local if n_local else 0.0
         if not math.isfinite(mean) or mean > cfg.max_loss:
             raise TrainingDiverged(
                 f"training loss became {mean:.3g} at step {self.state['step']} "
