@@ -105,7 +105,8 @@ class StepOutput:
     finished: torch.Tensor         # (R,) bool, after this step
     live: torch.Tensor             # (R,) bool: the row was still generating at this step
     logp: torch.Tensor             # (R,) the model's log-prob of the chosen token (raw, T = 1)
-    kept: Optional[torch.Tensor]   # (R,) probability mass the hard rules kept, None if no rule
+    kept: Optional[torch.Tensor]   # (R,) probability mass the hard rules kept (<pad>, <bos>
+                                   # and <unk> count as removed), None if no rule
 
 
 class Collector:

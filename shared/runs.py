@@ -100,8 +100,7 @@ def start_from(init: Path, out: Path) -> None:
         datalib.write_text(mine, theirs)
     if not (out / "run.json").exists():       # the model shape for configs(); train() rewrites it
         shape = json.loads((init / "run.json").read_text())["model"]
-        datalib.write_text(out / "run.json",
-                           json.dumps({"model": shape, "init": str(init)}, indent=1))
+        datalib.write_text(out / "run.json", json.dumps({"model": shape}, indent=1))
 
 
 def load_splits(folder: str | Path, train_splits: tuple[str, ...] = ("train",)):

@@ -32,8 +32,9 @@ MIN_PAIR = 10          # a (title key, word) pair counts when seen in this many 
 TOP = 40               # words kept per title key
 POOL = 16              # expansion samples among a theme's 16 best words
 PLANNED = 4            # keywords a theme is expanded into: over 600 poems / 30 themes (3
-                       # candidates, keyword bias on) the theme classifier's top-3 rate was 0.648
-                       # with 4 and 0.595 with 2-3 drawn, for the same mean log-prob
+                       # candidates, theme weight 2, before the keyword bias) the theme
+                       # classifier's top-3 rate was 0.648 with 4 and 0.595 with 2-3 drawn, for
+                       # the same mean log-prob
 # Frequent function characters make poor keywords (shared with the theme sampler of data.py).
 FUNCTION = set("之乎者也矣焉哉而以于於其不无有亦是为与则所乃且兮此彼何谁自已未莫一")
 # Where a two-character word may start in a line: the 2+3 rhythm of a 5-character line
