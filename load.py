@@ -2,9 +2,11 @@
 start (until the page is served), then run N concurrent clients for a bounded time, each
 calling chat (/reply), poems (/write_poems) and tunes (/write_tunes) in turn through
 gradio_client, and print requests/s, p50/p95 latency per task, errors and the server's
-memory (RSS) after the run.
+memory (RSS) after the run. `--rounds N` runs the clients N times against the same server and
+prints, after each round, its requests, errors, p95, the server's RSS and what the app keeps in
+the temp folder (Gradio's cache and the tune scratch folders): a sustained-load check.
 
-    python load.py [--clients 16] [--seconds 60] [--json]
+    python load.py [--clients 16] [--seconds 60] [--rounds 1] [--json]
 
 Exit status 1 when any request failed. Nothing here needs the network beyond this machine.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -109,6 +113,30 @@ def client_loop(url: str, k: int, seconds: float, start: threading.Barrier, log:
     client.close()
 
 
+def temp_mb() -> float:
+    """What the app keeps in the temp folder: Gradio's cache and the tune scratch folders."""
+    tmp = Path(tempfile.gettempdir())
+    roots = [Path(os.environ.get("GRADIO_TEMP_DIR", tmp / "gradio"))] + list(tmp.glob("shiyu-*"))
+    return sum(f.stat().st_size for r in roots if r.exists()
+               for f in ([r] if r.is_file() else r.rglob("*")) if f.is_file()) / 1e6
+
+
+def one_round(url: str, clients: int, seconds: float) -> tuple[list, float]:
+    """`clients` concurrent clients for `seconds`: the log of (task, latency, error), wall time."""
+    log: list = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+    threads = [threading.Thread(target=client_loop, args=(url, k, seconds, start, log, lock))
+               for k in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return log, time.perf_counter() - t0
+
+
 def percentile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
@@ -119,31 +147,33 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--rounds", type=int, default=1, help="load rounds against one server")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args(argv)
-    if args.clients < 1 or args.seconds <= 0:
-        ap.error("--clients must be at least 1 and --seconds positive")
+    if args.clients < 1 or args.seconds <= 0 or args.rounds < 1:
+        ap.error("--clients and --rounds must be at least 1 and --seconds positive")
 
     port = free_port()
     proc, cold = start_app(port)
     url = f"http://127.0.0.1:{port}/"
     print(f"cold start: page served {cold:.2f} s after `python app.py` began", flush=True)
     rss_idle = rss_mb(proc.pid)
-    log: list = []
-    lock = threading.Lock()
+    log, wall, rounds = [], 0.0, []
     try:
-        start = threading.Barrier(args.clients + 1)
-        threads = [threading.Thread(target=client_loop,
-                                    args=(url, k, args.seconds, start, log, lock))
-                   for k in range(args.clients)]
-        for t in threads:
-            t.start()
-        start.wait()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
-        rss = rss_mb(proc.pid)
+        for r in range(args.rounds):
+            part, dt = one_round(url, args.clients, args.seconds)
+            log += part
+            wall += dt
+            rss = rss_mb(proc.pid)
+            ok = [t for _, t, e in part if not e]
+            rounds.append({"round": r + 1, "requests": len(part),
+                           "errors": sum(1 for *_, e in part if e),
+                           "p95_s": round(percentile(ok, 0.95), 3), "rss_mb_after": round(rss),
+                           "temp_mb_after": round(temp_mb(), 1)})
+            if args.rounds > 1:
+                print(f"round {r + 1}: {len(part)} requests, {rounds[-1]['errors']} errors, "
+                      f"p95 {rounds[-1]['p95_s']:.2f} s, RSS {rss:.0f} MB, temp folder "
+                      f"{rounds[-1]['temp_mb_after']:.1f} MB", flush=True)
         alive = proc.poll() is None
     finally:
         proc.terminate()
@@ -156,7 +186,7 @@ def main(argv=None) -> int:
     res = {"clients": args.clients, "seconds": round(wall, 1), "requests": len(log),
            "requests_per_s": round(len(log) / wall, 2), "errors": len(errors),
            "cold_start_s": round(cold, 2), "rss_mb_idle": round(rss_idle),
-           "rss_mb_after": round(rss), "server_alive": alive, "tasks": {}}
+           "rss_mb_after": round(rss), "server_alive": alive, "rounds": rounds, "tasks": {}}
     print(f"{args.clients} clients for {wall:.0f} s: {len(log)} requests "
           f"({res['requests_per_s']} /s), {len(errors)} errors")
     for task in CALLS:
