@@ -223,10 +223,11 @@ def train(model: Seq2Seq, train_pairs, val_pairs, tcfg: TrainConfig, out: str | 
     init_distributed()
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, train_pairs, val_pairs, tcfg, out, bos=bos, eos=eos)
-    (out / "run.json").write_text(json.dumps(
-        {"model": asdict(model.cfg), "train": asdict(tcfg), "argv": argv,
-         "threads": torch.get_num_threads(), "hardware": hardware(),
-         "precision": trainer.precision}, indent=1))     # the choice and the probe's figures
+    if trainer.rank == 0:           # one writer, atomically: torchrun ranks tore it when both wrote
+        datalib.write_text(out / "run.json", json.dumps(
+            {"model": asdict(model.cfg), "train": asdict(tcfg), "argv": argv,
+             "threads": torch.get_num_threads(), "hardware": hardware(),
+             "precision": trainer.precision}, indent=1))  # the choice and the probe's figures
     print(f"{what}: {model.num_parameters():,} parameters, {len(train_pairs)} training pairs",
           file=sys.stderr)
     result = trainer.fit()
