@@ -308,6 +308,9 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=
 
 SCRATCH_AGE = 600      # seconds a download stays: Gradio copies it to its cache on return, and
                        # Blocks(delete_cache=...) removes those copies on the same schedule
+TEMP_CAP_MB = 500      # and the two folders together keep at most this much: the oldest files
+FRESH = 30             # go first, never one younger than FRESH seconds (it may still be written
+                       # or fetched). Under tune load Gradio's cache alone grew 0.7 GB a minute.
 
 
 @lru_cache(maxsize=None)
@@ -327,8 +330,32 @@ def scratch(name: str) -> Path:
             continue
         if now - newest > SCRATCH_AGE:
             shutil.rmtree(d, ignore_errors=True)
+    cap_folders([root, Path(gr.utils.get_upload_folder())], TEMP_CAP_MB * 1_000_000, now - FRESH)
     d = Path(tempfile.mkdtemp(dir=root))
     return d / name
+
+
+def cap_folders(roots: list[Path], cap: int, fresh_after: float) -> None:
+    """Remove the oldest files under `roots` until they hold at most `cap` bytes, keeping any
+    modified after `fresh_after`; folders left empty go too."""
+    files = []
+    for root in roots:
+        for f in root.rglob("*") if root.is_dir() else ():
+            with contextlib.suppress(OSError):        # removed by another request meanwhile
+                st = f.stat()
+                if f.is_file():
+                    files.append((st.st_mtime, st.st_size, f))
+    total = sum(size for _, size, _ in files)
+    for mtime, size, f in sorted(files):
+        if total <= cap or mtime > fresh_after:
+            break
+        with contextlib.suppress(OSError):
+            f.unlink()
+            total -= size
+            for parent in f.parents:
+                if parent in roots or any(parent.iterdir()):
+                    break
+                parent.rmdir()
 
 
 MAX_UPLOAD_MB = 2       # a batch upload: at most 2 MB (Gradio refuses bigger uploads too)

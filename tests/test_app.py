@@ -226,6 +226,28 @@ def test_download_files_are_bounded(monkeypatch):
     assert app.build_app().delete_cache == (app.SCRATCH_AGE, app.SCRATCH_AGE)
 
 
+def test_temp_folders_are_capped_by_size(tmp_path):
+    """Under tune load Gradio's cache grew 0.7 GB a minute, bounded only by age: now the oldest
+    files go once the folders hold more than the cap, but never a fresh one."""
+    import os
+    import app
+    roots = [tmp_path / "gradio", tmp_path / "scratch"]
+    now = time.time()
+    ages = {"gradio/a/1.wav": 500, "scratch/b/2.wav": 400, "gradio/c/3.wav": 300,
+            "scratch/d/4.wav": 20, "gradio/e/5.wav": 10}        # seconds old, 100 bytes each
+    for name, age in ages.items():
+        f = tmp_path / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (now - age, now - age))
+    app.cap_folders(roots, 250, fresh_after=now - 30)
+    left = sorted(str(f.relative_to(tmp_path)) for r in roots for f in r.rglob("*.wav"))
+    assert left == ["gradio/e/5.wav", "scratch/d/4.wav"]          # the three oldest went
+    assert not (tmp_path / "gradio/a").exists() and all(r.is_dir() for r in roots)
+    app.cap_folders(roots, 50, fresh_after=now - 30)               # over the cap, but fresh
+    assert len(list(tmp_path.rglob("*.wav"))) == 2
+
+
 def test_batch_uploads_are_capped_and_must_be_uploads(client, tmp_path):
     """SECURITY.md: a server path is refused, and so are files over the line or size caps."""
     import app
