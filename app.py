@@ -496,8 +496,9 @@ CSS = """
 
 
 def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = None,
-              chat_dir: str | Path | None = None) -> gr.Blocks:
-    """The Blocks app; each *_dir overrides that task's shipped model folder."""
+              chat_dir: str | Path | None = None, concurrency: int = 1) -> gr.Blocks:
+    """The Blocks app; each *_dir overrides that task's shipped model folder. `concurrency`:
+    requests one endpoint runs at once (the endpoints run beside each other anyway)."""
     for task, d in (("chat", chat_dir), ("poem", poem_dir), ("tune", tune_dir)):
         MODEL_DIRS[task] = Path(d) if d else None
     with gr.Blocks(title="Shiyu 诗语", delete_cache=(SCRATCH_AGE, SCRATCH_AGE)) as demo:
@@ -637,7 +638,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
     for block in demo.blocks.values():
         if isinstance(block, gr.components.Component):
             _quiet(block)
-    demo.queue(max_size=32, default_concurrency_limit=1)
+    demo.queue(max_size=32, default_concurrency_limit=concurrency)
     return demo
 
 
@@ -646,16 +647,25 @@ def main(argv=None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
     ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--concurrency", type=int, default=1,
+                    help="requests each endpoint runs at once (default 1)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads for the models (default: torch's, one per core)")
     args = ap.parse_args(argv)
+    if args.concurrency < 1 or args.threads < 0:
+        ap.error("--concurrency must be at least 1 and --threads at least 0")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     import uvicorn
-    uvicorn.run(server(), host=args.host, port=args.port)
+    uvicorn.run(server(concurrency=args.concurrency), host=args.host, port=args.port)
 
 
-def server(**dirs):
+def server(**options):
     """The whole server: the OpenAI-compatible /v1 routes (chatbot/openai_api.py) with the
-    Gradio app mounted beside them on one FastAPI app. `dirs` go to build_app."""
+    Gradio app mounted beside them on one FastAPI app. `options` go to build_app."""
     api = openai_api.create_app(lambda: writer("chat"))
-    return gr.mount_gradio_app(api, build_app(**dirs), path="/", css=CSS,
+    return gr.mount_gradio_app(api, build_app(**options), path="/", css=CSS,
                                max_file_size=f"{MAX_UPLOAD_MB}mb")
 
 

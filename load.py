@@ -6,7 +6,7 @@ memory (RSS) after the run. `--rounds N` runs the clients N times against the sa
 prints, after each round, its requests, errors, p95, the server's RSS and what the app keeps in
 the temp folder (Gradio's cache and the tune scratch folders): a sustained-load check.
 
-    python load.py [--clients 16] [--seconds 60] [--rounds 1] [--json]
+    python load.py [--clients 16] [--seconds 60] [--rounds 1] [--app-args "..."] [--json]
 
 Exit status 1 when any request failed. Nothing here needs the network beyond this machine.
 """
@@ -38,10 +38,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int, timeout: float = 120) -> tuple[subprocess.Popen, float]:
+def start_app(port: int, app_args: list[str] = (), timeout: float = 120
+              ) -> tuple[subprocess.Popen, float]:
     """`python app.py` on `port`; returns the process and seconds until GET / answered 200."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port),
+                             *app_args],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     tail: list[str] = []
@@ -149,12 +151,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--rounds", type=int, default=1, help="load rounds against one server")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    ap.add_argument("--app-args", default="",
+                    help="options for app.py, e.g. \"--concurrency 2 --threads 1\"")
     args = ap.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.rounds < 1:
         ap.error("--clients and --rounds must be at least 1 and --seconds positive")
 
     port = free_port()
-    proc, cold = start_app(port)
+    proc, cold = start_app(port, args.app_args.split())
     url = f"http://127.0.0.1:{port}/"
     print(f"cold start: page served {cold:.2f} s after `python app.py` began", flush=True)
     rss_idle = rss_mb(proc.pid)
@@ -183,7 +187,7 @@ def main(argv=None) -> int:
             proc.kill()
 
     errors = [e for _, _, e in log if e]
-    res = {"clients": args.clients, "seconds": round(wall, 1), "requests": len(log),
+    res = {"clients": args.clients, "app_args": args.app_args, "seconds": round(wall, 1), "requests": len(log),
            "requests_per_s": round(len(log) / wall, 2), "errors": len(errors),
            "cold_start_s": round(cold, 2), "rss_mb_idle": round(rss_idle),
            "rss_mb_after": round(rss), "server_alive": alive, "rounds": rounds, "tasks": {}}

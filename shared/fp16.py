@@ -19,6 +19,7 @@ evaluation use the fp32 model.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 
@@ -52,7 +53,8 @@ class Fp16Decoder:
         self.lstm = self.cfg.cell == "lstm"
         self.layers = []
         self.ctx = None          # packed share of the encoder summary in layer 0's input product
-        self._ctx_gates = (None, None)   # (context tensor, its gate share) of the last call
+        self._last = threading.local()   # per thread (requests decode concurrently):
+                                          # (context tensor, its gate share) of its last call
         emb = self.cfg.emb_dim
         with torch.no_grad():
             for i, layer in enumerate(model.decoder.layers):
@@ -97,9 +99,10 @@ class Fp16Decoder:
     def _context_gates(self, context: torch.Tensor) -> torch.Tensor:
         """Layer 0's gate share of the summary (+ bias), (batch, gates*hidden); recomputed only
         when the state carries another context tensor (a new sequence, beams reordered)."""
-        if self._ctx_gates[0] is not context:
-            self._ctx_gates = (context, _linear(context.float(), self.ctx))
-        return self._ctx_gates[1]
+        last = getattr(self._last, "gates", (None, None))
+        if last[0] is not context:
+            last = self._last.gates = (context, _linear(context.float(), self.ctx))
+        return last[1]
 
     def decode_step(self, tokens: torch.Tensor, state: State):
         """tokens: (batch,) previous tokens -> logits (batch, vocab) fp32 and the new state."""
