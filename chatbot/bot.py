@@ -116,10 +116,10 @@ class Bot(Writer):
     TOP_P = 0.9
 
     def __init__(self, model, tokenizer, card: dict, backward=None,
-                 index: Optional[Path] = None, fp16: bool = True):
+                 index: Optional[Path] = None, precision: str = "auto"):
         """`backward`: the p(message | reply) model; `index`: retrieval.npz. The weights of
         the combined score come from the card ("rerank", written by `chatbot.evaluate --tune`)."""
-        super().__init__(model, tokenizer, card, fp16)
+        super().__init__(model, tokenizer, card, precision)
         self.backward = backward
         self.index = Retrieval.load(index, tokenizer) if index else None
         self.weights = {**RERANK, **{k: v for k, v in (card.get("rerank") or {}).items()

@@ -156,9 +156,8 @@ def perplexities(bot, data: Path) -> dict:
                         bos=tok.bos_id, eos=tok.eos_id)
         ngram = kn.score([t for _, t in test], tok.bos_id, tok.eos_id,
                          prefixes=[s for s, _ in test])
-        if bot.decoder is not bot.model:       # what generation runs: fp16 decoder weights
-            out[f"{lang}_fp16_generation_ppl"] = evaluate(
-                bot.decoder, test, bos=tok.bos_id, eos=tok.eos_id, stepwise=True)["ppl"]
+        out[f"{lang}_generation_ppl"] = evaluate(         # through what generation runs
+            bot.decoder, test, bos=tok.bos_id, eos=tok.eos_id, stepwise=True)["ppl"]
         out[lang] = {"pairs": len(test), "pieces": true["tokens"], "model_ppl": true["ppl"],
                      "random_context_ppl": rand["ppl"],
                      "true_to_random": round(true["ppl"] / rand["ppl"], 4),
@@ -260,7 +259,7 @@ def main(argv=None) -> int:
     data = Path(args.data)
     bot = Bot.load(args.model)
     report: dict = {"task": "chat", "model": str(args.model or Bot.default_dir()),
-                    "threads": torch.get_num_threads()}
+                    "threads": torch.get_num_threads(), "generation": bot.precision}
     if args.tune:
         report["tuning"] = tune(bot, data)
         bot.weights.update(report["tuning"]["best"])

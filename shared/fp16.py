@@ -19,11 +19,16 @@ evaluation use the fp32 model.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import threading
+import time
+from pathlib import Path
 
 import torch
 
 from .model import Seq2Seq, State
+from .precision import cpu_flags
 
 
 def available() -> bool:
@@ -31,25 +36,33 @@ def available() -> bool:
     return "fbgemm" in torch.backends.quantized.supported_engines
 
 
-def _pack(weight: torch.Tensor, bias: torch.Tensor | None):
-    """(out, in) fp32 weight (+ bias) -> fbgemm's packed fp16 form."""
-    return torch.ops.quantized.linear_prepack_fp16(
-        weight.detach().float().contiguous(),
-        None if bias is None else bias.detach().float().contiguous())
+def _pack(weight: torch.Tensor, bias: torch.Tensor | None, kind: str = "fp16"):
+    """(out, in) fp32 weight (+ bias) -> fbgemm's packed fp16 form, or for "bf16" the bf16
+    weight and the fp32 bias."""
+    weight = weight.detach().float().contiguous()
+    bias = None if bias is None else bias.detach().float().contiguous()
+    if kind == "bf16":
+        return weight.bfloat16(), bias
+    return torch.ops.quantized.linear_prepack_fp16(weight, bias)
 
 
 def _linear(x: torch.Tensor, packed) -> torch.Tensor:
+    if isinstance(packed, tuple):                    # bf16: inputs rounded, sums fp32
+        y = torch.nn.functional.linear(x.bfloat16(), packed[0]).float()
+        return y if packed[1] is None else y + packed[1]
     return torch.ops.quantized.linear_dynamic_fp16(x.contiguous(), packed)
 
 
 class Fp16Decoder:
     """Encoder and decoder of `model` for generation, with fp16 decoder and projection weights.
-    Follows `Seq2Seq.decode_step` exactly, except for the fp16 rounding of those weights."""
+    Follows `Seq2Seq.decode_step` exactly, except for the fp16 rounding of those weights.
+    kind="bf16": bf16 weights instead, multiplied by oneDNN with the inputs rounded to bf16
+    (sums and everything else fp32)."""
 
-    def __init__(self, model: Seq2Seq):
-        if not available():
+    def __init__(self, model: Seq2Seq, kind: str = "fp16"):
+        if kind == "fp16" and not available():
             raise RuntimeError("this torch build has no fbgemm fp16 kernels")
-        self.model, self.cfg = model.eval(), model.cfg
+        self.model, self.cfg, self.kind = model.eval(), model.cfg, kind
         self.lstm = self.cfg.cell == "lstm"
         self.layers = []
         self.ctx = None          # packed share of the encoder summary in layer 0's input product
@@ -66,16 +79,16 @@ class Fp16Decoder:
                 if i == 0 and self.cfg.feed_context:
                     # the summary is the same at every step: its share of the product (and
                     # the bias) is computed once per sequence, not once per token
-                    self.ctx = _pack(w[:, emb:emb + self.cfg.hidden], b)
+                    self.ctx = _pack(w[:, emb:emb + self.cfg.hidden], b, kind)
                     w, b = torch.cat([w[:, :emb], w[:, emb + self.cfg.hidden:]], 1), None
-                self.layers.append((_pack(w, b),) if self.lstm
-                                   else (_pack(w, b), _pack(w_hh, b_hh)))
+                self.layers.append((_pack(w, b, kind),) if self.lstm
+                                   else (_pack(w, b, kind), _pack(w_hh, b_hh, kind)))
             if self.cfg.tie_embeddings:
                 self.pre = model.out_proj                    # (hidden -> emb), small: fp32
-                self.proj = _pack(model.tgt_emb.weight, model.out_bias)
+                self.proj = _pack(model.tgt_emb.weight, model.out_bias, kind)
             else:
                 self.pre = None
-                self.proj = _pack(model.out_proj.weight, model.out_proj.bias)
+                self.proj = _pack(model.out_proj.weight, model.out_proj.bias, kind)
 
     def eval(self) -> "Fp16Decoder":
         return self
@@ -134,10 +147,91 @@ class Fp16Decoder:
         return logits, State(torch.stack(hs), torch.stack(cs) if cs else None, state.context)
 
 
-def for_generation(model: Seq2Seq, fp16: bool = True):
-    """What a writer should decode with: the fp16-weight decoder where the kernels exist,
-    else the fp32 model itself."""
-    return Fp16Decoder(model) if fp16 and available() else model.eval()
+PRECISIONS = ("fp16", "bf16", "fp32")
+MARGIN = 1.1       # another precision must be >10 % faster than fp16 (half the bytes, measured
+                   # closest to fp32 in perplexity) to replace it: a tie keeps fp16
+
+
+def decoder(model: Seq2Seq, precision: str):
+    """The generation decoder of one precision: fp32 is the model itself."""
+    return model.eval() if precision == "fp32" else Fp16Decoder(model, precision)
+
+
+def probe_generation(model: Seq2Seq, batch: int, steps: int = 12, reps: int = 3) -> dict:
+    """Seconds per decode step at `batch` rows for each precision this build runs: after a
+    warm-up each, the timed rounds alternate precisions (other jobs slow all alike) and each
+    keeps its best."""
+    kinds = [k for k in PRECISIONS if k != "fp16" or available()]
+    decoders = {k: decoder(model, k) for k in kinds}
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(3, model.cfg.src_vocab, (batch, 8), generator=g)
+    tokens = torch.randint(3, model.cfg.tgt_vocab, (batch,), generator=g)
+    best = {}
+    with torch.no_grad():
+        states = {k: d.encode(src, torch.full((batch,), 8)) for k, d in decoders.items()}
+        for rep in range(reps + 1):                  # round 0 warms up
+            for k, d in decoders.items():
+                state, t0 = states[k], time.perf_counter()
+                for _ in range(steps):
+                    _, state = d.decode_step(tokens, state)
+                dt = (time.perf_counter() - t0) / steps
+                if rep:
+                    best[k] = min(best.get(k, dt), dt)
+    return best
+
+
+def choose_generation(seconds: dict, margin: float = MARGIN) -> str:
+    """fp16 unless another precision measured faster by `margin` (fp32 without fp16 kernels)."""
+    base = "fp16" if "fp16" in seconds else "fp32"
+    fastest = min(seconds, key=seconds.get)
+    return fastest if seconds[fastest] * margin < seconds[base] else base
+
+
+def _cache_path() -> Path:
+    return Path(os.environ.get("SHIYU_CACHE") or Path.home() / ".cache" / "shiyu") \
+        / "generation-precision.json"
+
+
+def generation_precision(model: Seq2Seq, batch: int) -> dict:
+    """{"precision", "probe_s", "cpu_flags", "batch"}: the precision `probe_generation` picks
+    for this model's shape on this machine. The probe runs once per machine, torch version and
+    shape: the choice is kept in ~/.cache/shiyu (SHIYU_CACHE elsewhere) so that every later
+    process decodes alike (same seed, same text), and is timed again only when that file goes."""
+    c = model.cfg
+    key = (f"{cpu_flags()} torch {torch.__version__} threads {torch.get_num_threads()} "
+           f"{c.cell} emb {c.emb_dim} hidden {c.hidden} layers {c.dec_layers} "
+           f"vocab {c.tgt_vocab} tied {c.tie_embeddings} batch {batch}")
+    path = _cache_path()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict) or not isinstance(known.get(key), dict) \
+            or known[key].get("precision") not in PRECISIONS:
+        seconds = probe_generation(model, batch)
+        known = known if isinstance(known, dict) else {}
+        known[key] = {"precision": choose_generation(seconds), "cpu_flags": cpu_flags(),
+                      "batch": batch, "probe_s": {k: round(v, 6) for k, v in seconds.items()}}
+        with contextlib.suppress(OSError):          # a read-only home: chosen per process
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1))
+            tmp.replace(path)
+    return known[key]
+
+
+def for_generation(model: Seq2Seq, precision: str = "auto", batch: int = 8):
+    """(decoder, record) for a writer: "auto" picks by `generation_precision` at `batch` rows
+    (the writer's candidates); "fp16", "bf16" or "fp32" force one (fp16 falls back to fp32
+    where this build lacks the kernels)."""
+    if precision == "auto":
+        record = generation_precision(model, batch)
+    elif precision in PRECISIONS:
+        record = {"precision": precision if precision != "fp16" or available() else "fp32"}
+    else:
+        raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, "
+                         f"not {precision!r}")
+    return decoder(model, record["precision"]), record
 
 
 @contextlib.contextmanager

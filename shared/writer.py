@@ -49,22 +49,22 @@ class Writer:
     TEMPERATURE = 0.8
     CANDIDATES = 3
 
-    def __init__(self, model, tokenizer, card: dict, fp16: bool = True):
-        """`model` (fp32) scores text; generation runs fp16 decoder weights unless fp16=False
-        (shared/fp16.py)."""
+    def __init__(self, model, tokenizer, card: dict, precision: str = "auto"):
+        """`model` (fp32) scores text; generation runs the decoder weights of `precision`:
+        "auto" (measured on this machine, shared/fp16.py), "fp16", "bf16" or "fp32"."""
         self.model, self.tok, self.card = model.eval(), tokenizer, card
-        self.decoder = for_generation(model, fp16)
+        self.decoder, self.precision = for_generation(model, precision, self.CANDIDATES)
 
     @classmethod
     def default_dir(cls) -> Path:
         return MODELS / cls.MODEL
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, fp16: bool = True, **options):
+    def load(cls, model_dir: str | Path | None = None, precision: str = "auto", **options):
         """The model in `model_dir` (default data/models/<MODEL>); `options` go to `extras`."""
         model_dir = Path(model_dir or cls.default_dir())
         model, tok, card = load_model(model_dir)
-        return cls(model, tok, card, fp16=fp16, **cls.extras(model_dir, **options))
+        return cls(model, tok, card, precision=precision, **cls.extras(model_dir, **options))
 
     @classmethod
     def extras(cls, model_dir: Path, **options) -> dict:

@@ -1,4 +1,6 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,9 @@ from tests.helpers import export_tiny  # noqa: E402  (after the path is set)
 # One intra-op thread per test process: two cores, and oversubscribed OpenMP threads
 # spin-wait each other to a crawl when a background job shares the machine.
 torch.set_num_threads(1)
+# The generation-precision choice (shared/fp16.py) of this test run, for its subprocesses too:
+# not the user's ~/.cache/shiyu
+os.environ["SHIYU_CACHE"] = tempfile.mkdtemp(prefix="shiyu-test-cache-")
 
 
 @pytest.fixture(params=["lstm", "gru"])

@@ -226,6 +226,18 @@ def test_download_files_are_bounded(monkeypatch):
     assert app.build_app().delete_cache == (app.SCRATCH_AGE, app.SCRATCH_AGE)
 
 
+def test_concurrency_option(monkeypatch):
+    """`python app.py --concurrency N` sets how many requests one endpoint runs at once;
+    nonsense values are refused before anything starts."""
+    import app
+    monkeypatch.setattr(app, "MODEL_DIRS", dict(app.MODEL_DIRS))
+    assert app.build_app(concurrency=2)._queue.default_concurrency_limit == 2
+    for bad in (["--concurrency", "0"], ["--threads", "-1"]):
+        with pytest.raises(SystemExit) as e:
+            app.main(bad)
+        assert e.value.code == 2
+
+
 def test_temp_folders_are_capped_by_size(tmp_path):
     """Under tune load Gradio's cache grew 0.7 GB a minute, bounded only by age: now the oldest
     files go once the folders hold more than the cap, but never a fresh one."""

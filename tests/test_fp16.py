@@ -66,3 +66,42 @@ def test_bf16_generation_flag_is_harmless():
     cfg = GenerationConfig(max_len=5, seed=2, bf16=True)
     out = generate(Fp16Decoder(model), src, src_len, cfg, bos_id=BOS, eos_id=EOS)
     assert len(out.tokens[0]) <= 5
+
+
+def test_bf16_kind_follows_fp32_closely():
+    model = tiny_model("lstm", dec_layers=2, hidden=64).eval()
+    pairs = copy_pairs(40, seed=4)
+    fp32 = evaluate(model, pairs, bos=BOS, eos=EOS, stepwise=True)
+    q = evaluate(Fp16Decoder(model, "bf16"), pairs, bos=BOS, eos=EOS, stepwise=True)
+    assert q["tokens"] == fp32["tokens"]
+    assert q["nll"] == pytest.approx(fp32["nll"], rel=0.02) and q["nll"] != fp32["nll"]
+
+
+def test_generation_precision_is_measured_once_and_kept(tmp_path, monkeypatch):
+    """"auto" times each precision's decode step once per machine and shape; later loads read
+    the choice (every process decodes alike); a damaged cache file is timed again."""
+    from shared import fp16
+    monkeypatch.setenv("SHIYU_CACHE", str(tmp_path))
+    calls = []
+    real = fp16.probe_generation
+    monkeypatch.setattr(fp16, "probe_generation",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    model = tiny_model("gru").eval()
+    first, rec = fp16.for_generation(model, "auto", batch=2)
+    assert rec["precision"] in fp16.PRECISIONS and set(rec["probe_s"]) >= {"fp16", "fp32"}
+    again, rec2 = fp16.for_generation(model, "auto", batch=2)
+    assert calls == [1] and rec2 == rec and type(again) is type(first)
+    (tmp_path / "generation-precision.json").write_text("{not json")
+    fp16.for_generation(model, "auto", batch=2)
+    assert calls == [1, 1]
+    assert fp16.for_generation(model, "fp32")[0] is model
+    with pytest.raises(ValueError, match="precision must be"):
+        fp16.for_generation(model, "int4")
+
+
+def test_the_choice_keeps_fp16_unless_another_is_clearly_faster():
+    from shared.fp16 import choose_generation
+    assert choose_generation({"fp16": 1.0, "bf16": 0.95, "fp32": 1.2}) == "fp16"
+    assert choose_generation({"fp16": 1.0, "bf16": 0.8, "fp32": 1.2}) == "bf16"
+    assert choose_generation({"fp16": 1.0, "bf16": 3.0, "fp32": 0.5}) == "fp32"
+    assert choose_generation({"bf16": 0.5, "fp32": 1.0}) == "bf16"      # no fp16 kernels

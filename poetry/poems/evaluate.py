@@ -78,10 +78,10 @@ def perplexities(writer, data_dir: Path) -> dict:
                          prefixes=[s for s, _ in pairs])
         row = {"poems": len(pairs), "chars": model["tokens"], "model_ppl": model["ppl"],
                "ngram_ppl": ngram["ppl"], "ratio_model_to_ngram": model["ppl"] / ngram["ppl"]}
-        if writer.decoder is not writer.model:     # what generation runs: fp16 decoder weights
-            half = math.exp(evaluate(writer.decoder, pairs, bos=tok.bos_id, eos=tok.eos_id,
-                                     exclude=unscored, stepwise=True)["nll"])
-            row.update(fp16_generation_ppl=half, fp16_ratio_to_ngram=half / ngram["ppl"])
+        half = math.exp(evaluate(writer.decoder, pairs, bos=tok.bos_id, eos=tok.eos_id,
+                                 exclude=unscored, stepwise=True)["nll"])  # what generation runs
+        row.update(generation_ppl=half, generation_ratio_to_ngram=half / ngram["ppl"],
+                   generation_precision=writer.precision["precision"])
         out[name] = row
     return out
 
@@ -269,7 +269,7 @@ def run(args) -> int:
     test = poem_data.load_split("test", Path(args.data))
     reqs = requests(test, args.poems)
     report = {"task": "poem", "model": str(args.model or PoemWriter.default_dir()),
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "generation": writer.precision}
     if not args.speed_only:
         if not args.skip_ngram:
             report["perplexity"] = perplexities(writer, Path(args.data))

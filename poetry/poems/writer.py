@@ -122,13 +122,13 @@ class PoemWriter(Writer):
 
     def __init__(self, model, tokenizer, card: dict, lines: Optional[LineIndex] = None,
                  limits: Optional[Limits] = None, themes: Optional[Associations] = None,
-                 planner: Optional[Planner] = None, fp16: bool = True):
+                 planner: Optional[Planner] = None, precision: str = "auto"):
         """`lines`: the corpus lines no poem may copy (None = no novelty rule); `limits`: how
         often a character may repeat or double in a poem (None = no such cap); `themes`: the
         characters associated with theme characters, for ranking (None = model score only);
         `planner`: expands themes into keywords (None, or a model trained without plans:
         poems from the theme alone)."""
-        super().__init__(model, tokenizer, card, fp16)
+        super().__init__(model, tokenizer, card, precision)
         self.lines, self.limits, self.themes = lines, limits, themes
         self.planner = planner if KEYWORDS in tokenizer.specials else None
 

@@ -62,9 +62,9 @@ class TuneWriter(Writer):
     TEMPERATURE, CANDIDATES = 1.0, 1
 
     def __init__(self, model, tokenizer, card: dict, windows: Optional[set[int]] = None,
-                 fp16: bool = True):
+                 precision: str = "auto"):
         """`windows`: hashes of the training tunes' 4-bar windows, which no tune may copy."""
-        super().__init__(model, tokenizer, card, fp16)
+        super().__init__(model, tokenizer, card, precision)
         self.windows = windows or set()
         self._masks: dict = {}          # TuneConstraint's masks, kept across batches (speed)
         self.rhythms_by_meter: dict = card.get("rhythms_by_meter") or {}
