@@ -657,6 +657,17 @@ def main(argv=None) -> None:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
+    import os
+    if os.environ.get("SHIYU_TRIM_S"):            # EXPERIMENT: return freed heap to the OS
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        period = float(os.environ["SHIYU_TRIM_S"])
+
+        def trim():
+            while True:
+                time.sleep(period)
+                libc.malloc_trim(0)
+        threading.Thread(target=trim, daemon=True).start()
     import uvicorn
     uvicorn.run(server(concurrency=args.concurrency), host=args.host, port=args.port)
 
