@@ -12,9 +12,11 @@ Bad input shows one clear message (gr.Error) and logs one line, never a tracebac
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import logging
+import os
 import random
 import shutil
 import tempfile
@@ -40,6 +42,21 @@ def fewer_malloc_arenas(arenas: int = 2) -> None:
 
 
 fewer_malloc_arenas()
+
+
+def _own_gradio_folder() -> Path | None:
+    """Gradio's upload and cache folder: one of the app's own (removed at exit) unless
+    GRADIO_TEMP_DIR names another. Only the app's own is pruned by size (`cap_folders`):
+    the shared default /tmp/gradio holds other apps' files too."""
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        return None
+    own = Path(tempfile.mkdtemp(prefix="shiyu-gradio-"))
+    atexit.register(shutil.rmtree, own, ignore_errors=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(own)
+    return own
+
+
+GRADIO_FOLDER = _own_gradio_folder()
 
 import gradio as gr  # noqa: E402  (after the arena limit: gradio and torch start threads)
 
@@ -309,13 +326,17 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=
 SCRATCH_AGE = 600      # seconds a download stays: Gradio copies it to its cache on return, and
                        # Blocks(delete_cache=...) removes those copies on the same schedule
 TEMP_CAP_MB = 500      # and the two folders together keep at most this much: the oldest files
-FRESH = 30             # go first, never one younger than FRESH seconds (it may still be written
-                       # or fetched). Under tune load Gradio's cache alone grew 0.7 GB a minute.
+FRESH = 60             # go first, never one younger than FRESH seconds (it may still be written,
+                       # fetched or, an upload, about to be run). Under tune load Gradio's cache
+                       # grew 0.7 GB a minute: at that rate FRESH, not the cap, bounds it.
+_CAPPING = threading.Lock()
 
 
 @lru_cache(maxsize=None)
 def _scratch_root() -> Path:
-    return Path(tempfile.mkdtemp(prefix="shiyu-"))
+    root = Path(tempfile.mkdtemp(prefix="shiyu-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
 
 
 def scratch(name: str) -> Path:
@@ -330,32 +351,38 @@ def scratch(name: str) -> Path:
             continue
         if now - newest > SCRATCH_AGE:
             shutil.rmtree(d, ignore_errors=True)
-    cap_folders([root, Path(gr.utils.get_upload_folder())], TEMP_CAP_MB * 1_000_000, now - FRESH)
+    cap_folders([root] + ([GRADIO_FOLDER] if GRADIO_FOLDER else []), TEMP_CAP_MB * 1_000_000,
+                FRESH)
     d = Path(tempfile.mkdtemp(dir=root))
     return d / name
 
 
-def cap_folders(roots: list[Path], cap: int, fresh_after: float) -> None:
-    """Remove the oldest files under `roots` until they hold at most `cap` bytes, keeping any
-    modified after `fresh_after`; folders left empty go too."""
-    files = []
-    for root in roots:
-        for f in root.rglob("*") if root.is_dir() else ():
-            with contextlib.suppress(OSError):        # removed by another request meanwhile
+def cap_folders(roots: list[Path], cap: int, fresh: float) -> None:
+    """Remove the oldest files under `roots` until they hold at most `cap` bytes, never one
+    modified or read in the last `fresh` seconds (its times are read again just before); the
+    folders left empty go too. One request at a time does it."""
+    with _CAPPING:
+        files = []
+        for root in roots:
+            for f in root.rglob("*") if root.is_dir() else ():
+                with contextlib.suppress(OSError):    # removed by another request meanwhile
+                    st = f.stat()
+                    if f.is_file():
+                        files.append((max(st.st_mtime, st.st_atime), st.st_size, f))
+        total = sum(size for _, size, _ in files)
+        for _, size, f in sorted(files):
+            if total <= cap:
+                break
+            with contextlib.suppress(OSError):
                 st = f.stat()
-                if f.is_file():
-                    files.append((st.st_mtime, st.st_size, f))
-    total = sum(size for _, size, _ in files)
-    for mtime, size, f in sorted(files):
-        if total <= cap or mtime > fresh_after:
-            break
-        with contextlib.suppress(OSError):
-            f.unlink()
-            total -= size
-            for parent in f.parents:
-                if parent in roots or any(parent.iterdir()):
-                    break
-                parent.rmdir()
+                if time.time() - max(st.st_mtime, st.st_atime) < fresh:
+                    continue                          # touched since the listing: it stays
+                f.unlink()
+                total -= size
+                for parent in f.parents:
+                    if parent in roots or any(parent.iterdir()):
+                        break
+                    parent.rmdir()
 
 
 MAX_UPLOAD_MB = 2       # a batch upload: at most 2 MB (Gradio refuses bigger uploads too)
@@ -657,17 +684,6 @@ def main(argv=None) -> None:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    import os
-    if os.environ.get("SHIYU_TRIM_S"):            # EXPERIMENT: return freed heap to the OS
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6")
-        period = float(os.environ["SHIYU_TRIM_S"])
-
-        def trim():
-            while True:
-                time.sleep(period)
-                libc.malloc_trim(0)
-        threading.Thread(target=trim, daemon=True).start()
     import uvicorn
     uvicorn.run(server(concurrency=args.concurrency), host=args.host, port=args.port)
 

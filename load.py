@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
         ap.error("--clients and --rounds must be at least 1 and --seconds positive")
 
     port = free_port()
-    proc, cold = start_app(port, args.app_args.split())
+    proc, cold = start_app(port, shlex.split(args.app_args))
     url = f"http://127.0.0.1:{port}/"
     print(f"cold start: page served {cold:.2f} s after `python app.py` began", flush=True)
     rss_idle = rss_mb(proc.pid)

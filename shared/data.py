@@ -6,8 +6,11 @@ name goes through the same `datasets.load_dataset` call for users who have a hub
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -78,11 +81,19 @@ def records(batch: dict[str, list]) -> list[dict]:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Write atomically (a temporary file, then a rename): no torn file after a crash."""
+    """Write atomically (a temporary file of its own, then a rename): no torn file after a
+    crash, nor when two processes write the same path at once (the last rename wins)."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)                       # mkstemp's 0600 is not what a file gets
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def _pack(weight: torch.Tensor, bias: torch.Tensor | None, kind: str = "fp16"):
 
 
 def _linear(x: torch.Tensor, packed) -> torch.Tensor:
-    if isinstance(packed, tuple):                    # bf16: inputs rounded, sums fp32
+    if isinstance(packed, tuple):   # bf16: inputs and results rounded to bf16, sums inside fp32
         y = torch.nn.functional.linear(x.bfloat16(), packed[0]).float()
         return y if packed[1] is None else y + packed[1]
     return torch.ops.quantized.linear_dynamic_fp16(x.contiguous(), packed)
@@ -56,8 +55,9 @@ def _linear(x: torch.Tensor, packed) -> torch.Tensor:
 class Fp16Decoder:
     """Encoder and decoder of `model` for generation, with fp16 decoder and projection weights.
     Follows `Seq2Seq.decode_step` exactly, except for the fp16 rounding of those weights.
-    kind="bf16": bf16 weights instead, multiplied by oneDNN with the inputs rounded to bf16
-    (sums and everything else fp32)."""
+    kind="bf16": bf16 weights instead, multiplied by oneDNN: each product's inputs and results
+    are rounded to bf16 (8 bits of mantissa: a logit near 10 to steps of 0.06), its sums and
+    everything else stay fp32. Its perplexity is what the evaluations report."""
 
     def __init__(self, model: Seq2Seq, kind: str = "fp16"):
         if kind == "fp16" and not available():
@@ -66,8 +66,6 @@ class Fp16Decoder:
         self.lstm = self.cfg.cell == "lstm"
         self.layers = []
         self.ctx = None          # packed share of the encoder summary in layer 0's input product
-        self._last = threading.local()   # per thread (requests decode concurrently):
-                                          # (context tensor, its gate share) of its last call
         emb = self.cfg.emb_dim
         with torch.no_grad():
             for i, layer in enumerate(model.decoder.layers):
@@ -110,12 +108,14 @@ class Fp16Decoder:
         return self.model.encode(src, src_len)
 
     def _context_gates(self, context: torch.Tensor) -> torch.Tensor:
-        """Layer 0's gate share of the summary (+ bias), (batch, gates*hidden); recomputed only
-        when the state carries another context tensor (a new sequence, beams reordered)."""
-        last = getattr(self._last, "gates", (None, None))
-        if last[0] is not context:
-            last = self._last.gates = (context, _linear(context.float(), self.ctx))
-        return last[1]
+        """Layer 0's gate share of the summary (+ bias), (batch, gates*hidden); computed once
+        per context tensor (a new sequence, beams reordered) and kept on that tensor, so it
+        goes with it and concurrent requests never see each other's."""
+        kept = getattr(context, "_shiyu_gates", None)
+        if kept is None or kept[0] is not self:
+            kept = (self, _linear(context.float(), self.ctx))
+            context._shiyu_gates = kept
+        return kept[1]
 
     def decode_step(self, tokens: torch.Tensor, state: State):
         """tokens: (batch,) previous tokens -> logits (batch, vocab) fp32 and the new state."""
@@ -198,26 +198,40 @@ def generation_precision(model: Seq2Seq, batch: int) -> dict:
     shape: the choice is kept in ~/.cache/shiyu (SHIYU_CACHE elsewhere) so that every later
     process decodes alike (same seed, same text), and is timed again only when that file goes."""
     c = model.cfg
-    key = (f"{cpu_flags()} torch {torch.__version__} threads {torch.get_num_threads()} "
-           f"{c.cell} emb {c.emb_dim} hidden {c.hidden} layers {c.dec_layers} "
-           f"vocab {c.tgt_vocab} tied {c.tie_embeddings} batch {batch}")
+    key = (f"{cpu_flags()} torch {torch.__version__} {c.cell} emb {c.emb_dim} hidden "
+           f"{c.hidden} layers {c.dec_layers} vocab {c.tgt_vocab} tied {c.tie_embeddings} "
+           f"batch {batch}")
     path = _cache_path()
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict) or not isinstance(known.get(key), dict) \
-            or known[key].get("precision") not in PRECISIONS:
-        seconds = probe_generation(model, batch)
+    with _locked(path.with_name(path.name + ".lock")):   # processes starting together (torchrun
+        try:                                            # ranks, the app and a CLI) agree: the
+            known = json.loads(path.read_text())        # first probes, the others read
+        except (OSError, ValueError):
+            known = {}
         known = known if isinstance(known, dict) else {}
-        known[key] = {"precision": choose_generation(seconds), "cpu_flags": cpu_flags(),
-                      "batch": batch, "probe_s": {k: round(v, 6) for k, v in seconds.items()}}
-        with contextlib.suppress(OSError):          # a read-only home: chosen per process
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(known, indent=1))
-            tmp.replace(path)
+        if not isinstance(known.get(key), dict) or known[key].get("precision") not in PRECISIONS:
+            seconds = probe_generation(model, batch)
+            known[key] = {"precision": choose_generation(seconds), "cpu_flags": cpu_flags(),
+                          "batch": batch,
+                          "probe_s": {k: round(v, 6) for k, v in seconds.items()}}
+            from .data import write_text                # (imports datasets: only here)
+            with contextlib.suppress(OSError):          # a read-only home: chosen per process
+                write_text(path, json.dumps(known, indent=1))
     return known[key]
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on `path` (created) for the block; none where it cannot be made."""
+    try:
+        import fcntl
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def for_generation(model: Seq2Seq, precision: str = "auto", batch: int = 8):

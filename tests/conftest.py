@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +17,7 @@ torch.set_num_threads(1)
 # The generation-precision choice (shared/fp16.py) of this test run, for its subprocesses too:
 # not the user's ~/.cache/shiyu
 os.environ["SHIYU_CACHE"] = tempfile.mkdtemp(prefix="shiyu-test-cache-")
+atexit.register(shutil.rmtree, os.environ["SHIYU_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(params=["lstm", "gru"])

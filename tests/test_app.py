@@ -252,12 +252,13 @@ def test_temp_folders_are_capped_by_size(tmp_path):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"x" * 100)
         os.utime(f, (now - age, now - age))
-    app.cap_folders(roots, 250, fresh_after=now - 30)
+    app.cap_folders(roots, 250, fresh=30)
     left = sorted(str(f.relative_to(tmp_path)) for r in roots for f in r.rglob("*.wav"))
     assert left == ["gradio/e/5.wav", "scratch/d/4.wav"]          # the three oldest went
     assert not (tmp_path / "gradio/a").exists() and all(r.is_dir() for r in roots)
-    app.cap_folders(roots, 50, fresh_after=now - 30)               # over the cap, but fresh
+    app.cap_folders(roots, 50, fresh=30)                            # over the cap, but fresh
     assert len(list(tmp_path.rglob("*.wav"))) == 2
+    assert app.GRADIO_FOLDER is None or os.environ["GRADIO_TEMP_DIR"] == str(app.GRADIO_FOLDER)
 
 
 def test_batch_uploads_are_capped_and_must_be_uploads(client, tmp_path):

@@ -105,3 +105,28 @@ def test_the_choice_keeps_fp16_unless_another_is_clearly_faster():
     assert choose_generation({"fp16": 1.0, "bf16": 0.8, "fp32": 1.2}) == "bf16"
     assert choose_generation({"fp16": 1.0, "bf16": 3.0, "fp32": 0.5}) == "fp32"
     assert choose_generation({"bf16": 0.5, "fp32": 1.0}) == "bf16"      # no fp16 kernels
+
+
+def test_processes_starting_together_probe_once(tmp_path, monkeypatch):
+    """Two loads at once (torchrun ranks, the app and a CLI) with no choice kept yet: the lock
+    lets one probe and the other read its choice, so both decode alike."""
+    import threading
+    import time
+    from shared import fp16
+    monkeypatch.setenv("SHIYU_CACHE", str(tmp_path))
+    calls = []
+
+    def slow_probe(model, batch):
+        calls.append(1)
+        time.sleep(0.3)
+        return {"fp16": 1.0, "bf16": 2.0, "fp32": 0.5 + 0.2 * len(calls)}
+    monkeypatch.setattr(fp16, "probe_generation", slow_probe)
+    model = tiny_model("lstm").eval()
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(fp16.generation_precision(model, 3)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [1] and got[0] == got[1] and got[0]["precision"] == "fp32"
