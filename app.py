@@ -44,6 +44,24 @@ def fewer_malloc_arenas(arenas: int = 2) -> None:
 fewer_malloc_arenas()
 
 
+def trim_memory_every(seconds: float = 5.0) -> None:
+    """A daemon thread that hands freed heap memory back to the system every `seconds`
+    (glibc's malloc_trim; no-op elsewhere). Freed blocks otherwise stay resident: under
+    `python load.py --clients 16 --seconds 60 --rounds 3` the server's RSS went 829 -> 933 ->
+    928 MB after the rounds without it, 796 -> 754 -> 788 MB with it (session 7)."""
+    import ctypes
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+
+    def loop():
+        while True:
+            time.sleep(seconds)
+            trim(0)
+    threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
+
+
 def _own_gradio_folder() -> Path | None:
     """Gradio's upload and cache folder: one of the app's own (removed at exit) unless
     GRADIO_TEMP_DIR names another. Only the app's own is pruned by size (`cap_folders`):
@@ -308,19 +326,19 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=
     abc = "\n\n".join(abcs)
     out = scratch("tunes.abc")
     out.write_text(abc, encoding="utf-8")
-    files, sounds, svgs = [str(out)], [], []
+    files, svgs = [str(out)], []
     for i, a in enumerate(abcs, 1):          # one verovio load a tune: score and MIDI
         svg, midi = svg_and_midi(a)
         svgs.append(svg)
-        sounds.append(midi_to_wav(midi))
         mid, wav = out.parent / f"tune-{i}.mid", out.parent / f"tune-{i}.wav"
         mid.write_bytes(midi)
-        write_wav(wav, *sounds[-1])
+        write_wav(wav, *midi_to_wav(midi))
         files += [str(mid), str(wav)]
     label = (lambda i: f"<p><b>Tune {i}</b>{' (the one you hear)' if i == 1 else ''}</p>"
              if len(abcs) > 1 else "")
     score = "".join(label(i) + fit_width(svg) for i, svg in enumerate(svgs, 1))
-    return abc, score, sounds[0], files
+    return abc, score, files[2], files       # the player plays the first tune's WAV download:
+                                             # Gradio caches one copy of it, not two
 
 
 SCRATCH_AGE = 600      # seconds a download stays: Gradio copies it to its cache on return, and
@@ -614,7 +632,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     with gr.Column():
                         abc_out = gr.Code(label="ABC")
                         score = gr.HTML(label="Score")
-                        audio = gr.Audio(label="Listen", type="numpy")
+                        audio = gr.Audio(label="Listen", type="filepath")
                         abc_file = gr.File(label="Download ABC, MIDI and WAV",
                                            file_count="multiple")
                 tune_inputs = [meter, key, rhythm, tstart, tn, ttemp, tseed, tform, ttempo]
@@ -684,6 +702,7 @@ def main(argv=None) -> None:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
+    trim_memory_every()
     import uvicorn
     uvicorn.run(server(concurrency=args.concurrency), host=args.host, port=args.port)
 

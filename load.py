@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -83,12 +84,18 @@ def rss_mb(pid: int) -> float:
     return (one(pid) + sum(one(c) for c in children)) / 1024
 
 
+# what the clients fetch (every audio and download file, as a browser would) goes to a folder of
+# the script's own, not to gradio_client's default /tmp/gradio: the temp-folder figure is the
+# server's alone
+DOWNLOADS = tempfile.mkdtemp(prefix="load-downloads-")
+
+
 def client_loop(url: str, k: int, seconds: float, start: threading.Barrier, log: list,
                 lock: threading.Lock) -> None:
     """One client: connect, wait for the others, then call the tasks in turn for `seconds`."""
     from gradio_client import Client
     try:
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, download_files=DOWNLOADS)
     except Exception as e:                      # noqa: BLE001  (counted, then reported)
         client = None
         with lock:
@@ -116,10 +123,12 @@ def client_loop(url: str, k: int, seconds: float, start: threading.Barrier, log:
     client.close()
 
 
-def temp_mb() -> float:
-    """What the app keeps in the temp folder: Gradio's cache and the tune scratch folders."""
+def temp_mb(since: float) -> float:
+    """What the app keeps in the temp folder: its Gradio folder (shiyu-gradio-*, or
+    GRADIO_TEMP_DIR when set) and its scratch folder (shiyu-*), made since `since`."""
     tmp = Path(tempfile.gettempdir())
-    roots = [Path(os.environ.get("GRADIO_TEMP_DIR", tmp / "gradio"))] + list(tmp.glob("shiyu-*"))
+    roots = ([Path(os.environ["GRADIO_TEMP_DIR"])] if os.environ.get("GRADIO_TEMP_DIR") else []) \
+        + [r for r in tmp.glob("shiyu-*") if r.stat().st_ctime >= since]
     return sum(f.stat().st_size for r in roots if r.exists()
                for f in ([r] if r.is_file() else r.rglob("*")) if f.is_file()) / 1e6
 
@@ -159,6 +168,7 @@ def main(argv=None) -> int:
         ap.error("--clients and --rounds must be at least 1 and --seconds positive")
 
     port = free_port()
+    started = time.time()
     proc, cold = start_app(port, shlex.split(args.app_args))
     url = f"http://127.0.0.1:{port}/"
     print(f"cold start: page served {cold:.2f} s after `python app.py` began", flush=True)
@@ -174,7 +184,7 @@ def main(argv=None) -> int:
             rounds.append({"round": r + 1, "requests": len(part),
                            "errors": sum(1 for *_, e in part if e),
                            "p95_s": round(percentile(ok, 0.95), 3), "rss_mb_after": round(rss),
-                           "temp_mb_after": round(temp_mb(), 1)})
+                           "temp_mb_after": round(temp_mb(started), 1)})
             if args.rounds > 1:
                 print(f"round {r + 1}: {len(part)} requests, {rounds[-1]['errors']} errors, "
                       f"p95 {rounds[-1]['p95_s']:.2f} s, RSS {rss:.0f} MB, temp folder "
@@ -186,6 +196,7 @@ def main(argv=None) -> int:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(DOWNLOADS, ignore_errors=True)
 
     errors = [e for _, _, e in log if e]
     res = {"clients": args.clients, "app_args": args.app_args, "seconds": round(wall, 1), "requests": len(log),

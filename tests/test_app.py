@@ -238,6 +238,14 @@ def test_concurrency_option(monkeypatch):
         assert e.value.code == 2
 
 
+def test_the_server_hands_freed_memory_back():
+    import threading
+    import app
+    app.trim_memory_every(0.01)
+    time.sleep(0.05)
+    assert any(t.name == "malloc-trim" and t.is_alive() for t in threading.enumerate())
+
+
 def test_temp_folders_are_capped_by_size(tmp_path):
     """Under tune load Gradio's cache grew 0.7 GB a minute, bounded only by age: now the oldest
     files go once the folders hold more than the cap, but never a fresh one."""

@@ -109,9 +109,11 @@ def test_poem_streams_into_the_poem_shown_with_title_and_one_verse_a_line(page):
     assert all(re.fullmatch(r"[\u4e00-\u9fff]{7}[，。]", v) for v in verses), verses
     streamed = [v for v in page.evaluate("window.seen") if v and "score" not in v]
     assert streamed, "the poem did not stream in"      # (how many parts show depends on load)
-    # the page may show the final poem before the last partials are sampled: the last one
-    # seen is the beginning of the poem shown (gradio_client checks the exact last partial)
-    assert "".join(v[:7] for v in verses).startswith(re.sub(r"\W", "", streamed[-1]))
+    # each partial is the start of the candidate then in the lead; the lead may pass to another
+    # candidate at the end (the final ranking sees whole poems), and the page may show the
+    # final poem before that last partial is sampled: so the partials seen are well-formed
+    # verse, and gradio_client's test checks that the last partial is the poem shown
+    assert all(re.fullmatch(r"[\u4e00-\u9fff，。\n]+", v) for v in streamed), streamed[-3:]
     page.screenshot(path=ARTIFACTS / "poems.png", full_page=True)
 
 
