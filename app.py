@@ -345,8 +345,7 @@ SCRATCH_AGE = 600      # seconds a download stays: Gradio copies it to its cache
                        # Blocks(delete_cache=...) removes those copies on the same schedule
 TEMP_CAP_MB = 500      # and the two folders together keep at most this much: the oldest files
 FRESH = 60             # go first, never one younger than FRESH seconds (it may still be written,
-                       # fetched or, an upload, about to be run). Under tune load Gradio's cache
-                       # grew 0.7 GB a minute: at that rate FRESH, not the cap, bounds it.
+                       # fetched or, an upload, about to be run). A tune call leaves ~4 MB.
 _CAPPING = threading.Lock()
 
 
