@@ -246,7 +246,7 @@ def test_the_server_hands_freed_memory_back():
 
 
 def test_temp_folders_are_capped_by_size(tmp_path):
-    """Under tune load Gradio's cache grew 0.7 GB a minute, bounded only by age: now the oldest
+    """Gradio's cache was bounded only by age (10 minutes): now the oldest
     files go once the folders hold more than the cap, but never a fresh one."""
     import os
     import app
