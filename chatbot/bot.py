@@ -161,12 +161,6 @@ class Bot(Writer):
     def finalize(self, jobs, reqs, owner, tokens, scores) -> list[list[dict]]:
         if self.backward is None and self.index is None:
             return self._rank(jobs, reqs, owner, tokens, scores)
-        pools = self.pools(jobs, owner, tokens)
-        return [self.rerank(turns, pool, n) for (turns, n, _), pool in zip(jobs, pools)]
-
-    def pools(self, jobs, owner, tokens) -> list[dict[str, str]]:
-        """Per job, its candidates (text -> "generated" or "retrieved"): the decoded rows, the
-        replies retrieved for its last message, only those in the message's language."""
         pools: list[dict[str, str]] = [{} for _ in jobs]          # text -> source
         for r, j in enumerate(owner):
             text = self.text(tokens[r])
@@ -179,13 +173,7 @@ class Bot(Writer):
             zh = is_chinese(turns[-1])
             same = {t: s for t, s in pools[j].items() if is_chinese(t) == zh}
             pools[j] = same or pools[j]
-        return pools
-
-    def candidate_pool(self, history, seed: Optional[int] = None) -> dict[str, str]:
-        """What `reply(history, seed=seed)` chooses from, before re-ranking (for tuning)."""
-        job = (clean_history(history), 1, derive_seed(self.seed(seed), 0))
-        _, owner, out = self.decode([job])
-        return self.pools([job], owner, out.tokens)[0]
+        return [self.rerank(turns, pool, n) for (turns, n, _), pool in zip(jobs, pools)]
 
     def rerank(self, turns: list[str], pool: dict[str, str], n: int) -> list[dict]:
         """The n best of `pool` (text -> source) after `turns` by the combined score."""

@@ -46,7 +46,6 @@ from .train import pairs
 CANDIDATES = 20
 WEIGHTS = (0.0, 1.0, 2.0, 4.0, 6.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0)  # backward
 OVERLAPS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)  # TF-IDF cosine, the same
-BONUSES = (0.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)     # for a human-written candidate
 
 
 def examples(data: Path, split: str, lang: str) -> list[tuple[list[str], str]]:
@@ -130,36 +129,9 @@ def tune(bot, data: Path, n: int = 400) -> dict:
     scores = ranking_scores(bot, exs, candidate_sets(exs, seed=1))
     grid = {(b, o): hits_at_1(combined(scores, b, o)) for b in WEIGHTS for o in OVERLAPS}
     best = max(grid, key=lambda k: (grid[k], -k[0], -k[1]))
-    pools = own_pools(bot, sample(exs, n // 2, seed=3))
-    bonus = {r: pool_hits(pools, best[0], best[1], r) for r in BONUSES}
-    top = max(bonus, key=lambda r: (bonus[r], -r))
     return {"validation_examples": len(exs),
             "hits_at_1": {f"backward={b} overlap={o}": h for (b, o), h in grid.items()},
-            "pool_examples": len(pools),
-            "pool_hits_at_1_by_retrieved_bonus": bonus,
-            "best": {"backward": best[0], "overlap": best[1], "retrieved": top}}
-
-
-def own_pools(bot, exs) -> list[list[dict]]:
-    """Each context's true reply beside the bot's own candidates for it (its sampled replies
-    and the retrieved ones), with their scores: what the bonus for retrieved replies is tuned
-    on. The true reply is human-written, as a retrieved one is; a generated candidate that
-    equals it is dropped."""
-    out = []
-    for i, (turns, true) in enumerate(exs):
-        pool = {t: s for t, s in bot.candidate_pool(turns, seed=i).items() if t != true}
-        pool[true] = "true"
-        out.append(bot.rerank(turns, pool, len(pool)))
-    return out
-
-
-def pool_hits(pools: list[list[dict]], backward: float, overlap: float, bonus: float) -> float:
-    """Share of pools whose true reply scores highest, a human-written candidate (the true or
-    a retrieved one) getting `bonus`."""
-    def score(c):
-        return (c["forward"] + backward * c["backward"] + overlap * c["overlap"]
-                + bonus * (c["source"] != "generated"))
-    return sum(max(p, key=score)["source"] == "true" for p in pools) / max(len(pools), 1)
+            "best": {"backward": best[0], "overlap": best[1]}}
 
 
 # -- perplexity --------------------------------------------------------------------------------

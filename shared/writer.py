@@ -157,26 +157,17 @@ class Writer:
     def run(self, jobs: Sequence[Job], temperature: Optional[float] = None,
             candidates: Optional[int] = None, rules: bool = True, **options) -> Outcome:
         """Decode every job in one batched call."""
-        reqs, owner, out = self.decode(jobs, temperature, candidates, rules, **options)
-        if not reqs:
-            return Outcome([[] for _ in jobs], 0.0)
-        return Outcome(self.finalize(jobs, reqs, owner, out.tokens, out.scores),
-                       out.removed_mass)
-
-    def decode(self, jobs: Sequence[Job], temperature: Optional[float] = None,
-               candidates: Optional[int] = None, rules: bool = True, **options):
-        """(requests, owner, Generation): every candidate row of the jobs, decoded, before
-        `finalize` chooses among them (row r decodes requests[r] for job owner[r])."""
         reqs, seeds, owner = self._plan(jobs, self.CANDIDATES if candidates is None
                                         else candidates)
         if not reqs:
-            return reqs, owner, None
+            return Outcome([[] for _ in jobs], 0.0)
         src, src_len, cfg, constraint = self._inputs(reqs, temperature, rules, options)
         with torch.inference_mode():
             out = generate(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
                            eos_id=self.tok.eos_id, pad_id=self.tok.pad_id,
                            constraint=constraint, seeds=seeds)
-        return reqs, owner, out
+        return Outcome(self.finalize(jobs, reqs, owner, out.tokens, out.scores),
+                       out.removed_mass)
 
     def generate(self, jobs: Sequence[Job], temperature: Optional[float] = None,
                  candidates: Optional[int] = None, rules: bool = True,
