@@ -67,21 +67,29 @@ def test_a_killed_batch_resumes_to_the_same_output(task, request, tmp_path):
     assert not any("error" in json.loads(x) for x in expected)
 
 
+TRAINERS = {"poem": ("poetry.poems.train", "poem_corpus", 8),
+            "chat": ("chatbot.train", "chat_corpus", 8),
+            "tune": ("poetry.tunes.train", "tune_corpus", 24)}    # module, corpus, epochs
+
+
 @pytest.mark.slow
-def test_a_killed_training_resumes_to_the_same_weights(tmp_path):
-    """The real poem trainer (a tiny model, fp32, a checkpoint every step) killed with SIGKILL
-    at random moments, checkpoint writes included, and rerun until it ends: its weights equal
-    an uninterrupted run's bit for bit, and no half-written checkpoint is ever loaded."""
+@pytest.mark.parametrize("task", list(TRAINERS))
+def test_a_killed_training_resumes_to_the_same_weights(task, tmp_path):
+    """Each task's real trainer (a tiny model, fp32, a checkpoint every step) killed with
+    SIGKILL at random moments, checkpoint writes included, and rerun until it ends: its
+    weights equal an uninterrupted run's bit for bit, and no half-written checkpoint is ever
+    loaded."""
     import random
     from safetensors.torch import load_file
-    from tests.test_smoke import TINY, poem_corpus
+    from tests import test_smoke
+    module, corpus, epochs = TRAINERS[task]
     data = tmp_path / "data"
-    poem_corpus(data)
+    getattr(test_smoke, corpus)(data)
 
     def args(out: Path) -> list[str]:
-        return [sys.executable, "-m", "poetry.poems.train", "--data", str(data), "--out",
-                str(out), "--threads", "1", "--epochs", "8", *TINY, "train.batch_size=1",
-                "train.checkpoint_every=1", "train.bf16=false"]
+        return [sys.executable, "-m", module, "--data", str(data), "--out",
+                str(out), "--threads", "1", "--epochs", str(epochs), *test_smoke.TINY,
+                "train.batch_size=1", "train.checkpoint_every=1", "train.bf16=false"]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(args(tmp_path / "full"), check=True, cwd=ROOT, env=env, capture_output=True)
