@@ -141,7 +141,9 @@ def test_batch_runs_and_downloads(page, tmp_path):
     themes = tmp_path / "themes.txt"
     themes.write_text("明月\n秋思\n", encoding="utf-8")
     page.locator("input[type=file]").first.set_input_files(str(themes))
-    expect(page.get_by_text("themes.txt")).to_be_visible()        # uploaded: Run may start
+    # uploaded: Run may start (the file's row; its text may come as "themes .txt", the stem
+    # and the extension in two elements, so by the cell's accessible name)
+    expect(page.get_by_role("cell", name="themes.txt")).to_be_visible()
     page.get_by_role("button", name="Run").click()
     expect(page.get_by_text("2 items, 0 with errors")).to_be_visible()
     with page.expect_download() as dl:
