@@ -33,7 +33,9 @@ def fewer_malloc_arenas(arenas: int = 2) -> None:
     own malloc arenas (up to 8 per core) and memory freed in one is not reused by another: under
     `python load.py --clients 16 --seconds 60 --rounds 3` the server's RSS crept 864 -> 1008 ->
     1143 MB after the rounds; with MALLOC_ARENA_MAX=2 in the environment 854 -> 916 -> 916 MB,
-    with this call 827 -> 932 -> 952 MB (single runs each, session 6). No-op off glibc."""
+    with this call 827 -> 932 -> 952 MB (single runs each, session 6; in session 7 the
+    environment variable gave +12 % too, and `trim_memory_every` is what held RSS flat).
+    No-op off glibc."""
     import ctypes
     try:
         ctypes.CDLL("libc.so.6").mallopt(-8, arenas)          # -8: M_ARENA_MAX

@@ -84,18 +84,14 @@ def rss_mb(pid: int) -> float:
     return (one(pid) + sum(one(c) for c in children)) / 1024
 
 
-# what the clients fetch (every audio and download file, as a browser would) goes to a folder of
-# the script's own, not to gradio_client's default /tmp/gradio: the temp-folder figure is the
-# server's alone
-DOWNLOADS = tempfile.mkdtemp(prefix="load-downloads-")
-
-
 def client_loop(url: str, k: int, seconds: float, start: threading.Barrier, log: list,
-                lock: threading.Lock) -> None:
-    """One client: connect, wait for the others, then call the tasks in turn for `seconds`."""
+                lock: threading.Lock, downloads: str) -> None:
+    """One client: connect, wait for the others, then call the tasks in turn for `seconds`.
+    What it fetches (every audio and download file, as a browser would) goes to `downloads`,
+    not to gradio_client's default /tmp/gradio: the temp-folder figure is the server's alone."""
     from gradio_client import Client
     try:
-        client = Client(url, verbose=False, download_files=DOWNLOADS)
+        client = Client(url, verbose=False, download_files=downloads)
     except Exception as e:                      # noqa: BLE001  (counted, then reported)
         client = None
         with lock:
@@ -133,12 +129,13 @@ def temp_mb(since: float) -> float:
                for f in ([r] if r.is_file() else r.rglob("*")) if f.is_file()) / 1e6
 
 
-def one_round(url: str, clients: int, seconds: float) -> tuple[list, float]:
+def one_round(url: str, clients: int, seconds: float, downloads: str) -> tuple[list, float]:
     """`clients` concurrent clients for `seconds`: the log of (task, latency, error), wall time."""
     log: list = []
     lock = threading.Lock()
     start = threading.Barrier(clients + 1)
-    threads = [threading.Thread(target=client_loop, args=(url, k, seconds, start, log, lock))
+    threads = [threading.Thread(target=client_loop,
+                                args=(url, k, seconds, start, log, lock, downloads))
                for k in range(clients)]
     for t in threads:
         t.start()
@@ -174,9 +171,10 @@ def main(argv=None) -> int:
     print(f"cold start: page served {cold:.2f} s after `python app.py` began", flush=True)
     rss_idle = rss_mb(proc.pid)
     log, wall, rounds = [], 0.0, []
+    downloads = tempfile.mkdtemp(prefix="load-downloads-")
     try:
         for r in range(args.rounds):
-            part, dt = one_round(url, args.clients, args.seconds)
+            part, dt = one_round(url, args.clients, args.seconds, downloads)
             log += part
             wall += dt
             rss = rss_mb(proc.pid)
@@ -196,11 +194,11 @@ def main(argv=None) -> int:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        shutil.rmtree(DOWNLOADS, ignore_errors=True)
+        shutil.rmtree(downloads, ignore_errors=True)
 
     errors = [e for _, _, e in log if e]
-    res = {"clients": args.clients, "app_args": args.app_args, "seconds": round(wall, 1), "requests": len(log),
-           "requests_per_s": round(len(log) / wall, 2), "errors": len(errors),
+    res = {"clients": args.clients, "app_args": args.app_args, "seconds": round(wall, 1),
+           "requests": len(log), "requests_per_s": round(len(log) / wall, 2), "errors": len(errors),
            "cold_start_s": round(cold, 2), "rss_mb_idle": round(rss_idle),
            "rss_mb_after": round(rss), "server_alive": alive, "rounds": rounds, "tasks": {}}
     print(f"{args.clients} clients for {wall:.0f} s: {len(log)} requests "

@@ -78,10 +78,9 @@ def perplexities(writer, data_dir: Path) -> dict:
                          prefixes=[s for s, _ in pairs])
         row = {"poems": len(pairs), "chars": model["tokens"], "model_ppl": model["ppl"],
                "ngram_ppl": ngram["ppl"], "ratio_model_to_ngram": model["ppl"] / ngram["ppl"]}
-        half = math.exp(evaluate(writer.decoder, pairs, bos=tok.bos_id, eos=tok.eos_id,
-                                 exclude=unscored, stepwise=True)["nll"])  # what generation runs
-        row.update(generation_ppl=half, generation_ratio_to_ngram=half / ngram["ppl"],
-                   generation_precision=writer.precision["precision"])
+        gen = math.exp(evaluate(writer.decoder, pairs, bos=tok.bos_id, eos=tok.eos_id,
+                                exclude=unscored, stepwise=True)["nll"])  # what generation runs
+        row.update(generation_ppl=gen, generation_ratio_to_ngram=gen / ngram["ppl"])
         out[name] = row
     return out
 
@@ -169,7 +168,8 @@ def real_rates(data_dir: Path) -> dict:
 def speed(writer, runs: int = 21) -> dict:
     """p50 of one 七律 (batch 1, first call dropped): one sample, and the default request (3
     candidates decoded together, the best kept); 100 绝句 in one call. With the writer's
-    generation decoder (fp16 weights where available) and the fp32 model for comparison."""
+    generation decoder (the precision the report's "generation" names) and the fp32 model for
+    comparison."""
     def p50_ms(candidates: int) -> float:
         times = []
         for i in range(runs):
