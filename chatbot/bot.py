@@ -20,6 +20,11 @@ cosine of retrieval.py, ConvAI2's IR baseline), with the weights tuned on valida
 message are dropped when any in its language exist. Each reply records where it came from:
 "source" is "generated" or "retrieved". Without the backward model and index (a bare model
 folder), replies rank by the forward score alone.
+
+Chinese messages go to a Chinese bot where one is shipped beside the model (data/models/chat-zh
+and chat-zh-backward: the joint models fine-tuned on the Chinese conversations alone, same
+tokenizer and shape). It shares this bot's index and re-ranking weights; everything else about
+a reply is the same.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from typing import Iterator, Optional, Sequence
 from shared.checkpoint import load_model
 from shared.decoding import GenerationConfig, derive_seed, pad_batch
 from shared.rules import AllOf, ForbidTokens, MinLength
-from shared.writer import Writer
+from shared.writer import Outcome, Writer
 
 from .format import CONTEXT, MAX_SRC, MAX_TGT, SEP, source_text
 from .retrieval import Retrieval
@@ -116,24 +121,67 @@ class Bot(Writer):
     TOP_P = 0.9
 
     def __init__(self, model, tokenizer, card: dict, backward=None,
-                 index: Optional[Path] = None, precision: str = "auto"):
-        """`backward`: the p(message | reply) model; `index`: retrieval.npz. The weights of
-        the combined score come from the card ("rerank", written by `chatbot.evaluate --tune`)."""
+                 index: Optional[Path] = None, precision: str = "auto",
+                 zh: Optional[Path] = None):
+        """`backward`: the p(message | reply) model; `index`: retrieval.npz; `zh`: the folder
+        of the Chinese bot's forward model (its backward model beside it). The weights of the
+        combined score come from the card ("rerank", written by `chatbot.evaluate --tune`)."""
         super().__init__(model, tokenizer, card, precision)
         self.backward = backward
         self.index = Retrieval.load(index, tokenizer) if index else None
         self.weights = {**RERANK, **{k: v for k, v in (card.get("rerank") or {}).items()
                                      if k in RERANK}}
+        self.zh: Optional[Bot] = None
+        if zh is not None:
+            model, tok, card = load_model(zh)
+            if tok.fingerprint() != tokenizer.fingerprint():
+                raise ValueError(f"{zh} has another tokenizer than the chat model beside it")
+            self.zh = Bot(model, tok, card, precision=precision,
+                          backward=self.extras(zh, languages=False)["backward"] or backward)
+            self.zh.index, self.zh.weights = self.index, self.weights   # shared, not copies
 
     @classmethod
-    def extras(cls, model_dir: Path, rerank: bool = True) -> dict:
-        """The backward model (data/models/chat-backward beside chat) and the retrieval
-        index, where they exist (rerank=False: the forward model alone)."""
+    def extras(cls, model_dir: Path, rerank: bool = True, languages: bool = True) -> dict:
+        """The backward model (data/models/chat-backward beside chat), the retrieval index
+        and the Chinese bot's folder (chat-zh), where they exist (rerank=False: the forward
+        model alone; languages=False: one bot for every language)."""
         back = model_dir.parent / f"{model_dir.name}-backward"
+        zh = model_dir.parent / f"{model_dir.name}-zh"
         index = model_dir / "retrieval.npz"
         return {"backward": load_model(back)[0] if rerank and (back / "card.json").exists()
                 else None,
-                "index": index if rerank and index.exists() else None}
+                "index": index if rerank and index.exists() else None,
+                "zh": zh if rerank and languages and (zh / "card.json").exists() else None}
+
+    def for_lang(self, lang: str) -> "Bot":
+        """The bot that answers messages in `lang` ("en" or "zh")."""
+        return self.zh if lang == "zh" and self.zh is not None else self
+
+    def for_turns(self, turns: Sequence[str]) -> "Bot":
+        """The bot that answers this conversation: by its last message's language."""
+        return self.for_lang("zh" if is_chinese(turns[-1]) else "en")
+
+    def run(self, jobs, temperature=None, candidates=None, rules=True, **options) -> Outcome:
+        """As `Writer.run`, with each job decoded by the bot of its message's language."""
+        zh = {j for j, (turns, _, _) in enumerate(jobs) if self.for_turns(turns) is not self}
+        if not zh:
+            return super().run(jobs, temperature, candidates, rules, **options)
+        results: list = [None] * len(jobs)
+        removed = 0.0
+        for bot, js in ((self, [j for j in range(len(jobs)) if j not in zh]),
+                        (self.zh, sorted(zh))):
+            if js:
+                run = super().run if bot is self else bot.run
+                part = run([jobs[j] for j in js], temperature, candidates, rules, **options)
+                for j, r in zip(js, part.results):
+                    results[j] = r
+                removed += part.removed_mass * len(js) / len(jobs)   # weighted by jobs
+        return Outcome(results, removed)
+
+    def stream_job(self, job, temperature=None, candidates=None, rules=True, **options):
+        bot = self.for_turns(job[0])
+        stream = super().stream_job if bot is self else bot.stream_job
+        return (yield from stream(job, temperature, candidates, rules, **options))
 
     # -- what the shared writer needs (a request is the cleaned list of turns) ---------------
     def source(self, turns: list[str]) -> list[int]:

@@ -122,14 +122,19 @@ def ranking(bot, exs) -> dict:
 
 
 def tune(bot, data: Path, n: int = 400) -> dict:
-    """The (backward, overlap) weights with the best validation hits@1 (both languages pooled;
-    ties go to the smaller weights)."""
-    exs = sample(examples(data, "validation", "en"), n) + \
-        sample(examples(data, "validation", "zh"), n // 2)
-    scores = ranking_scores(bot, exs, candidate_sets(exs, seed=1))
+    """The (backward, overlap) weights with the best validation hits@1 (both languages pooled,
+    each scored by its own bot; ties go to the smaller weights)."""
+    scores: dict[str, list] = {}
+    count = 0
+    for lang, k in (("en", n), ("zh", n // 2)):
+        exs = sample(examples(data, "validation", lang), k)
+        count += len(exs)
+        for key, rows in ranking_scores(bot.for_lang(lang), exs,
+                                        candidate_sets(exs, seed=1)).items():
+            scores.setdefault(key, []).extend(rows)
     grid = {(b, o): hits_at_1(combined(scores, b, o)) for b in WEIGHTS for o in OVERLAPS}
     best = max(grid, key=lambda k: (grid[k], -k[0], -k[1]))
-    return {"validation_examples": len(exs),
+    return {"validation_examples": count,
             "hits_at_1": {f"backward={b} overlap={o}": h for (b, o), h in grid.items()},
             "best": {"backward": best[0], "overlap": best[1]}}
 
@@ -137,13 +142,15 @@ def tune(bot, data: Path, n: int = 400) -> dict:
 # -- perplexity --------------------------------------------------------------------------------
 def perplexities(bot, data: Path) -> dict:
     """Forward-model perplexity per piece on each language's test pairs, with the true and a
-    random context, beside a Kneser-Ney 4-gram (trained on all training pairs)."""
+    random context, beside a Kneser-Ney 4-gram (trained on all training pairs); Chinese pairs
+    are scored by the Chinese bot's model where one is shipped."""
     tok = bot.tok
     train = pairs(chat_data.load_split("train", data), tok)
     kn = KneserNey(4, tok.vocab_size).fit([t for _, t in train], tok.bos_id, tok.eos_id,
                                           prefixes=[s for s, _ in train])
     out = {}
     for lang in ("en", "zh"):
+        own = bot.for_lang(lang)               # the Chinese bot for Chinese, where shipped
         convs = [c for c in chat_data.load_split("test", data)
                  if c["lang"] == lang and c["source"] != "persona"]
         test = pairs(convs, tok)
@@ -151,13 +158,13 @@ def perplexities(bot, data: Path) -> dict:
             continue
         shuffled = [s for s, _ in test]
         random.Random(0).shuffle(shuffled)
-        true = evaluate(bot.model, test, bos=tok.bos_id, eos=tok.eos_id)
-        rand = evaluate(bot.model, [(s, t) for s, (_, t) in zip(shuffled, test)],
+        true = evaluate(own.model, test, bos=tok.bos_id, eos=tok.eos_id)
+        rand = evaluate(own.model, [(s, t) for s, (_, t) in zip(shuffled, test)],
                         bos=tok.bos_id, eos=tok.eos_id)
         ngram = kn.score([t for _, t in test], tok.bos_id, tok.eos_id,
                          prefixes=[s for s, _ in test])
         out[f"{lang}_generation_ppl"] = evaluate(         # through what generation runs
-            bot.decoder, test, bos=tok.bos_id, eos=tok.eos_id, stepwise=True)["ppl"]
+            own.decoder, test, bos=tok.bos_id, eos=tok.eos_id, stepwise=True)["ppl"]
         out[lang] = {"pairs": len(test), "pieces": true["tokens"], "model_ppl": true["ppl"],
                      "random_context_ppl": rand["ppl"],
                      "true_to_random": round(true["ppl"] / rand["ppl"], 4),
@@ -274,7 +281,7 @@ def main(argv=None) -> int:
         test = examples(data, "test", lang)
         if not test:
             continue
-        report[f"ranking_{lang}"] = ranking(bot, sample(test, args.ranking))
+        report[f"ranking_{lang}"] = ranking(bot.for_lang(lang), sample(test, args.ranking))
         report[f"replies_{lang}"] = replies(bot, sample(test, args.contexts, seed=2), generic,
                                             zh=lang == "zh")
     report["identity"] = identity(bot)

@@ -68,13 +68,14 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
     if args.limit:
         train_records = train_records.select(range(min(args.limit, len(train_records))))
     tok = tokenizer(args.out, lambda: task.build_tokenizer(train_records))
-    train_records = repeated(train_records, args.repeat)     # the vocabulary from the corpus
+    train_records = repeated(only(train_records, args.only), args.repeat)  # the vocabulary
+                                                                           # from the corpus
     mcfg, tcfg = configs(args, task.model_config(tok.vocab_size), task.train_config(args.epochs))
     torch.manual_seed(tcfg.seed)
     model = Seq2Seq(mcfg)
     if args.init and not args.export:
         load_best(model, args.init)
-    val = encoded(splits["validation"], task, tok, "validation", args.out)
+    val = encoded(only(splits["validation"], args.only, "validation"), task, tok, "validation", args.out)
     if args.export:
         return export(task, model, tok, Path(args.out), Path(args.export), val,
                       train_records.to_list(), Path(args.data), args.train_seconds,
@@ -152,6 +153,9 @@ def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epoch
     ap.add_argument("--repeat", metavar="FIELD=VALUE:K", type=repeat_spec,
                     help="read the training records whose FIELD is VALUE K times in all (e.g. "
                          "lang=zh:3: a language with little text upsampled)")
+    ap.add_argument("--only", metavar="FIELD=VALUE", type=only_spec,
+                    help="train and validate on the records whose FIELD is VALUE alone (e.g. "
+                         "lang=zh with --init: a one-language model from a joint one)")
     ap.add_argument("overrides", nargs="*", help="model.KEY=VALUE or train.KEY=VALUE")
 
 
@@ -162,18 +166,36 @@ def repeat_spec(text: str) -> tuple[str, str, int]:
     return m.group(1), m.group(2), int(m.group(3))
 
 
+def only_spec(text: str) -> tuple[str, str]:
+    m = re.fullmatch(r"(\w+)=(.+)", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r}: give FIELD=VALUE, e.g. lang=zh")
+    return m.group(1), m.group(2)
+
+
+def matching(records, field: str, value: str, option: str, split: str = "training"):
+    """The records whose `field` is `value`; ValueError if there is no such field or record."""
+    if field not in records.column_names:
+        raise ValueError(f"{option}: the {split} records have no field {field!r} (they have "
+                         f"{', '.join(records.column_names)})")
+    some = records.filter(lambda r: str(r[field]) == value)
+    if len(some) == 0:
+        raise ValueError(f"{option}: no {split} record has {field} = {value!r}")
+    return some
+
+
+def only(records, spec: Optional[tuple[str, str]], split: str = "training"):
+    """The records whose `field` is `value` (all of them without a spec)."""
+    return records if spec is None else matching(records, *spec, "--only", split)
+
+
 def repeated(records, spec: Optional[tuple[str, str, int]]):
     """The records, with those whose `field` is `value` read `k` times in all."""
     if spec is None:
         return records
     import datasets
     field, value, k = spec
-    if field not in records.column_names:
-        raise ValueError(f"--repeat: the training records have no field {field!r} (they have "
-                         f"{', '.join(records.column_names)})")
-    some = records.filter(lambda r: str(r[field]) == value)
-    if len(some) == 0:
-        raise ValueError(f"--repeat: no training record has {field} = {value!r}")
+    some = matching(records, field, value, "--repeat")
     return datasets.concatenate_datasets([records] + [some] * (k - 1))
 
 
@@ -206,11 +228,15 @@ def configs(args, mcfg: Seq2SeqConfig, tcfg: TrainConfig) -> tuple[Seq2SeqConfig
     bad = [o for o in args.overrides if not o.startswith(("model.", "train."))]
     if bad:
         raise ValueError(f"override {bad[0]!r} must start with model. or train.")
-    mcfg = apply_overrides(mcfg, [o[6:] for o in args.overrides if o.startswith("model.")])
+    model = [o[6:] for o in args.overrides if o.startswith("model.")]
+    mcfg = apply_overrides(mcfg, model)
     tcfg = apply_overrides(tcfg, [o[6:] for o in args.overrides if o.startswith("train.")])
     record = Path(args.out) / "run.json"
     if record.exists():
-        mcfg = from_dict(Seq2SeqConfig, json.loads(record.read_text())["model"])
+        saved = json.loads(record.read_text())
+        mcfg = from_dict(Seq2SeqConfig, saved["model"])
+        if "train" not in saved:   # a fine-tune's first start (start_from): the init run's
+            mcfg = apply_overrides(mcfg, model)   # shape, with this run's settings (dropout)
     return mcfg, tcfg
 
 
@@ -228,7 +254,8 @@ def train(model: Seq2Seq, train_pairs, val_pairs, tcfg: TrainConfig, out: str | 
             {"model": asdict(model.cfg), "train": asdict(tcfg), "argv": argv,
              "threads": torch.get_num_threads(), "hardware": hardware(),
              "precision": trainer.precision}, indent=1))  # the choice and the probe's figures
-    print(f"{what}: {model.num_parameters():,} parameters, {len(train_pairs)} training pairs",
+    print(f"{what}: {model.num_parameters():,} parameters, {len(train_pairs)} training pairs, "
+          f"{len(val_pairs)} validation pairs",
           file=sys.stderr)
     result = trainer.fit()
     print(json.dumps(result), file=sys.stderr)

@@ -127,12 +127,20 @@ def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
     model = tmp_path / "models" / "chat"
     shutil.copytree(chat_rerank_dir, model)
     shutil.copytree(chat_rerank_dir.parent / "chat-backward", model.parent / "chat-backward")
+    from chatbot.train import default_model_config
+    from shared.checkpoint import load_model
+    from tests.helpers import export_tiny
+    export_tiny(model.parent / "chat-zh", load_model(model)[1], default_model_config,
+                {"rebuild": "t"}, seed=2)          # a Chinese bot: Chinese pairs go to it
     assert evaluate.main(["--json", "--contexts", "5", "--ranking", "10", "--model", str(model),
                           "--data", str(tmp_path), "--tune"]) == 0
     report = json.loads(capsys.readouterr().out)
     en, zh = report["perplexity"]["en"], report["perplexity"]["zh"]
     assert en["pairs"] == 18 and zh["pairs"] == 8 and en["model_ppl"] > 1 and en["ngram4_ppl"] > 1
     assert en["random_context_ppl"] > 1
+    zh_alone = evaluate.perplexities(Bot.load(model.parent / "chat-zh"), tmp_path)["zh"]
+    assert zh["model_ppl"] == zh_alone["model_ppl"] != \
+        evaluate.perplexities(Bot.load(model, languages=False), tmp_path)["zh"]["model_ppl"]
     half = report["perplexity"]["en_generation_ppl"]       # the chosen precision's decoder
     assert abs(half - en["model_ppl"]) < 0.02 * en["model_ppl"]
     assert report["generation"]["precision"] in ("fp16", "bf16", "fp32")
@@ -179,6 +187,43 @@ def test_replies_are_reranked_and_say_where_they_came_from(chat_rerank_dir):
     assert list(bot.stream("what is your name?", seed=3))[-1] == \
         bot.reply("what is your name?", seed=3)
     assert Bot.load(chat_rerank_dir, rerank=False).backward is None
+
+
+def test_chinese_messages_go_to_the_chinese_bot(chat_rerank_dir, tmp_path):
+    """With chat-zh (and chat-zh-backward) beside chat, a Chinese message is answered by that
+    bot in every path (one reply, a batch mixing languages, a stream, the evaluation's scores);
+    English ones stay with the joint bot, and the index and weights are shared."""
+    import shutil
+    from chatbot.train import default_model_config
+    from shared.checkpoint import load_model
+    from shared.tokenizers import SentencePieceTokenizer
+    from tests.helpers import export_tiny
+    root = tmp_path / "models"
+    for name in ("chat", "chat-backward"):
+        shutil.copytree(chat_rerank_dir.parent / name, root / name)
+    _, tok, _ = load_model(root / "chat")
+    export_tiny(root / "chat-zh", tok, default_model_config, {"rebuild": "t"}, seed=2)
+    export_tiny(root / "chat-zh-backward", tok, default_model_config, {"rebuild": "t"}, seed=3)
+    bot, joint = Bot.load(root / "chat"), Bot.load(root / "chat", languages=False)
+    alone = Bot.load(root / "chat-zh")            # the Chinese models as a bot of their own
+    assert joint.zh is None and bot.zh is not None and bot.zh.index is bot.index
+    assert bot.zh.weights is bot.weights and bot.for_lang("en") is bot
+    assert bot.for_turns(["hi", "你好吗"]) is bot.zh and bot.for_turns(["你好", "ok?"]) is bot
+    alone.index, alone.weights = bot.index, bot.weights
+    zh, en = "你好，朋友", "how are you?"
+    assert bot.replies(zh, n=3, seed=1) == alone.replies(zh, n=3, seed=1)
+    assert bot.replies(zh, n=3, seed=1) != joint.replies(zh, n=3, seed=1)
+    assert bot.replies(en, n=3, seed=1) == joint.replies(en, n=3, seed=1)
+    jobs = [([en], 2, 5), ([zh], 2, 6), (["hi", en], 1, 7)]
+    assert bot.generate(jobs) == [joint.generate(jobs[:1])[0], alone.generate(jobs[1:2])[0],
+                                  joint.generate(jobs[2:])[0]]
+    assert list(bot.stream(zh, seed=4))[-1] == alone.reply(zh, seed=4)
+    other = SentencePieceTokenizer.train(["完全 不同 的 词"] * 50 + ["other words"] * 50,
+                                         vocab_size=30, character_coverage=1.0)
+    shutil.rmtree(root / "chat-zh")
+    export_tiny(root / "chat-zh", other, default_model_config, {"rebuild": "t"})
+    with pytest.raises(ValueError, match="another tokenizer"):
+        Bot.load(root / "chat")
 
 
 def test_chat_messages_format(chat_model_dir):

@@ -109,13 +109,15 @@ def test_fine_tune_starts_from_the_init_run(tmp_path, capsys):
     train = "poetry.poems.train"
     run(train, "--data", str(data), "--out", str(first), "--threads", "1", "--epochs", "1", *TINY)
     run(train, "--data", str(data), "--out", str(second), "--threads", "1", "--epochs", "1",
-        "--init", str(first), "--splits", "train", "train.lr=1e-12", "train.warmup_steps=1")
+        "--init", str(first), "--splits", "train", "train.lr=1e-12", "train.warmup_steps=1",
+        "model.dropout=0.25")                  # a setting, not the shape, may change
     assert (second / "tokenizer.json").read_text() == (first / "tokenizer.json").read_text()
     a, b = load_file(str(first / "best.safetensors")), load_file(str(second / "best.safetensors"))
     assert a.keys() == b.keys()
     assert all(np.allclose(a[k].float().numpy(), b[k].float().numpy(), atol=1e-6) for k in a)
     record = json.loads((second / "run.json").read_text())
     assert record["model"]["hidden"] == 32 and "--init" in record["argv"]
+    assert record["model"]["dropout"] == 0.25
     run(train, "--data", str(data), "--out", str(second), "--export", str(tmp_path / "m"))
     card = json.loads((tmp_path / "m" / "card.json").read_text())
     assert card["fine_tuned_from"]["run"] == str(first)
@@ -126,8 +128,15 @@ def test_fine_tune_starts_from_the_init_run(tmp_path, capsys):
     run(train, "--data", str(data), "--out", str(tmp_path / "more"), "--threads", "1",
         "--epochs", "1", "--repeat", "title=春晓:3", *TINY)
     assert "17 training pairs" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="no training record has title = '无'"):
+    with pytest.raises(ValueError, match="--repeat: no training record has title = '无'"):
         run(train, "--data", str(data), "--out", str(tmp_path / "none"), "--repeat", "title=无:2")
+    # --only: training and validation read the matching records alone (2 Tang + 1 Song 春晓
+    # to train on; validation, the 8 Tang records' file, holds 2)
+    run(train, "--data", str(data), "--out", str(tmp_path / "one"), "--threads", "1",
+        "--epochs", "1", "--only", "title=春晓", *TINY)
+    assert "3 training pairs, 2 validation pairs" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--only: no training record has title = '无'"):
+        run(train, "--data", str(data), "--out", str(tmp_path / "none"), "--only", "title=无")
     with pytest.raises(FileNotFoundError, match="--init takes a trained run folder"):
         run(train, "--data", str(data), "--out", str(tmp_path / "x"), "--init",
             str(tmp_path / "nothing"))
