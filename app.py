@@ -483,7 +483,16 @@ def _card(task: str) -> dict:
 
 
 def model_info():
-    return {task: _card(task) for task in WRITERS}
+    """Every shipped model's card; the Chinese chat bot's (chat-zh, beside chat) after chat's."""
+    cards = {}
+    for task in WRITERS:
+        cards[task] = _card(task)
+        if task == "chat":
+            zh = Path(MODEL_DIRS[task] or Bot.default_dir())
+            zh = zh.parent / f"{zh.name}-zh" / "card.json"
+            if zh.exists():
+                cards["chat (Chinese)"] = json.loads(zh.read_text(encoding="utf-8"))
+    return cards
 
 
 def _facts(card: dict) -> dict[str, str]:

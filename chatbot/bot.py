@@ -23,8 +23,8 @@ folder), replies rank by the forward score alone.
 
 Chinese messages go to a Chinese bot where one is shipped beside the model (data/models/chat-zh
 and chat-zh-backward: the joint models fine-tuned on the Chinese conversations alone, same
-tokenizer and shape). It shares this bot's index and re-ranking weights; everything else about
-a reply is the same.
+tokenizer and shape; its own index, of the Chinese registry pairs, where it has one). It shares
+this bot's re-ranking weights; everything else about a reply is the same.
 """
 from __future__ import annotations
 
@@ -136,9 +136,11 @@ class Bot(Writer):
             model, tok, card = load_model(zh)
             if tok.fingerprint() != tokenizer.fingerprint():
                 raise ValueError(f"{zh} has another tokenizer than the chat model beside it")
-            self.zh = Bot(model, tok, card, precision=precision,
-                          backward=self.extras(zh, languages=False)["backward"] or backward)
-            self.zh.index, self.zh.weights = self.index, self.weights   # shared, not copies
+            own = self.extras(zh, languages=False)
+            self.zh = Bot(model, tok, card, precision=precision, index=own["index"],
+                          backward=own["backward"] or backward)
+            self.zh.index = self.zh.index or self.index
+            self.zh.weights = self.weights      # one set of weights, tuned for both languages
 
     @classmethod
     def extras(cls, model_dir: Path, rerank: bool = True, languages: bool = True) -> dict:

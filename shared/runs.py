@@ -318,6 +318,7 @@ def card_facts(run: str | Path, train_seconds: float | None = None,
     steps = [r for r in log if "grad_norm" in r]
     every = max(1, -(-len(steps) // CURVE_POINTS))
     return {"model": record["model"], "train": record["train"],
+            "argv": argv,             # the training command's options (the last start's)
             "history": [{k: r[k] for k in ("epoch", "step", "val_nll", "val_ppl")}
                         for r in log if "val_nll" in r],
             # the training curve (loss, and the gradient norm before clipping), for the app

@@ -310,3 +310,17 @@ def test_building_the_app_writes_nothing_beside_the_source(monkeypatch):
     monkeypatch.setattr(app, "MODEL_DIRS", dict(app.MODEL_DIRS))   # the module's server's own
     build_app()
     assert not list(Path(__file__).resolve().parents[1].glob("*.pyi"))
+
+
+def test_model_info_lists_the_chinese_chat_bot(tmp_path, monkeypatch):
+    import app
+    for name in ("chat", "chat-zh"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "card.json").write_text(json.dumps({"task": "chat", "source": name}))
+    monkeypatch.setitem(app.MODEL_DIRS, "chat", tmp_path / "chat")
+    cards = app.model_info()
+    assert list(cards)[:2] == ["chat", "chat (Chinese)"]
+    assert cards["chat (Chinese)"]["source"] == "chat-zh"
+    assert "**chat (Chinese)**" in app.models_table(cards)
+    (tmp_path / "chat-zh" / "card.json").unlink()
+    assert "chat (Chinese)" not in app.model_info()

@@ -192,7 +192,8 @@ def test_replies_are_reranked_and_say_where_they_came_from(chat_rerank_dir):
 def test_chinese_messages_go_to_the_chinese_bot(chat_rerank_dir, tmp_path):
     """With chat-zh (and chat-zh-backward) beside chat, a Chinese message is answered by that
     bot in every path (one reply, a batch mixing languages, a stream, the evaluation's scores);
-    English ones stay with the joint bot, and the index and weights are shared."""
+    English ones stay with the joint bot; the weights are shared, and the index where the Chinese
+    bot has none of its own."""
     import shutil
     from chatbot.train import default_model_config
     from shared.checkpoint import load_model

@@ -120,7 +120,7 @@ def test_fine_tune_starts_from_the_init_run(tmp_path, capsys):
     assert record["model"]["dropout"] == 0.25
     run(train, "--data", str(data), "--out", str(second), "--export", str(tmp_path / "m"))
     card = json.loads((tmp_path / "m" / "card.json").read_text())
-    assert card["fine_tuned_from"]["run"] == str(first)
+    assert card["fine_tuned_from"]["run"] == str(first) and "--init" in card["argv"]
     assert card["fine_tuned_from"]["history"] and card["fine_tuned_from"]["steps"] > 0
     # --repeat: records of one field value read K times (8 Tang + 3 Song records, 3 of them
     # titled 春晓, so 11 + 2 x 3 pairs)
