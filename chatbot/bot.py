@@ -23,8 +23,8 @@ folder), replies rank by the forward score alone.
 
 Chinese messages go to a Chinese bot where one is shipped beside the model (data/models/chat-zh
 and chat-zh-backward: the joint models fine-tuned on the Chinese conversations alone, same
-tokenizer and shape; its own index, of the Chinese registry pairs, where it has one). It shares
-this bot's re-ranking weights; everything else about a reply is the same.
+tokenizer and shape; its own index, of the Chinese registry pairs, where it has one). Its
+re-ranking weights are its own card's (tuned on Chinese validation), else this bot's.
 """
 from __future__ import annotations
 
@@ -140,7 +140,8 @@ class Bot(Writer):
             self.zh = Bot(model, tok, card, precision=precision, index=own["index"],
                           backward=own["backward"] or backward)
             self.zh.index = self.zh.index or self.index
-            self.zh.weights = self.weights      # one set of weights, tuned for both languages
+            if not card.get("rerank"):          # not tuned on its own: this bot's weights
+                self.zh.weights = dict(self.weights)
 
     @classmethod
     def extras(cls, model_dir: Path, rerank: bool = True, languages: bool = True) -> dict:

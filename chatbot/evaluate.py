@@ -1,8 +1,8 @@
 """Held-out evaluation of the shipped chat models (forward, backward, retrieval, re-ranker).
 
     python -m chatbot.evaluate [--json] [--contexts 300] [--model DIR] [--skip-ngram]
-    python -m chatbot.evaluate --tune       # also tune the re-ranking weight on validation and
-                                            # write it into the model's card
+    python -m chatbot.evaluate --tune       # also tune the re-ranking weights on validation and
+                                            # write them into the model cards (each bot's own)
 
 English (chitchat, chatterbot en) and Chinese (KdConv, chatterbot zh) test conversations are
 reported separately; persona conversations are training-only.
@@ -121,22 +121,37 @@ def ranking(bot, exs) -> dict:
             "tfidf_baseline": hits_at_1(scores["tfidf"])}
 
 
-def tune(bot, data: Path, n: int = 400) -> dict:
-    """The (backward, overlap) weights with the best validation hits@1 (both languages pooled,
-    each scored by its own bot; ties go to the smaller weights)."""
+def tune(bot, data: Path, langs: tuple[str, ...] = ("en", "zh"), n: int = 400) -> dict:
+    """The (backward, overlap) weights with the best validation hits@1 over `langs` (pooled,
+    each with negatives of its own language; ties go to the smaller weights)."""
     scores: dict[str, list] = {}
     count = 0
-    for lang, k in (("en", n), ("zh", n // 2)):
-        exs = sample(examples(data, "validation", lang), k)
+    for lang in langs:
+        exs = sample(examples(data, "validation", lang), n)
         count += len(exs)
-        for key, rows in ranking_scores(bot.for_lang(lang), exs,
-                                        candidate_sets(exs, seed=1)).items():
+        for key, rows in ranking_scores(bot, exs, candidate_sets(exs, seed=1)).items():
             scores.setdefault(key, []).extend(rows)
     grid = {(b, o): hits_at_1(combined(scores, b, o)) for b in WEIGHTS for o in OVERLAPS}
     best = max(grid, key=lambda k: (grid[k], -k[0], -k[1]))
-    return {"validation_examples": count,
+    return {"languages": list(langs), "validation_examples": count,
             "hits_at_1": {f"backward={b} overlap={o}": h for (b, o), h in grid.items()},
             "best": {"backward": best[0], "overlap": best[1]}}
+
+
+def tune_into_cards(bot, model_dir: Path, data: Path) -> dict:
+    """Tune each bot's weights on its languages' validation and write them into its card:
+    the joint bot on both languages, or, with a Chinese bot beside it, each on its own."""
+    plan = [(bot, ("en", "zh"), model_dir)] if bot.zh is None else \
+        [(bot, ("en",), model_dir), (bot.zh, ("zh",), model_dir.parent / f"{model_dir.name}-zh")]
+    report = {}
+    for b, langs, folder in plan:
+        report[folder.name] = result = tune(b, data, langs)
+        b.weights.update(result["best"])
+        path = folder / "card.json"
+        card = json.loads(path.read_text(encoding="utf-8"))
+        card["rerank"] = {**b.weights, "tuning": result}
+        path.write_text(json.dumps(card, indent=1, ensure_ascii=False), encoding="utf-8")
+    return report
 
 
 # -- perplexity --------------------------------------------------------------------------------
@@ -261,19 +276,15 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(chat_data.OUT))
     ap.add_argument("--skip-ngram", action="store_true", help="skip the perplexities")
     ap.add_argument("--tune", action="store_true",
-                    help="tune the backward weight on validation and write it into card.json")
+                    help="tune the re-ranking weights on validation and write them into the "
+                         "cards (chat's, and chat-zh's for the Chinese bot)")
     args = ap.parse_args(argv)
     data = Path(args.data)
     bot = Bot.load(args.model)
     report: dict = {"task": "chat", "model": str(args.model or Bot.default_dir()),
                     "threads": torch.get_num_threads(), "generation": bot.precision}
     if args.tune:
-        report["tuning"] = tune(bot, data)
-        bot.weights.update(report["tuning"]["best"])
-        card_path = Path(args.model or Bot.default_dir()) / "card.json"
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        card["rerank"] = {**bot.weights, "tuning": report["tuning"]}
-        card_path.write_text(json.dumps(card, indent=1, ensure_ascii=False), encoding="utf-8")
+        report["tuning"] = tune_into_cards(bot, Path(args.model or Bot.default_dir()), data)
     if not args.skip_ngram:
         report["perplexity"] = perplexities(bot, data)
     generic = generic_set(data)

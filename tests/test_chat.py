@@ -148,10 +148,15 @@ def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
     assert r["examples"] == 10 and 0 <= r["combined"] <= 1 and 0 <= r["tfidf_baseline"] <= 1
     assert report["replies_zh"]["contexts"] == 5 and 0 <= report["replies_en"]["bot"]["distinct_2"] <= 1
     assert report["identity"]["en"]["asked"] == 5 and report["speed"]["reply_p50_ms_batch1"] > 0
-    tuned = json.loads((model / "card.json").read_text())["rerank"]
-    best = report["tuning"]["best"]
-    assert (tuned["backward"], tuned["overlap"]) == (best["backward"], best["overlap"])
-    assert Bot.load(model).weights == {k: tuned[k] for k in ("backward", "overlap", "retrieved")}
+    bot = Bot.load(model)                     # each bot tuned on its own language
+    for folder, own, langs in ((model, bot, ["en"]), (model.parent / "chat-zh", bot.zh, ["zh"])):
+        tuned = json.loads((folder / "card.json").read_text())["rerank"]
+        best = report["tuning"][folder.name]["best"]
+        assert report["tuning"][folder.name]["languages"] == langs
+        assert (tuned["backward"], tuned["overlap"]) == (best["backward"], best["overlap"])
+        assert own.weights == {k: tuned[k] for k in ("backward", "overlap", "retrieved")}
+    joint = evaluate.tune(Bot.load(model, languages=False), tmp_path, n=10)   # one bot: both
+    assert joint["languages"] == ["en", "zh"] and joint["validation_examples"] == 18
 
 
 def test_retrieval_finds_the_reply_to_the_nearest_message(chat_model_dir, tmp_path):
@@ -208,7 +213,7 @@ def test_chinese_messages_go_to_the_chinese_bot(chat_rerank_dir, tmp_path):
     bot, joint = Bot.load(root / "chat"), Bot.load(root / "chat", languages=False)
     alone = Bot.load(root / "chat-zh")            # the Chinese models as a bot of their own
     assert joint.zh is None and bot.zh is not None and bot.zh.index is bot.index
-    assert bot.zh.weights is bot.weights and bot.for_lang("en") is bot
+    assert bot.zh.weights == bot.weights and bot.for_lang("en") is bot   # chat-zh: not tuned
     assert bot.for_turns(["hi", "你好吗"]) is bot.zh and bot.for_turns(["你好", "ok?"]) is bot
     alone.index, alone.weights = bot.index, bot.weights
     zh, en = "你好，朋友", "how are you?"
