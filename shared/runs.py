@@ -67,20 +67,21 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
     train_records = splits["train"]
     if args.limit:
         train_records = train_records.select(range(min(args.limit, len(train_records))))
-    tok = tokenizer(args.out, lambda: task.build_tokenizer(train_records))
-    train_records = repeated(only(train_records, args.only), args.repeat)  # the vocabulary
-                                                                           # from the corpus
+    tok = tokenizer(args.out, lambda: task.build_tokenizer(train_records))   # from the corpus
+    train_records = only(train_records, args.only)
     mcfg, tcfg = configs(args, task.model_config(tok.vocab_size), task.train_config(args.epochs))
     torch.manual_seed(tcfg.seed)
     model = Seq2Seq(mcfg)
     if args.init and not args.export:
         load_best(model, args.init)
-    val = encoded(only(splits["validation"], args.only, "validation"), task, tok, "validation", args.out)
-    if args.export:
+    val = encoded(only(splits["validation"], args.only, "validation"), task, tok, "validation",
+                  args.out)
+    if args.export:           # the task's files (chat's index) from each record once, unrepeated
         return export(task, model, tok, Path(args.out), Path(args.export), val,
                       train_records.to_list(), Path(args.data), args.train_seconds,
                       args.schedule_note)
-    train(model, encoded(train_records, task, tok, "train", args.out), val, tcfg, args.out,
+    train(model, encoded(repeated(train_records, args.repeat), task, tok, "train", args.out),
+          val, tcfg, args.out,
           bos=tok.bos_id, eos=tok.eos_id, what=f"{task.name} model",
           argv=sys.argv[1:] if argv is None else list(argv))
     return 0
