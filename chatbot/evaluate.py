@@ -235,8 +235,9 @@ def replies(bot, exs, generic: set[str], zh: bool) -> dict:
               "replies_per_s": round(len(out) / dt, 2),
               "examples": [{"context": t[-2:], "reply": r, "human": h}
                            for (t, h), r in list(zip(exs, texts))[:8]]}
-    if bot.index is not None:
-        base = [(bot.index.search(t[-1], 1) or [("", 0.0)])[0][0] or "…" for t, _ in exs]
+    index = bot.for_lang("zh" if zh else "en").index     # the index that language's bot reads
+    if index is not None:
+        base = [(index.search(t[-1], 1) or [("", 0.0)])[0][0] or "…" for t, _ in exs]
         report["retrieval_baseline"] = reply_stats(base, exs, generic, zh)
     report["bot"]["distinct_2_to_human"] = round(
         report["bot"]["distinct_2"] / max(report["human"]["distinct_2"], 1e-9), 4)
