@@ -139,7 +139,8 @@ class Bot(Writer):
             own = self.extras(zh, languages=False)
             self.zh = Bot(model, tok, card, precision=precision, index=own["index"],
                           backward=own["backward"] or backward)
-            self.zh.index = self.zh.index or self.index
+            if self.zh.index is None:
+                self.zh.index = self.index
             if not card.get("rerank"):          # not tuned on its own: this bot's weights
                 self.zh.weights = dict(self.weights)
 
@@ -162,11 +163,12 @@ class Bot(Writer):
 
     def for_turns(self, turns: Sequence[str]) -> "Bot":
         """The bot that answers this conversation: by its last message's language."""
-        return self.for_lang("zh" if is_chinese(turns[-1]) else "en")
+        return self.for_lang("zh" if turns and is_chinese(turns[-1]) else "en")
 
     def run(self, jobs, temperature=None, candidates=None, rules=True, **options) -> Outcome:
         """As `Writer.run`, with each job decoded by the bot of its message's language."""
-        zh = {j for j, (turns, _, _) in enumerate(jobs) if self.for_turns(turns) is not self}
+        zh = {j for j, (turns, _, _) in enumerate(jobs)
+              if self.zh is not None and self.for_turns(turns) is not self}
         if not zh:
             return super().run(jobs, temperature, candidates, rules, **options)
         results: list = [None] * len(jobs)
@@ -178,7 +180,8 @@ class Bot(Writer):
                 part = run([jobs[j] for j in js], temperature, candidates, rules, **options)
                 for j, r in zip(js, part.results):
                     results[j] = r
-                removed += part.removed_mass * len(js) / len(jobs)   # weighted by jobs
+                removed += part.removed_mass * len(js) / len(jobs)   # by jobs (approximate:
+                                                                     # not by decoded rows)
         return Outcome(results, removed)
 
     def stream_job(self, job, temperature=None, candidates=None, rules=True, **options):

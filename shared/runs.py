@@ -222,6 +222,9 @@ def tokenizer(out: str | Path, build: Callable[[], Tokenizer]) -> Tokenizer:
     return tok
 
 
+TUNABLE = ("dropout",)     # model settings a fine-tune (--init) may change: not the shape
+
+
 def configs(args, mcfg: Seq2SeqConfig, tcfg: TrainConfig) -> tuple[Seq2SeqConfig, TrainConfig]:
     """Apply overrides; on resume, take the model's shape from the run's record."""
     if args.threads:
@@ -237,7 +240,12 @@ def configs(args, mcfg: Seq2SeqConfig, tcfg: TrainConfig) -> tuple[Seq2SeqConfig
         saved = json.loads(record.read_text())
         mcfg = from_dict(Seq2SeqConfig, saved["model"])
         if "train" not in saved:   # a fine-tune's first start (start_from): the init run's
-            mcfg = apply_overrides(mcfg, model)   # shape, with this run's settings (dropout)
+            shape = [o for o in model if o.split("=")[0] not in TUNABLE]   # shape, with this
+            if shape:                                                     # run's dropout
+                raise ValueError(f"--init keeps the model of {args.init}; only "
+                                 f"{', '.join('model.' + k for k in TUNABLE)} may change, "
+                                 f"not model.{shape[0]}")
+            mcfg = apply_overrides(mcfg, model)
     return mcfg, tcfg
 
 
@@ -279,14 +287,18 @@ def export(task: TrainTask, model: Seq2Seq, tok: Tokenizer, run: Path, dest: Pat
     """The run's best weights, their validation perplexity and the task's card -> dest."""
     load_best(model, run)
     metrics = evaluate(model, val_pairs, bos=tok.bos_id, eos=tok.eos_id)
+    facts = card_facts(run, train_seconds, schedule_note)
+    rebuild = task.rebuild if "fine_tuned_from" not in facts else (
+        f"{task.prog} with the options in argv, from the run in fine_tuned_from (see "
+        f"schedule_note); the model it started from: {task.rebuild}")
     card = {"task": task.name, **task.card(train_records, data),
             **({"train_splits": list(task.train_splits)}
                if task.train_splits != ("train",) else {}),
-            **card_facts(run, train_seconds, schedule_note),
+            **facts,
             "validation": {"nll_per_token": metrics["nll"], "ppl": metrics["ppl"],
                            "tokens": metrics["tokens"],
                            "note": "per target token, <eos> included"},
-            "rebuild": task.rebuild, "exported": time.strftime("%Y-%m-%d")}
+            "rebuild": rebuild, "exported": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory() as tmp:
         export_model(dest, model, tok, card,
                      extra_files=task.extra_files(data, Path(tmp), tok, train_records))

@@ -197,8 +197,8 @@ def test_replies_are_reranked_and_say_where_they_came_from(chat_rerank_dir):
 def test_chinese_messages_go_to_the_chinese_bot(chat_rerank_dir, tmp_path):
     """With chat-zh (and chat-zh-backward) beside chat, a Chinese message is answered by that
     bot in every path (one reply, a batch mixing languages, a stream, the evaluation's scores);
-    English ones stay with the joint bot; the weights are shared, and the index where the Chinese
-    bot has none of its own."""
+    English ones stay with the joint bot. It has its own index, backward model and weights where
+    its folders hold them, else the joint bot's."""
     import shutil
     from chatbot.train import default_model_config
     from shared.checkpoint import load_model
@@ -208,14 +208,19 @@ def test_chinese_messages_go_to_the_chinese_bot(chat_rerank_dir, tmp_path):
     for name in ("chat", "chat-backward"):
         shutil.copytree(chat_rerank_dir.parent / name, root / name)
     _, tok, _ = load_model(root / "chat")
-    export_tiny(root / "chat-zh", tok, default_model_config, {"rebuild": "t"}, seed=2)
+    from chatbot.retrieval import Retrieval
+    Retrieval.build([("你好", "你好！朋友")], tok).save(tmp_path / "zh.npz")
+    export_tiny(root / "chat-zh", tok, default_model_config, {"rebuild": "t"}, seed=2,
+                extra_files={"retrieval.npz": tmp_path / "zh.npz"})
     export_tiny(root / "chat-zh-backward", tok, default_model_config, {"rebuild": "t"}, seed=3)
     bot, joint = Bot.load(root / "chat"), Bot.load(root / "chat", languages=False)
     alone = Bot.load(root / "chat-zh")            # the Chinese models as a bot of their own
-    assert joint.zh is None and bot.zh is not None and bot.zh.index is bot.index
-    assert bot.zh.weights == bot.weights and bot.for_lang("en") is bot   # chat-zh: not tuned
+    assert joint.zh is None and bot.zh is not None and len(bot.zh.index) == 1   # its own
+    assert bot.zh.backward is not bot.backward and bot.for_lang("en") is bot
+    assert bot.zh.weights == bot.weights and bot.zh.weights is not bot.weights   # not tuned
+    assert bot.for_turns([]) is bot and joint.generate([]) == []
     assert bot.for_turns(["hi", "你好吗"]) is bot.zh and bot.for_turns(["你好", "ok?"]) is bot
-    alone.index, alone.weights = bot.index, bot.weights
+    alone.weights = dict(bot.weights)
     zh, en = "你好，朋友", "how are you?"
     assert bot.replies(zh, n=3, seed=1) == alone.replies(zh, n=3, seed=1)
     assert bot.replies(zh, n=3, seed=1) != joint.replies(zh, n=3, seed=1)
@@ -224,6 +229,10 @@ def test_chinese_messages_go_to_the_chinese_bot(chat_rerank_dir, tmp_path):
     assert bot.generate(jobs) == [joint.generate(jobs[:1])[0], alone.generate(jobs[1:2])[0],
                                   joint.generate(jobs[2:])[0]]
     assert list(bot.stream(zh, seed=4))[-1] == alone.reply(zh, seed=4)
+    card = json.loads((root / "chat-zh" / "card.json").read_text())
+    card["rerank"] = {"backward": 3.0, "overlap": 1.0}              # tuned on its own
+    (root / "chat-zh" / "card.json").write_text(json.dumps(card))
+    assert Bot.load(root / "chat").zh.weights == {**bot.weights, "backward": 3.0, "overlap": 1.0}
     other = SentencePieceTokenizer.train(["完全 不同 的 词"] * 50 + ["other words"] * 50,
                                          vocab_size=30, character_coverage=1.0)
     shutil.rmtree(root / "chat-zh")

@@ -121,6 +121,10 @@ def test_fine_tune_starts_from_the_init_run(tmp_path, capsys):
     run(train, "--data", str(data), "--out", str(second), "--export", str(tmp_path / "m"))
     card = json.loads((tmp_path / "m" / "card.json").read_text())
     assert card["fine_tuned_from"]["run"] == str(first) and "--init" in card["argv"]
+    assert card["rebuild"].startswith("python -m poetry.poems.train with the options in argv")
+    with pytest.raises(ValueError, match="only model.dropout may change, not model.hidden=64"):
+        run(train, "--data", str(data), "--out", str(tmp_path / "wider"), "--init", str(first),
+            "model.hidden=64")
     assert card["fine_tuned_from"]["history"] and card["fine_tuned_from"]["steps"] > 0
     # --repeat: records of one field value read K times (8 Tang + 3 Song records, 3 of them
     # titled 春晓, so 11 + 2 x 3 pairs)
