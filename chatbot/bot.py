@@ -133,15 +133,15 @@ class Bot(Writer):
                                      if k in RERANK}}
         self.zh: Optional[Bot] = None
         if zh is not None:
-            model, tok, card = load_model(zh)
-            if tok.fingerprint() != tokenizer.fingerprint():
+            zh_model, zh_tok, zh_card = load_model(zh)
+            if zh_tok.fingerprint() != tokenizer.fingerprint():
                 raise ValueError(f"{zh} has another tokenizer than the chat model beside it")
             own = self.extras(zh, languages=False)
-            self.zh = Bot(model, tok, card, precision=precision, index=own["index"],
+            self.zh = Bot(zh_model, zh_tok, zh_card, precision=precision, index=own["index"],
                           backward=own["backward"] or backward)
             if self.zh.index is None:
                 self.zh.index = self.index
-            if not card.get("rerank"):          # not tuned on its own: this bot's weights
+            if not zh_card.get("rerank"):       # not tuned on its own: this bot's weights
                 self.zh.weights = dict(self.weights)
 
     @classmethod

@@ -8,6 +8,7 @@ loss, and DistributedDataParallel under `torchrun` (gloo on CPU, nccl on GPU).
 """
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -356,4 +357,8 @@ def init_distributed() -> bool:
     if "RANK" not in os.environ or dist.is_initialized():
         return dist.is_initialized()
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    # leave the group before the interpreter tears down: without it gloo's destructor may
+    # abort a rank whose peer exited first (seen once as SIGABRT in rank 1 of the torchrun
+    # test). No barrier here: a rank that failed must not hang the others.
+    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
     return True
