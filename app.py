@@ -488,8 +488,7 @@ def model_info():
     for task in WRITERS:
         cards[task] = _card(task)
         if task == "chat":
-            zh = Path(MODEL_DIRS[task] or Bot.default_dir())
-            zh = zh.parent / f"{zh.name}-zh" / "card.json"
+            zh = Bot.zh_dir(Path(MODEL_DIRS[task] or Bot.default_dir())) / "card.json"
             if zh.exists():
                 cards["chat (Chinese)"] = json.loads(zh.read_text(encoding="utf-8"))
     return cards

@@ -150,12 +150,17 @@ class Bot(Writer):
         and the Chinese bot's folder (chat-zh), where they exist (rerank=False: the forward
         model alone; languages=False: one bot for every language)."""
         back = model_dir.parent / f"{model_dir.name}-backward"
-        zh = model_dir.parent / f"{model_dir.name}-zh"
+        zh = cls.zh_dir(model_dir)
         index = model_dir / "retrieval.npz"
         return {"backward": load_model(back)[0] if rerank and (back / "card.json").exists()
                 else None,
                 "index": index if rerank and index.exists() else None,
                 "zh": zh if rerank and languages and (zh / "card.json").exists() else None}
+
+    @staticmethod
+    def zh_dir(model_dir: Path) -> Path:
+        """Where the Chinese bot's forward model lies beside a chat model (chat -> chat-zh)."""
+        return model_dir.parent / f"{model_dir.name}-zh"
 
     def for_lang(self, lang: str) -> "Bot":
         """The bot that answers messages in `lang` ("en" or "zh")."""

@@ -142,7 +142,7 @@ def tune_into_cards(bot, model_dir: Path, data: Path) -> dict:
     """Tune each bot's weights on its languages' validation and write them into its card:
     the joint bot on both languages, or, with a Chinese bot beside it, each on its own."""
     plan = [(bot, ("en", "zh"), model_dir)] if bot.zh is None else \
-        [(bot, ("en",), model_dir), (bot.zh, ("zh",), model_dir.parent / f"{model_dir.name}-zh")]
+        [(bot, ("en",), model_dir), (bot.zh, ("zh",), Bot.zh_dir(model_dir))]
     report = {}
     for b, langs, folder in plan:
         report[folder.name] = result = tune(b, data, langs)
