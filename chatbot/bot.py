@@ -22,9 +22,10 @@ message are dropped when any in its language exist. Each reply records where it 
 folder), replies rank by the forward score alone.
 
 Chinese messages go to a Chinese bot where one is shipped beside the model (data/models/chat-zh
-and chat-zh-backward: the joint models fine-tuned on the Chinese conversations alone, same
-tokenizer and shape; its own index, of the Chinese registry pairs, where it has one). Its
-re-ranking weights are its own card's (tuned on Chinese validation), else this bot's.
+and chat-zh-backward: a joint English-Chinese pair fine-tuned on the Chinese conversations
+alone, as the shipped data/models/chat pair was on the English ones; same tokenizer and shape;
+its own index, of the Chinese registry pairs, where it has one). Its re-ranking weights are its
+own card's (tuned on Chinese validation), else this bot's.
 """
 from __future__ import annotations
 

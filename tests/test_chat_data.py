@@ -102,3 +102,20 @@ def test_kdconv_and_persona_join_the_corpus(wheels, tmp_path, capsys):
                 if c["source"] == "persona"]
     cd.prepare(wheels, tmp_path / "bare", verify=False, kdconv=tmp_path / "missing")
     assert "KdConv not found" in capsys.readouterr().err and stats["kept"] > 63
+
+
+def test_an_edited_persona_is_prepared_again(wheels, tmp_path, capsys):
+    persona = tmp_path / "persona.json"
+    mine = cd.load_persona()
+    persona.write_text(json.dumps(mine, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "chat"
+    before = cd.prepare(wheels, out, verify=False, kdconv=None, persona=persona)
+    mine["topics"][0]["questions"].append("what are you called, please?")
+    persona.write_text(json.dumps(mine, ensure_ascii=False), encoding="utf-8")
+    after = cd.prepare(wheels, out, verify=False, kdconv=None, persona=persona)
+    assert "another persona file: rebuilding" in capsys.readouterr().out
+    grew = after["splits"]["train"]["persona/en"]["conversations"]
+    assert grew == before["splits"]["train"]["persona/en"]["conversations"] + \
+        len(mine["topics"][0]["answers"]) * mine["repeat"]
+    assert any(c["turns"][0] == "what are you called, please?"
+               for c in cd.load_split("train", out))
