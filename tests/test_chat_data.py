@@ -113,9 +113,12 @@ def test_an_edited_persona_is_prepared_again(wheels, tmp_path, capsys):
     mine["topics"][0]["questions"].append("what are you called, please?")
     persona.write_text(json.dumps(mine, ensure_ascii=False), encoding="utf-8")
     after = cd.prepare(wheels, out, verify=False, kdconv=None, persona=persona)
-    assert "another persona file: rebuilding" in capsys.readouterr().out
+    assert "another persona file (or none): rebuilding" in capsys.readouterr().out
     grew = after["splits"]["train"]["persona/en"]["conversations"]
     assert grew == before["splits"]["train"]["persona/en"]["conversations"] + \
         len(mine["topics"][0]["answers"]) * mine["repeat"]
     assert any(c["turns"][0] == "what are you called, please?"
                for c in cd.load_split("train", out))
+    with pytest.raises(FileNotFoundError, match="persona file .* is missing"):
+        cd.prepare(wheels, out, verify=False, kdconv=None, persona=tmp_path / "gone.json")
+    assert cd.load_split("train", out)                    # the prepared corpus is kept
