@@ -16,10 +16,12 @@ messages (BM25, chatbot/retrieval.py). All are re-ranked by
 (the forward model and the backward model of chatbot/train.py; Li et al. 2016's MMI re-ranking,
 which favours replies that say something about the message over generic ones; the TF-IDF
 cosine of retrieval.py, ConvAI2's IR baseline), with the weights tuned on validation
-(`python -m chatbot.evaluate --tune` writes them into the card's "rerank"). Candidates in the other language than the
-message are dropped when any in its language exist. Each reply records where it came from:
-"source" is "generated" or "retrieved". Without the backward model and index (a bare model
-folder), replies rank by the forward score alone.
+(`python -m chatbot.evaluate --tune` writes them into the card's "rerank"). Candidates in the
+other language than the message are dropped when any in its language exist, and so are
+retrieved replies that the forward model finds far less likely than the best generated one
+(`Bot.fluent`: the "gap", tuned on the persona's validation questions). Each reply records
+where it came from: "source" is "generated" or "retrieved". Without the backward model and
+index (a bare model folder), replies rank by the forward score alone.
 
 Chinese messages go to a Chinese bot where one is shipped beside the model (data/models/chat-zh
 and chat-zh-backward: a joint English-Chinese pair fine-tuned on the Chinese conversations
@@ -45,8 +47,8 @@ from .retrieval import Retrieval
 MAX_N = 10               # replies per request
 MAX_CHARS = 1000         # characters of one message kept (its end)
 RETRIEVED = 10           # retrieved candidates per request
-RERANK = {"backward": 0.5, "overlap": 0.0, "retrieved": 0.0}   # until the card's "rerank"
-                                                               # (tuned on validation) says
+RERANK = {"backward": 0.5, "overlap": 0.0, "retrieved": 0.0,   # until the card's "rerank"
+          "gap": None}                                         # (tuned on validation) says
 
 
 def is_chinese(text: str) -> bool:
@@ -250,12 +252,25 @@ class Bot(Writer):
             backward = teacher_forced(self.backward, [(r, message) for r in replies], bos, eos)
         overlap = [self.index.similarity(turns[-1], t) if self.index is not None else 0.0
                    for t in texts]
+        keep = self.fluent(texts, forward, pool)
         out = [{"reply": t, "score": round(f + w["backward"] * b + w["overlap"] * o
                                              + w["retrieved"] * (pool[t] == "retrieved"), 4),
                 "source": pool[t], "forward": round(f, 4), "backward": round(b, 4),
                 "overlap": round(o, 4)}
-               for t, f, b, o in zip(texts, forward, backward, overlap)]
+               for t, f, b, o, k in zip(texts, forward, backward, overlap, keep) if k]
         return sorted(out, key=lambda x: -x["score"])[:n]
+
+    def fluent(self, texts: list[str], forward: list[float], pool: dict[str, str]) -> list[bool]:
+        """The fluency gate: a retrieved reply stays only if the forward model finds it at
+        most `gap` nats a piece less likely after this context than the best generated one
+        (a human reply to another conversation can read well and still not answer this one;
+        the backward score alone lets such replies win). gap None: no gate."""
+        gap = self.weights.get("gap")
+        generated = [f for t, f in zip(texts, forward) if pool[t] == "generated"]
+        if gap is None or not generated:
+            return [True] * len(texts)
+        floor = max(generated) - gap
+        return [pool[t] != "retrieved" or f >= floor for t, f in zip(texts, forward)]
 
     # -- the API -------------------------------------------------------------------------
     def replies(self, history, n: int = 1, temperature: float = TEMPERATURE,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import random
 import re
 import subprocess
 import sys
@@ -112,20 +113,78 @@ def load_persona(path: Path = PERSONA) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def iter_persona(path: Path = PERSONA) -> Iterator[dict]:
-    """Every (question, answer) pair of every topic, `repeat` times: training conversations."""
+PERSONA_EDITS = 4    # the version of iter_persona's edits: bump it when they change, and
+                     # `prepare` rebuilds a corpus prepared with others
+
+
+def units_of(text: str, lang: str) -> list[str]:
+    """Words (English) or characters (Chinese): what persona variants edit, and sizes count."""
+    return text.split() if lang == "en" else list(text.replace(" ", ""))
+
+
+def frequent_units(convs: list[dict], k: int = 100) -> dict[str, list[str]]:
+    """Per language, the k most frequent words (lower-cased; letters only) or characters (no
+    digits or punctuation) of the turns."""
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for c in convs:
+        for t in c["turns"]:
+            counts[c["lang"]].update(u.lower() if c["lang"] == "en" else u
+                                     for u in units_of(t, c["lang"]) if u.isalpha())
+    return {lang: sorted(u for u, _ in cnt.most_common(k)) for lang, cnt in counts.items()}
+
+
+def _key(text: str) -> str:
+    """A question without case, spaces or punctuation: a variant that matches a held-out
+    phrasing this way is not trained on."""
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def variant(question: str, lang: str, fillers: list[str], rng: random.Random) -> str:
+    """The question with one filler (a frequent word or character of the corpus) inserted at a
+    random place: the random-insertion edit of easy data augmentation (Wei & Zou 2019)."""
+    units = units_of(question, lang)
+    if fillers:
+        units.insert(rng.randrange(len(units) + 1), rng.choice(fillers))
+    return (" " if lang == "en" else "").join(units)
+
+
+def iter_persona(path: Path = PERSONA, fillers: dict[str, list[str]] | None = None
+                 ) -> Iterator[dict]:
+    """Every (question, answer) pair of every topic, `repeat` times: training conversations.
+    With `fillers` (frequent_units of the corpus, less the words or characters of every
+    persona question: the topics', the validation and the evaluation ones), every copy after
+    the first asks the question with one of them inserted (`variant`), so the model learns the
+    topic's words rather than a fixed string; the insertion is seeded by the copy's id; in
+    English every second edited copy also starts with a capital letter, as people type. An
+    edit that would ask a held-out phrasing (validation, evaluation) is not made."""
     persona = load_persona(path)
+    held_out = {_key(q) for part in ("validation", "evaluation")
+                for qs in persona.get(part, {}).values() for q in qs}
+    phrasings = [(t["lang"], q) for t in persona["topics"] for q in t["questions"]] + [
+        (lang, q) for part in ("validation", "evaluation")
+        for lang, qs in persona.get(part, {}).items() for q in qs]
+    own = {(lang, _key(u)) for lang, q in phrasings for u in units_of(q, lang)}
+    if fillers is not None:                  # no word of any persona question, held-out or not
+        fillers = {lang: [u for u in us if (lang, u) not in own] for lang, us in fillers.items()}
     for t in persona["topics"]:
         for qi, q in enumerate(t["questions"]):
             for ai, a in enumerate(t["answers"]):
                 for k in range(persona.get("repeat", 1)):
-                    yield {"id": f"persona/{t['lang']}/{t['topic']}/{qi}/{ai}/{k}",
-                           "source": "persona", "lang": t["lang"], "turns": [clean(q), clean(a)]}
+                    cid = f"persona/{t['lang']}/{t['topic']}/{qi}/{ai}/{k}"
+                    asked = clean(q)
+                    if k and fillers is not None:
+                        edited = variant(asked, t["lang"], fillers.get(t["lang"], []),
+                                         random.Random(cid))
+                        if t["lang"] == "en" and k % 2 == 0:      # as people type it
+                            edited = edited[:1].upper() + edited[1:]
+                        asked = asked if _key(edited) in held_out else edited
+                    yield {"id": cid, "source": "persona", "lang": t["lang"],
+                           "turns": [asked, clean(a)]}
 
 
 def size(turns: list[str], lang: str) -> int:
     """Words (English) or characters without spaces (Chinese)."""
-    return sum(len(t.split()) if lang == "en" else len(t.replace(" ", "")) for t in turns)
+    return sum(len(units_of(t, lang)) for t in turns)
 
 
 def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
@@ -139,10 +198,11 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
     if not force and (out / "stats.json").exists() and all(
             (out / f"{s}.jsonl").exists() for s in SPLITS):
         stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
-        if stats.get("persona_sha256") == own:
+        if stats.get("persona_sha256") == own and stats.get("persona_edits") == PERSONA_EDITS:
             print(f"{out} is already prepared; skipping (use --force to rebuild)")
             return stats
-        print(f"{out} was prepared with another persona file (or none): rebuilding")
+        print(f"{out} was prepared with another persona file (or none), or other edits of "
+              f"its questions: rebuilding")
     dropped: collections.Counter = collections.Counter()
     seen: set[tuple[str, ...]] = set()
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
@@ -168,7 +228,7 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
         rows[split_of(conv["id"], (90, 5, 5) if conv["source"] == "kdconv" else (96, 2, 2))
              ].append(conv)
     if persona is not None:                     # identity: always trained on, never split
-        rows["train"] += list(iter_persona(Path(persona)))
+        rows["train"] += list(iter_persona(Path(persona), frequent_units(rows["train"])))
     out.mkdir(parents=True, exist_ok=True)
     for split, items in rows.items():
         write_jsonl(out / f"{split}.jsonl", items)
@@ -183,7 +243,7 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
             "size": sum(size(c["turns"], lang) for c in v if (c["source"], c["lang"]) == (src, lang))}
             for src, lang in groups} for s, v in rows.items()},
         "size_unit": "words (en) or characters (zh)",
-        "persona_sha256": own}
+        "persona_sha256": own, "persona_edits": PERSONA_EDITS}
     write_text(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1) + "\n")
     return stats
 

@@ -19,7 +19,8 @@ reported separately; persona conversations are training-only.
   retrieved, language match, mean length, speed; the same for the retrieval baseline (the reply
   after the most similar training message, as it is).
 * Identity: the persona's held-out phrasings of "what is your name?" (data/persona/persona.json,
-  never trained on) and whether the reply gives the bot's name.
+  never trained on) and whether the reply gives the bot's name. (`--tune` sets the fluency
+  gate on the persona's other held-out phrasings, its validation ones.)
 """
 from __future__ import annotations
 
@@ -138,15 +139,54 @@ def tune(bot, data: Path, langs: tuple[str, ...] = ("en", "zh"), n: int = 400) -
             "best": {"backward": best[0], "overlap": best[1]}}
 
 
+GAPS = (None, 8.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0)     # the fluency gate (Bot.fluent), widest first
+
+
+def tune_gap(bot, data: Path, langs: tuple[str, ...], n: int = 100) -> dict:
+    """The widest fluency gate (None: none) with which the most of the persona's validation
+    questions (never trained on) get the bot's name. Beside each gate, for the reader, what it
+    does to replies to `n` validation contexts a language (generic rate, share retrieved):
+    those figures do not choose. A handful of questions a language choose, so one question
+    can move the gate."""
+    persona = chat_data.load_persona()
+    generic = generic_set(data)
+    asks = [(q, persona["name"][lang]) for lang in langs
+            for q in persona.get("validation", {}).get(lang, [])]
+    exs = [e for lang in langs for e in sample(examples(data, "validation", lang), n)]
+    jobs = [(turns[-2:], 1, i) for i, (turns, _) in enumerate(exs)]
+    table, named = {}, {}
+    before = bot.weights.get("gap")
+    try:
+        for gap in GAPS:
+            bot.weights["gap"] = gap
+            named[gap] = sum(name.lower() in bot.reply(q, seed=i).lower()
+                             for i, (q, name) in enumerate(asks))
+            out = [r[0] for r in bot.generate(jobs)] if jobs else []
+            table[str(gap)] = {
+                "named": f"{named[gap]}/{len(asks)}",
+                "generic_rate": round(sum(_norm(r["reply"]) in generic for r in out)
+                                      / max(len(out), 1), 4),
+                "retrieved_share": round(sum(r.get("source") == "retrieved" for r in out)
+                                         / max(len(out), 1), 4)}
+    finally:
+        bot.weights["gap"] = before
+    best = next(g for g in GAPS if named[g] == max(named.values()))
+    bot.weights["gap"] = best
+    return {"validation_questions": len(asks), "validation_contexts": len(exs),
+            "by_gap": table, "best": best}
+
+
 def tune_into_cards(bot, model_dir: Path, data: Path) -> dict:
     """Tune each bot's weights on its languages' validation and write them into its card:
-    the joint bot on both languages, or, with a Chinese bot beside it, each on its own."""
+    the joint bot on both languages, or, with a Chinese bot beside it, each on its own. The
+    score's weights first (hits@1), then the fluency gate (tune_gap)."""
     plan = [(bot, ("en", "zh"), model_dir)] if bot.zh is None else \
         [(bot, ("en",), model_dir), (bot.zh, ("zh",), Bot.zh_dir(model_dir))]
     report = {}
     for b, langs, folder in plan:
         report[folder.name] = result = tune(b, data, langs)
         b.weights.update(result["best"])
+        result["gap"] = tune_gap(b, data, langs)
         path = folder / "card.json"
         card = json.loads(path.read_text(encoding="utf-8"))
         card["rerank"] = {**b.weights, "tuning": result}

@@ -154,7 +154,11 @@ def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
         best = report["tuning"][folder.name]["best"]
         assert report["tuning"][folder.name]["languages"] == langs
         assert (tuned["backward"], tuned["overlap"]) == (best["backward"], best["overlap"])
-        assert own.weights == {k: tuned[k] for k in ("backward", "overlap", "retrieved")}
+        assert own.weights == {k: tuned[k] for k in ("backward", "overlap", "retrieved", "gap")}
+        gate = report["tuning"][folder.name]["gap"]
+        assert set(gate["by_gap"]) == {str(g) for g in evaluate.GAPS}
+        assert tuned["gap"] == gate["best"] is None     # a tiny bot never says the name: a tie,
+                                                        # and ties go to the widest gate (none)
     joint = evaluate.tune(Bot.load(model, languages=False), tmp_path, n=10)   # one bot: both
     assert joint["languages"] == ["en", "zh"] and joint["validation_examples"] == 18
 
@@ -189,6 +193,19 @@ def test_replies_are_reranked_and_say_where_they_came_from(chat_rerank_dir):
                                            + w["overlap"] * r["overlap"]
                                            + w["retrieved"] * (r["source"] == "retrieved"),
                                            abs=3e-4)
+    ungated = bot.replies("what is your name?", n=10, seed=1)
+    assert {r["source"] for r in ungated} == {"generated", "retrieved"}
+    bot.weights["gap"] = 1e9                        # the fluency gate: wide open, then shut
+    assert bot.replies("what is your name?", n=10, seed=1) == ungated
+    bot.weights["gap"] = -1e9
+    shut = bot.replies("what is your name?", n=10, seed=1)
+    assert shut and {r["source"] for r in shut} == {"generated"}
+    pool = {"a b": "generated", "c d": "generated", "e f": "retrieved", "g h": "retrieved"}
+    bot.weights["gap"] = 1.0                        # the floor: 1 nat below the best generated
+    assert bot.fluent(list(pool), [-2.0, -3.0, -2.9, -3.1], pool) == [True, True, True, False]
+    only = {"e f": "retrieved"}                     # nothing generated: nothing to compare with
+    assert bot.fluent(list(only), [-50.0], only) == [True]
+    bot.weights["gap"] = None
     assert list(bot.stream("what is your name?", seed=3))[-1] == \
         bot.reply("what is your name?", seed=3)
     assert Bot.load(chat_rerank_dir, rerank=False).backward is None

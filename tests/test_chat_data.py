@@ -96,15 +96,22 @@ def test_kdconv_and_persona_join_the_corpus(wheels, tmp_path, capsys):
     train = cd.load_split("train", out)
     mine = [c for c in train if c["source"] == "persona"]
     assert mine and {c["lang"] for c in mine} == {"en", "zh"}
-    held_out = {q for qs in persona["evaluation"].values() for q in qs}
-    assert not held_out & {c["turns"][0] for c in mine}      # evaluation phrasings never train
+    held_out = {cd._key(q) for part in ("validation", "evaluation")
+                for qs in persona[part].values() for q in qs}
+    assert not held_out & {cd._key(c["turns"][0]) for c in mine}   # held-out phrasings never train
+    asked = {cd.clean(q) for t in persona["topics"] for q in t["questions"]}
+    edited = [c["turns"][0] for c in mine if c["turns"][0] not in asked]
+    assert len(edited) > len(mine) / 2                       # copies after the first are edited
+    assert all(c["turns"][0] in asked for c in mine if c["id"].endswith("/0"))
+    assert all(not c["turns"][0][0].islower() for c in mine      # typed as people type
+               if c["lang"] == "en" and c["id"].endswith("/2") and c["turns"][0] not in asked)
     assert not [c for s in ("validation", "test") for c in cd.load_split(s, out)
                 if c["source"] == "persona"]
     cd.prepare(wheels, tmp_path / "bare", verify=False, kdconv=tmp_path / "missing")
     assert "KdConv not found" in capsys.readouterr().err and stats["kept"] > 63
 
 
-def test_an_edited_persona_is_prepared_again(wheels, tmp_path, capsys):
+def test_an_edited_persona_is_prepared_again(wheels, tmp_path, capsys, monkeypatch):
     persona = tmp_path / "persona.json"
     mine = cd.load_persona()
     persona.write_text(json.dumps(mine, ensure_ascii=False), encoding="utf-8")
@@ -113,12 +120,15 @@ def test_an_edited_persona_is_prepared_again(wheels, tmp_path, capsys):
     mine["topics"][0]["questions"].append("what are you called, please?")
     persona.write_text(json.dumps(mine, ensure_ascii=False), encoding="utf-8")
     after = cd.prepare(wheels, out, verify=False, kdconv=None, persona=persona)
-    assert "another persona file (or none): rebuilding" in capsys.readouterr().out
+    assert "another persona file (or none), or other edits" in capsys.readouterr().out
     grew = after["splits"]["train"]["persona/en"]["conversations"]
     assert grew == before["splits"]["train"]["persona/en"]["conversations"] + \
         len(mine["topics"][0]["answers"]) * mine["repeat"]
     assert any(c["turns"][0] == "what are you called, please?"
                for c in cd.load_split("train", out))
+    monkeypatch.setattr(cd, "PERSONA_EDITS", cd.PERSONA_EDITS + 1)   # the edits' code changed
+    cd.prepare(wheels, out, verify=False, kdconv=None, persona=persona)
+    assert "or other edits of its questions: rebuilding" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="persona file .* is missing"):
         cd.prepare(wheels, out, verify=False, kdconv=None, persona=tmp_path / "gone.json")
     assert cd.load_split("train", out)                    # the prepared corpus is kept
