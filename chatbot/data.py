@@ -158,12 +158,12 @@ def iter_persona(path: Path = PERSONA, fillers: dict[str, list[str]] | None = No
     English every second edited copy also starts with a capital letter, as people type. An
     edit that would ask a held-out phrasing (validation, evaluation) is not made."""
     persona = load_persona(path)
-    held_out = {_key(q) for part in ("validation", "evaluation")
-                for qs in persona.get(part, {}).values() for q in qs}
-    phrasings = [(t["lang"], q) for t in persona["topics"] for q in t["questions"]] + [
-        (lang, q) for part in ("validation", "evaluation")
-        for lang, qs in persona.get(part, {}).items() for q in qs]
-    own = {(lang, _key(u)) for lang, q in phrasings for u in units_of(q, lang)}
+    held = [(lang, q) for part in ("validation", "evaluation")
+            for lang, qs in persona.get(part, {}).items() for q in qs]
+    held_out = {_key(q) for _, q in held}
+    own = {(lang, _key(u)) for lang, q in held + [(t["lang"], q) for t in persona["topics"]
+                                                  for q in t["questions"]]
+           for u in units_of(q, lang)}
     if fillers is not None:                  # no word of any persona question, held-out or not
         fillers = {lang: [u for u in us if (lang, u) not in own] for lang, us in fillers.items()}
     for t in persona["topics"]:
