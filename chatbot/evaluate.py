@@ -284,15 +284,20 @@ def replies(bot, exs, generic: set[str], zh: bool) -> dict:
     return report
 
 
-def identity(bot) -> dict:
+def identity(bot, seeds: int = 1) -> dict:
+    """The held-out name phrasings, the i-th with seed i; with seeds > 1 also every phrasing
+    with seeds 0..seeds-1 (a steadier count: one sample a phrasing moves with the sampler)."""
     persona = chat_data.load_persona()
     out = {}
     for lang, phrasings in persona["evaluation"].items():
         name = persona["name"][lang]
+        named = lambda text: name.lower() in text.lower()
         answers = [bot.reply(q, seed=i) for i, q in enumerate(phrasings)]
-        out[lang] = {"name": name, "answered_with_name": sum(name.lower() in a.lower()
-                                                             for a in answers),
+        out[lang] = {"name": name, "answered_with_name": sum(map(named, answers)),
                      "asked": len(phrasings), "answers": answers}
+        if seeds > 1:
+            hits = sum(named(bot.reply(q, seed=s)) for q in phrasings for s in range(seeds))
+            out[lang]["over_seeds"] = f"{hits}/{len(phrasings) * seeds}"
     return out
 
 
@@ -316,6 +321,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", help="model folder (default data/models/chat)")
     ap.add_argument("--data", default=str(chat_data.OUT))
     ap.add_argument("--skip-ngram", action="store_true", help="skip the perplexities")
+    ap.add_argument("--identity-seeds", type=int, default=1, metavar="N",
+                    help="also ask every held-out name phrasing with seeds 0..N-1")
     ap.add_argument("--tune", action="store_true",
                     help="tune the re-ranking weights on validation and write them into the "
                          "cards (chat's, and chat-zh's for the Chinese bot)")
@@ -336,7 +343,7 @@ def main(argv=None) -> int:
         report[f"ranking_{lang}"] = ranking(bot.for_lang(lang), sample(test, args.ranking))
         report[f"replies_{lang}"] = replies(bot, sample(test, args.contexts, seed=2), generic,
                                             zh=lang == "zh")
-    report["identity"] = identity(bot)
+    report["identity"] = identity(bot, args.identity_seeds)
     report["speed"] = speed(bot)
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
     return 0

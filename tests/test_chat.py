@@ -133,7 +133,7 @@ def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
     export_tiny(model.parent / "chat-zh", load_model(model)[1], default_model_config,
                 {"rebuild": "t"}, seed=2)          # a Chinese bot: Chinese pairs go to it
     assert evaluate.main(["--json", "--contexts", "5", "--ranking", "10", "--model", str(model),
-                          "--data", str(tmp_path), "--tune"]) == 0
+                          "--data", str(tmp_path), "--tune", "--identity-seeds", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
     en, zh = report["perplexity"]["en"], report["perplexity"]["zh"]
     assert en["pairs"] == 18 and zh["pairs"] == 8 and en["model_ppl"] > 1 and en["ngram4_ppl"] > 1
@@ -148,6 +148,8 @@ def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
     assert r["examples"] == 10 and 0 <= r["combined"] <= 1 and 0 <= r["tfidf_baseline"] <= 1
     assert report["replies_zh"]["contexts"] == 5 and 0 <= report["replies_en"]["bot"]["distinct_2"] <= 1
     assert report["identity"]["en"]["asked"] == 5 and report["speed"]["reply_p50_ms_batch1"] > 0
+    hits, asked = map(int, report["identity"]["zh"]["over_seeds"].split("/"))
+    assert asked == 10 and 0 <= hits <= asked
     bot = Bot.load(model)                     # each bot tuned on its own language
     for folder, own, langs in ((model, bot, ["en"]), (model.parent / "chat-zh", bot.zh, ["zh"])):
         tuned = json.loads((folder / "card.json").read_text())["rerank"]
