@@ -1,6 +1,7 @@
 """Held-out evaluation of the shipped chat models (forward, backward, retrieval, re-ranker).
 
     python -m chatbot.evaluate [--json] [--contexts 300] [--model DIR] [--skip-ngram]
+                               [--identity-seeds N]
     python -m chatbot.evaluate --tune       # also tune the re-ranking weights on validation and
                                             # write them into the model cards (each bot's own)
 
@@ -19,8 +20,9 @@ reported separately; persona conversations are training-only.
   retrieved, language match, mean length, speed; the same for the retrieval baseline (the reply
   after the most similar training message, as it is).
 * Identity: the persona's held-out phrasings of "what is your name?" (data/persona/persona.json,
-  never trained on) and whether the reply gives the bot's name. (`--tune` sets the fluency
-  gate on the persona's other held-out phrasings, its validation ones.)
+  never trained on) and whether the reply gives the bot's name; with `--identity-seeds N`,
+  also over seeds 0..N-1 per phrasing. (`--tune` sets the fluency gate on the persona's other
+  held-out phrasings, its validation ones.)
 """
 from __future__ import annotations
 
@@ -285,19 +287,22 @@ def replies(bot, exs, generic: set[str], zh: bool) -> dict:
 
 
 def identity(bot, seeds: int = 1) -> dict:
-    """The held-out name phrasings, the i-th with seed i; with seeds > 1 also every phrasing
-    with seeds 0..seeds-1 (a steadier count: one sample a phrasing moves with the sampler)."""
+    """The held-out name phrasings, the i-th asked with seed i. With seeds > 1, also every
+    phrasing asked with seeds 0..seeds-1 ("over_seeds": one sample per phrasing varies with the
+    sampler): how many of the replies give the name, in all and per phrasing."""
     persona = chat_data.load_persona()
     out = {}
     for lang, phrasings in persona["evaluation"].items():
         name = persona["name"][lang]
-        named = lambda text: name.lower() in text.lower()
         answers = [bot.reply(q, seed=i) for i, q in enumerate(phrasings)]
-        out[lang] = {"name": name, "answered_with_name": sum(map(named, answers)),
+        out[lang] = {"name": name, "answered_with_name": sum(name.lower() in a.lower()
+                                                             for a in answers),
                      "asked": len(phrasings), "answers": answers}
         if seeds > 1:
-            hits = sum(named(bot.reply(q, seed=s)) for q in phrasings for s in range(seeds))
-            out[lang]["over_seeds"] = f"{hits}/{len(phrasings) * seeds}"
+            per = [sum(name.lower() in bot.reply(q, seed=s).lower() for s in range(seeds))
+                   for q in phrasings]
+            out[lang]["over_seeds"] = {"seeds": seeds, "named": sum(per),
+                                       "asked": len(phrasings) * seeds, "per_phrasing": per}
     return out
 
 
@@ -322,11 +327,14 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(chat_data.OUT))
     ap.add_argument("--skip-ngram", action="store_true", help="skip the perplexities")
     ap.add_argument("--identity-seeds", type=int, default=1, metavar="N",
-                    help="also ask every held-out name phrasing with seeds 0..N-1")
+                    help="N > 1: also ask every held-out name phrasing with seeds 0..N-1 "
+                         "(identity.<lang>.over_seeds)")
     ap.add_argument("--tune", action="store_true",
                     help="tune the re-ranking weights on validation and write them into the "
                          "cards (chat's, and chat-zh's for the Chinese bot)")
     args = ap.parse_args(argv)
+    if args.identity_seeds < 1:
+        ap.error(f"--identity-seeds must be at least 1, not {args.identity_seeds}")
     data = Path(args.data)
     bot = Bot.load(args.model)
     report: dict = {"task": "chat", "model": str(args.model or Bot.default_dir()),

@@ -148,8 +148,7 @@ def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
     assert r["examples"] == 10 and 0 <= r["combined"] <= 1 and 0 <= r["tfidf_baseline"] <= 1
     assert report["replies_zh"]["contexts"] == 5 and 0 <= report["replies_en"]["bot"]["distinct_2"] <= 1
     assert report["identity"]["en"]["asked"] == 5 and report["speed"]["reply_p50_ms_batch1"] > 0
-    hits, asked = map(int, report["identity"]["zh"]["over_seeds"].split("/"))
-    assert asked == 10 and 0 <= hits <= asked
+    assert report["identity"]["zh"]["over_seeds"]["asked"] == 10
     bot = Bot.load(model)                     # each bot tuned on its own language
     for folder, own, langs in ((model, bot, ["en"]), (model.parent / "chat-zh", bot.zh, ["zh"])):
         tuned = json.loads((folder / "card.json").read_text())["rerank"]
@@ -273,3 +272,19 @@ def test_chat_messages_format(chat_model_dir):
                       "last message"), ({"msgs": []}, "messages")]:
         with pytest.raises(ValueError, match=why):
             clean_history(bad)
+
+
+def test_identity_counts_every_seed_of_every_phrasing():
+    from chatbot import evaluate
+
+    class Named:                           # names itself only when sampled with seed 1
+        def reply(self, message, seed=0):
+            return "I'm Shiyu." if seed == 1 else "I don't know."
+
+    one = evaluate.identity(Named())
+    assert one["en"]["answered_with_name"] == 1 and "over_seeds" not in one["en"]
+    over = evaluate.identity(Named(), seeds=3)["en"]["over_seeds"]
+    assert over == {"seeds": 3, "named": 5, "asked": 15, "per_phrasing": [1] * 5}
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(["--identity-seeds", "0"])
+    assert stop.value.code == 2
