@@ -277,12 +277,13 @@ def test_chat_messages_format(chat_model_dir):
 def test_identity_counts_every_seed_of_every_phrasing():
     from chatbot import evaluate
 
-    class Named:                           # names itself only when sampled with seed 1
+    class Named:                           # names itself only when sampled with seed 0
         def reply(self, message, seed=0):
-            return "I'm Shiyu." if seed == 1 else "I don't know."
+            return "I'm Shiyu." if seed == 0 else "I don't know."
 
-    one = evaluate.identity(Named())
-    assert one["en"]["answered_with_name"] == 1 and "over_seeds" not in one["en"]
+    one = evaluate.identity(Named())["en"]  # the i-th phrasing with seed i
+    assert one["answered_with_name"] == 1 and one["answers"][0] == "I'm Shiyu."
+    assert "over_seeds" not in one
     over = evaluate.identity(Named(), seeds=3)["en"]["over_seeds"]
     assert over == {"seeds": 3, "named": 5, "asked": 15, "per_phrasing": [1] * 5}
     with pytest.raises(SystemExit) as stop:
