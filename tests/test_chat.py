@@ -147,7 +147,8 @@ def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
     r = report["ranking_en"]
     assert r["examples"] == 10 and 0 <= r["combined"] <= 1 and 0 <= r["tfidf_baseline"] <= 1
     assert report["replies_zh"]["contexts"] == 5 and 0 <= report["replies_en"]["bot"]["distinct_2"] <= 1
-    assert report["identity"]["en"]["asked"] == 5 and report["speed"]["reply_p50_ms_batch1"] > 0
+    assert report["identity"]["en"]["asked"] == 5 and report["speed"]["en_reply_p50_ms_batch1"] > 0
+    assert report["speed"]["zh_reply_p50_ms_batch1"] > 0
     assert report["identity"]["zh"]["over_seeds"]["asked"] == 10
     bot = Bot.load(model)                     # each bot tuned on its own language
     for folder, own, langs in ((model, bot, ["en"]), (model.parent / "chat-zh", bot.zh, ["zh"])):
