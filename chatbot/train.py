@@ -100,20 +100,21 @@ def retrieval_index(data: Path, tmp: Path, tok: Tokenizer, train: list[dict]) ->
     return {"retrieval.npz": path}
 
 
+PREPARE = "python -m chatbot.data prepare"
 BACKWARD = runs.TrainTask(
     name="chat-backward", prog="python -m chatbot.train --backward",
     doc="p(message | reply), for re-ranking", data=chat_data.OUT, out="runs/chat-backward",
     epochs=2, build_tokenizer=build_tokenizer, model_config=default_model_config,
-    train_config=train_config, pairs=backward_pairs, card=backward_card,
-    rebuild="python -m chatbot.data prepare && python -m chatbot.train --backward --out "
+    train_config=train_config, pairs=backward_pairs, card=backward_card, prepare=PREPARE,
+    rebuild=f"{PREPARE} && python -m chatbot.train --backward --out "
             "runs/chat-backward --threads 1 && python -m chatbot.train --backward --out "
             "runs/chat-backward --export data/models/chat-backward")
 TASK = runs.TrainTask(
     name="chat", prog="python -m chatbot.train", doc=__doc__, data=chat_data.OUT,
     out="runs/chat", epochs=3, build_tokenizer=build_tokenizer,
     model_config=default_model_config, train_config=train_config, pairs=pairs, card=card,
-    extra_files=retrieval_index, backward=BACKWARD,
-    rebuild="python -m chatbot.data prepare && python -m chatbot.train --out runs/chat "
+    extra_files=retrieval_index, backward=BACKWARD, prepare=PREPARE,
+    rebuild=f"{PREPARE} && python -m chatbot.train --out runs/chat "
             "--threads 1 && python -m chatbot.train --out runs/chat --export data/models/chat")
 
 

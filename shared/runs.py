@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -49,6 +50,8 @@ class TrainTask:
                                                 # --backward (e.g. chat's p(source | reply))
     train_splits: tuple[str, ...] = ("train",)  # the prepared files training reads (poems:
                                                 # Tang and Song); validation/test stay one each
+    prepare: str = ""                           # the command that prepares the corpus (for a
+                                                # card's rebuild command)
 
 
 def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
@@ -63,6 +66,8 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
         task = task.backward
     if args.init:
         start_from(Path(args.init), Path(args.out))
+    if args.tokenizer:
+        adopt_tokenizer(Path(args.tokenizer), Path(args.out))
     splits = load_splits(args.data, tuple(args.splits or task.train_splits))
     train_records = splits["train"]
     if args.limit:
@@ -93,16 +98,28 @@ def start_from(init: Path, out: Path) -> None:
     for name in ("tokenizer.json", "run.json", "best.safetensors"):
         if not (init / name).exists():
             raise FileNotFoundError(f"{init / name} is missing: --init takes a trained run folder")
-    out.mkdir(parents=True, exist_ok=True)
-    mine, theirs = out / "tokenizer.json", (init / "tokenizer.json").read_text()
-    if mine.exists():                 # written once (atomically): torchrun ranks only read it
-        if mine.read_text() != theirs:
-            raise ValueError(f"{out} has another tokenizer than {init}: give a new --out")
-    else:
-        datalib.write_text(mine, theirs)
+    adopt_tokenizer(init, out)
     if not (out / "run.json").exists():       # the model shape for configs(); train() rewrites it
         shape = json.loads((init / "run.json").read_text())["model"]
         datalib.write_text(out / "run.json", json.dumps({"model": shape}, indent=1))
+
+
+def adopt_tokenizer(source: Path, out: Path) -> None:
+    """The run `out` takes the tokenizer of `source` (a run or model folder, or a
+    tokenizer.json) instead of building its own: a model that must share another's pieces (the
+    Chinese chat bot, the English one's). An existing run folder must already hold it."""
+    path = source / "tokenizer.json" if source.is_dir() else source
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: give a run or model folder, or a "
+                                f"tokenizer.json")
+    theirs = path.read_text()
+    mine = out / "tokenizer.json"
+    out.mkdir(parents=True, exist_ok=True)
+    if mine.exists():                 # written once (atomically): torchrun ranks only read it
+        if mine.read_text() != theirs:
+            raise ValueError(f"{out} has another tokenizer than {path}: give a new --out")
+    else:
+        datalib.write_text(mine, theirs)
 
 
 def load_splits(folder: str | Path, train_splits: tuple[str, ...] = ("train",)):
@@ -148,6 +165,9 @@ def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epoch
     ap.add_argument("--init", metavar="RUN",
                     help="fine-tune: start from RUN's best weights, with its tokenizer and "
                          "model shape (the new run's own checkpoints win on resume)")
+    ap.add_argument("--tokenizer", metavar="PATH",
+                    help="train with the tokenizer of PATH (a run or model folder, or a "
+                         "tokenizer.json) instead of one built from the corpus")
     ap.add_argument("--splits", metavar="NAMES", type=lambda s: [x for x in s.split(",") if x],
                     help="the prepared training files to read, comma-separated (default: the "
                          "task's, e.g. train,train_song); validation and test stay as they are")
@@ -288,10 +308,16 @@ def export(task: TrainTask, model: Seq2Seq, tok: Tokenizer, run: Path, dest: Pat
     load_best(model, run)
     metrics = evaluate(model, val_pairs, bos=tok.bos_id, eos=tok.eos_id)
     facts = card_facts(run, train_seconds, schedule_note)
-    rebuild = task.rebuild if "fine_tuned_from" not in facts else (
-        f"{task.prog} with the options in argv, from the run in fine_tuned_from (see "
-        f"schedule_note, which names any earlier fine-tunes); the model the chain starts from: "
-        f"{task.rebuild}")
+    argv = facts["argv"]
+    if "fine_tuned_from" in facts:
+        rebuild = (f"{task.prog} with the options in argv, from the run in fine_tuned_from (see "
+                   f"schedule_note, which names any earlier fine-tunes); the model the chain "
+                   f"starts from: {task.rebuild}")
+    elif argv and task.prepare:       # this run's own command, then its export
+        command = f"{task.prog} {shlex.join(a for a in argv if a not in task.prog.split())}"
+        rebuild = f"{task.prepare} && {command} && {command} --export {shlex.quote(str(dest))}"
+    else:
+        rebuild = task.rebuild
     card = {"task": task.name, **task.card(train_records, data),
             **({"train_splits": list(task.train_splits)}
                if task.train_splits != ("train",) else {}),

@@ -2,6 +2,7 @@
 entry point on a tiny prepared corpus, exported, loaded through the writer, run by the CLI."""
 import importlib
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -143,6 +144,26 @@ def test_fine_tune_starts_from_the_init_run(tmp_path, capsys):
         run(train, "--data", str(data), "--out", str(tmp_path / "none"), "--only", "title=无")
     with pytest.raises(FileNotFoundError, match="--init takes a trained run folder"):
         run(train, "--data", str(data), "--out", str(tmp_path / "x"), "--init",
+            str(tmp_path / "nothing"))
+    # --tokenizer: a run from scratch (its own shape) with another run's tokenizer; its card's
+    # rebuild command is its own training command, then the same with --export
+    other = tmp_path / "own-shape"
+    args = ["--data", str(data), "--out", str(other), "--threads", "1", "--epochs", "1",
+            "--tokenizer", str(first), *TINY[:1], "model.hidden=48", *TINY[2:]]
+    run(train, *args)
+    assert (other / "tokenizer.json").read_text() == (first / "tokenizer.json").read_text()
+    assert json.loads((other / "run.json").read_text())["model"]["hidden"] == 48
+    run(train, "--data", str(data), "--out", str(other), "--export", str(tmp_path / "m2"))
+    rebuild = json.loads((tmp_path / "m2" / "card.json").read_text())["rebuild"]
+    command = f"python -m poetry.poems.train {shlex.join(args)}"
+    assert rebuild == (f"python -m poetry.poems.data prepare && {command} && {command} "
+                       f"--export {tmp_path / 'm2'}")
+    odd = tmp_path / "odd.json"               # another tokenizer (its text differs)
+    odd.write_text((first / "tokenizer.json").read_text().replace("{", '{"note": 1, ', 1))
+    with pytest.raises(ValueError, match="has another tokenizer than"):
+        run(train, "--data", str(data), "--out", str(other), "--tokenizer", str(odd))
+    with pytest.raises(FileNotFoundError, match="give a run or model folder, or a tokenizer"):
+        run(train, "--data", str(data), "--out", str(tmp_path / "y"), "--tokenizer",
             str(tmp_path / "nothing"))
 
 

@@ -104,6 +104,7 @@ TASK = runs.TrainTask(
     out="runs/poem", epochs=3, build_tokenizer=build_tokenizer,
     model_config=default_model_config, train_config=train_config, pairs=pairs, card=card,
     extra_files=novelty_lines, train_splits=("train", "train_song"),
+    prepare="python -m poetry.poems.data prepare",
     rebuild="python -m poetry.poems.data prepare && python -m poetry.poems.train --out runs/poem "
             "--threads 1 --epochs 3 && python -m poetry.poems.train --out runs/poem-tang --init "
             "runs/poem --splits train --threads 1 --epochs 2 train.lr=5e-4 "
