@@ -53,6 +53,54 @@ class Seq2SeqConfig:
             raise ValueError("share_embeddings needs src_vocab == tgt_vocab")
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """sum_i CE(x_i @ weight.T + bias, target_i) without the (tokens, vocab) logits in memory:
+    rows go through in chunks, and each chunk's gradients (softmax - one-hot, then its two
+    products) are computed in the forward pass while its logits are in cache; backward only
+    scales them. The products run in x's dtype (bf16 under autocast, as nn.Linear would), the
+    softmax in fp32, the weight and bias gradients accumulate in fp32. Measured on the 2-core
+    AMD EPYC, 3,000 tokens x 6,300 pieces, forward + backward: fp32 538 -> 403 ms, bf16 368 ->
+    215 ms against linear + cross_entropy (their logits are written, cast and read ~7 times)."""
+
+    CHUNK = 256        # rows a chunk: the fastest of 64-1024 there
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, target, grad_enabled: bool):
+        # (needs_input_grad holds even under no_grad: the caller says whether grads will flow)
+        grads = ctx.needs_input_grad[:3] if grad_enabled else (False,) * 3
+        w, b = weight.to(x.dtype), bias.to(x.dtype)
+        loss = torch.zeros((), dtype=torch.float32)
+        dx = torch.empty_like(x) if grads[0] else None
+        dw = torch.zeros(weight.shape) if grads[1] else None
+        db = torch.zeros(bias.shape) if grads[2] else None
+        for i in range(0, x.size(0), LinearCrossEntropy.CHUNK):
+            xc, tc = x[i:i + LinearCrossEntropy.CHUNK], target[i:i + LinearCrossEntropy.CHUNK]
+            logits = torch.addmm(b, xc, w.t()).float()
+            picked = logits.gather(1, tc[:, None])
+            top = logits.amax(-1, keepdim=True)
+            e = logits.sub_(top).exp_()                   # one exp serves loss and gradient
+            total = e.sum(-1, keepdim=True)
+            loss += (total.log() + top - picked).sum()
+            if any(grads):
+                g = e.div_(total)                                       # softmax
+                g[torch.arange(g.size(0)), tc] -= 1.0
+                if db is not None:
+                    db += g.sum(0)
+                g = g.to(x.dtype)
+                if dx is not None:
+                    torch.mm(g, w, out=dx[i:i + LinearCrossEntropy.CHUNK])
+                if dw is not None:
+                    dw += torch.mm(g.t(), xc)
+        ctx.save_for_backward(dx, dw, db)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        dx, dw, db = ctx.saved_tensors
+        return (None if dx is None else dx * grad.to(dx.dtype),
+                None if dw is None else dw * grad, None if db is None else db * grad, None, None)
+
+
 @dataclass
 class State:
     """Decoder state carried between steps. h, c: (layers, batch, hidden); context: (batch, hidden)."""
@@ -244,9 +292,13 @@ class Seq2Seq(nn.Module):
         if tgt_out is None:
             return self.project(out)
         mask = tgt_out.ne(self.cfg.pad_id)
-        logits = self.project(out[mask])                                # (tokens, vocab)
-        loss = F.cross_entropy(logits.float(), tgt_out[mask], reduction="sum")
-        return loss, mask.sum()
+        hidden = self.drop(out[mask])                                   # (tokens, hidden)
+        if self.cfg.tie_embeddings:       # project() and cross_entropy, fused (same numbers)
+            x, weight, bias = self.out_proj(hidden), self.tgt_emb.weight, self.out_bias
+        else:
+            x, weight, bias = hidden, self.out_proj.weight, self.out_proj.bias
+        return LinearCrossEntropy.apply(x, weight, bias, tgt_out[mask],
+                                        torch.is_grad_enabled()), mask.sum()
 
     @torch.no_grad()
     def sequence_logprob(self, src, src_len, tgt_in, tgt_out) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,24 +35,33 @@ from torch import nn
 class LSTMRecurrence(torch.autograd.Function):
     """The LSTM recurrence over precomputed input gates, forward and backward by hand.
 
-    xp: (batch, time, 4*hidden) = x_t W_ih^T + b_ih + b_hh (+ any per-sequence term), computed
-    by the caller as one large matmul for all steps; h0, c0: (batch, hidden); w_hh: (4H, H).
-    Per step the forward runs one (B, H) x (H, 4H) product and 6 elementwise ops, the backward
-    one (B, 4H) x (4H, H) product and 4 ops; every other factor of the gradient is computed
-    for all steps at once, and dW_hh is one (4H, T*B) x (T*B, H) product."""
+    xp: (batch, time, 4*hidden) fp32 = x_t W_ih^T + b_ih + b_hh (+ any per-sequence term),
+    computed by the caller as one large matmul for all steps; h0, c0: (batch, hidden); w_hh:
+    (4H, H); dtype: the matrix products' dtype (fp32, or bf16 under autocast: w_hh and the
+    hidden states are then kept in bf16, the gates and the cell state in fp32, as oneDNN's bf16
+    kernel does). Per step the forward runs one (B, H) x (H, 4H) product and 6 elementwise
+    ops, the backward one (B, 4H) x (4H, H) product and 4 ops; every other factor of the
+    gradient is computed for all steps at once, and dW_hh is one (4H, T*B) x (T*B, H) product.
+    Outputs and the final h are in `dtype`, the final c in fp32."""
 
     @staticmethod
-    def forward(ctx, xp, h0, c0, w_hh):
+    def forward(ctx, xp, h0, c0, w_hh, dtype):
         B, T, G = xp.shape
         H = G // 4
         xs = xp.transpose(0, 1)                                   # (T, B, 4H) view
+        w = w_hh.to(dtype)
+        wt = w.t()
         acts = xp.new_empty(T, B, G)          # sigma(i), sigma(f), tanh(g), sigma(o)
-        hs, cs, tcs = xp.new_empty(T + 1, B, H), xp.new_empty(T + 1, B, H), xp.new_empty(T, B, H)
+        hs = xp.new_empty(T + 1, B, H, dtype=dtype)
+        cs, tcs = xp.new_empty(T + 1, B, H), xp.new_empty(T, B, H)
         hs[0], cs[0] = h0, c0
-        wt = w_hh.t()
         pre = xp.new_empty(B, G)
+        rec = None if dtype == xp.dtype else xp.new_empty(B, G, dtype=dtype)
         for t in range(T):
-            torch.addmm(xs[t], hs[t], wt, out=pre)
+            if rec is None:
+                torch.addmm(xs[t], hs[t], wt, out=pre)
+            else:                             # the bf16 product, then the sum in fp32
+                torch.add(xs[t], torch.mm(hs[t], wt, out=rec), out=pre)
             a = acts[t]
             torch.sigmoid(pre, out=a)
             a[:, 2 * H:3 * H] = pre[:, 2 * H:3 * H].tanh()
@@ -60,12 +69,13 @@ class LSTMRecurrence(torch.autograd.Function):
             cs[t + 1].addcmul_(a[:, :H], a[:, 2 * H:3 * H])
             torch.tanh(cs[t + 1], out=tcs[t])
             torch.mul(a[:, 3 * H:], tcs[t], out=hs[t + 1])
-        ctx.save_for_backward(acts, hs, cs, tcs, w_hh)
+        ctx.save_for_backward(acts, hs, cs, tcs, w)
+        ctx.dtypes = h0.dtype, c0.dtype, w_hh.dtype
         return hs[1:].transpose(0, 1).contiguous(), hs[T].clone(), cs[T].clone()
 
     @staticmethod
     def backward(ctx, dout, dhT, dcT):
-        acts, hs, cs, tcs, w_hh = ctx.saved_tensors
+        acts, hs, cs, tcs, w = ctx.saved_tensors
         T, B, G = acts.shape
         H = G // 4
         i, f, g, o = acts.chunk(4, 2)                             # each (T, B, H)
@@ -77,8 +87,10 @@ class LSTMRecurrence(torch.autograd.Function):
         fo = tcs * o * (1 - o)
         k = o * (1 - tcs * tcs)
         dgates = acts.new_empty(T, B, G)
+        low = w.dtype != acts.dtype           # bf16 products: each step's gate gradients cast
+        dglow = acts.new_empty(T, B, G, dtype=w.dtype) if low else dgates
         douts = dout.transpose(0, 1)
-        dh = douts[T - 1] + (dhT if dhT is not None else 0)
+        dh = douts[T - 1].to(acts.dtype) + (dhT.to(acts.dtype) if dhT is not None else 0)
         dc = dcT.clone() if dcT is not None else torch.zeros_like(dh)
         for t in range(T - 1, -1, -1):
             dc.addcmul_(dh, k[t])
@@ -86,11 +98,14 @@ class LSTMRecurrence(torch.autograd.Function):
             torch.mul(dc.unsqueeze(1), fac[t], out=dgt[:, :3 * H].view(B, 3, H))
             torch.mul(dh, fo[t], out=dgt[:, 3 * H:])
             dc.mul_(f[t])
+            if low:
+                dglow[t] = dgt
             if t:
-                dh = torch.addmm(douts[t - 1], dgt, w_hh)
-        dh0 = dgates[0] @ w_hh
-        dw = dgates.view(T * B, G).t() @ hs[:-1].reshape(T * B, H)
-        return dgates.transpose(0, 1), dh0, dc, dw
+                dh = torch.mm(dglow[t], w).to(acts.dtype).add_(douts[t - 1]) if low else \
+                    torch.addmm(douts[t - 1], dgt, w)
+        dh0 = (dglow[0] @ w).to(ctx.dtypes[0])
+        dw = (dglow.view(T * B, G).t() @ hs[:-1].reshape(T * B, H)).to(ctx.dtypes[2])
+        return dgates.transpose(0, 1), dh0, dc.to(ctx.dtypes[1]), dw, None
 
 
 def _with_static(x, static):
@@ -100,17 +115,18 @@ def _with_static(x, static):
     return torch.cat([x, static.to(x.dtype).unsqueeze(1).expand(-1, x.size(1), -1)], -1)
 
 
-def _lstm_static_fp32(layer, x, hx, static):
-    """Unidirectional LSTM on [x_t ; static] for every t, the static share computed once."""
+def _lstm_static(layer, x, hx, static, dtype):
+    """Unidirectional LSTM on [x_t ; static] for every t, the static share computed once;
+    products in `dtype` (fp32, or bf16 under autocast)."""
     E, H = x.size(-1), layer.hidden_size
     w = layer.weight_ih_l0
-    xp = F.linear(x, w[:, :E]) + F.linear(static, w[:, E:],
-                                          layer.bias_ih_l0 + layer.bias_hh_l0).unsqueeze(1)
+    xp = F.linear(x, w[:, :E]).float() + F.linear(
+        static, w[:, E:], layer.bias_ih_l0 + layer.bias_hh_l0).float().unsqueeze(1)
     if hx is None:
-        h0 = c0 = x.new_zeros(x.size(0), H)
+        h0 = c0 = xp.new_zeros(x.size(0), H)
     else:
         h0, c0 = hx[0][0], hx[1][0]
-    out, h, c = LSTMRecurrence.apply(xp, h0, c0, layer.weight_hh_l0)
+    out, h, c = LSTMRecurrence.apply(xp, h0, c0, layer.weight_hh_l0, dtype)
     return out, (h.unsqueeze(0), c.unsqueeze(0))
 
 
@@ -209,10 +225,13 @@ def _run(layer, x, hx, cell):
 class LSTM(nn.LSTM):
     def forward(self, x, hx=None, static=None):
         """static: None or (batch, extra), appended to the input of every step."""
+        if static is not None and not self.bidirectional:
+            if _autocast_on():
+                return _lstm_static(self, x, hx, static, torch.bfloat16)
+            if x.dtype == torch.float32:
+                return _lstm_static(self, x, hx, static.float(), torch.float32)
         if _autocast_on():
             return _bf16_forward(self, _with_static(x, static), hx, "lstm")
-        if static is not None and not self.bidirectional and x.dtype == torch.float32:
-            return _lstm_static_fp32(self, x, hx, static.float())
         return super().forward(_with_static(x, static), hx)
 
 

@@ -111,7 +111,7 @@ def test_hand_lstm_recurrence_gradcheck():
     B, T, H = 2, 4, 3
     args = [torch.randn(*s, dtype=torch.double, requires_grad=True)
             for s in ((B, T, 4 * H), (B, H), (B, H), (4 * H, H))]
-    assert torch.autograd.gradcheck(LSTMRecurrence.apply, args)
+    assert torch.autograd.gradcheck(lambda *a: LSTMRecurrence.apply(*a, torch.double), args)
 
 
 def test_static_input_equals_concatenating_it_at_every_step():
@@ -135,3 +135,25 @@ def test_static_input_equals_concatenating_it_at_every_step():
         layer.zero_grad(set_to_none=True)
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_static_input_under_bf16_autocast_matches_fp32():
+    """Under autocast the layer with a static input runs the hand recurrence with bf16
+    products (fp32 gates and cell): output, states and gradients agree with fp32 within bf16
+    rounding."""
+    torch.manual_seed(0)
+    layer = LSTM(6 + 5, 16, batch_first=True)
+    x, s = torch.randn(3, 9, 6, requires_grad=True), torch.randn(3, 5, requires_grad=True)
+    hx = (torch.randn(1, 3, 16), torch.randn(1, 3, 16))
+    runs = []
+    for bf16 in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out, (h, c) = layer(x, hx, s)
+        assert out.dtype == (torch.bfloat16 if bf16 else torch.float32)
+        (out.float().pow(2).sum() + h.float().sum() + c.float().sum()).backward()
+        runs.append([t.detach().float().clone() for t in
+                     [out, h, c, x.grad, s.grad] + [p.grad for p in layer.parameters()]])
+        x.grad = s.grad = None
+        layer.zero_grad(set_to_none=True)
+    for a, b in zip(*runs):
+        assert float((a - b).norm() / a.norm()) < 0.02
