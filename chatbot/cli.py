@@ -60,9 +60,10 @@ def run_batch_file(bot, args) -> int:
     return 0
 
 
-def batch(bot, input, output, n: int = 1, temperature: float = 0.8, top_p: float = 0.9,
+def batch(bot, input, output, n: int = 1, temperature: float | None = None, top_p: float = 0.9,
           seed: int = 0, progress: bool = True) -> dict:
-    """The batch convention (shared/batch.py) for chat: item fields override these defaults."""
+    """The batch convention (shared/batch.py) for chat: item fields override these defaults
+    (temperature None: the bot's own, Bot.TEMPERATURE)."""
     from .bot import clean_history
 
     def make_job(i: int, item: dict):
@@ -82,7 +83,8 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--message", help="one message; print the reply and exit")
     ap.add_argument("-n", type=int, default=1, help="replies per message (capped at 10)")
-    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="sampling temperature (default: the bot's, 0.5)")
     ap.add_argument("--top-p", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=None, help="same seed, same replies")
     ap.add_argument("--format", choices=["text", "jsonl"], default="text")

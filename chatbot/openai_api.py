@@ -6,7 +6,7 @@
 `app.py` serves these routes beside the Gradio app in one server (Gradio mounts on FastAPI).
 Accepted: `messages` (user/assistant/system; the last one the user's; content a string or a
 list of text parts), `model` (absent or "shiyu-chat"), `temperature` (0.3-1.5, the Chat tab's
-range; default 0.8), `top_p` (0-1], `seed` (a whole number), `n` (1-10), `max_tokens` (pieces
+range; default 0.5, the bot's), `top_p` (0-1], `seed` (a whole number), `n` (1-10), `max_tokens` (pieces
 of the reply kept; finish_reason "length" when it cut), `stream`. Anything else in the body is
 ignored, as OpenAI-compatible servers do. A bad value is a 400 with OpenAI's error shape,
 `{"error": {"message", "type": "invalid_request_error", "param", "code"}}`.
