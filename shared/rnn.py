@@ -64,7 +64,7 @@ class LSTMRecurrence(torch.autograd.Function):
                 torch.add(xs[t], torch.mm(hs[t], wt, out=rec), out=pre)
             a = acts[t]
             torch.sigmoid(pre, out=a)
-            a[:, 2 * H:3 * H] = pre[:, 2 * H:3 * H].tanh()
+            torch.tanh(pre[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
             torch.mul(a[:, H:2 * H], cs[t], out=cs[t + 1])
             cs[t + 1].addcmul_(a[:, :H], a[:, 2 * H:3 * H])
             torch.tanh(cs[t + 1], out=tcs[t])
