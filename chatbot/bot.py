@@ -23,10 +23,11 @@ retrieved replies that the forward model finds far less likely than the best gen
 where it came from: "source" is "generated" or "retrieved". Without the backward model and
 index (a bare model folder), replies rank by the forward score alone.
 
-Chinese messages go to a Chinese bot where one is shipped beside the model (data/models/chat-zh
-and chat-zh-backward: a larger pair trained on the Chinese conversations alone, with the
-English model's tokenizer; its own index, of the Chinese registry pairs, where it has one). Its
-re-ranking weights are its own card's (tuned on Chinese validation), else this bot's.
+Chinese messages go to a Chinese bot where one is shipped beside the model (data/models/chat-zh:
+a larger forward model trained from scratch on the Chinese conversations alone, with the
+English model's tokenizer; chat-zh-backward: the joint pair's backward model fine-tuned on
+them; its own index, of the Chinese registry pairs, where it has one). Its re-ranking weights
+are its own card's (tuned on Chinese validation), else this bot's.
 """
 from __future__ import annotations
 

@@ -7,9 +7,10 @@ Prints tokens/s for one model and one dataset under
   (a) a naive reference loop: fp32, one sequence at a time, an optimiser step per sequence,
       no bucketing (as the classic tutorials train);
   (b) the trainer's step in fp32 (length-bucketed batches of 64, nn.LSTM's fused oneDNN
-      kernel, fused AdamW);
+      kernel, the decoder's first layer by hand with the encoder summary's share once per
+      sequence, the projection and cross-entropy fused in chunks, fused AdamW);
   (c) the same under CPU bf16 autocast (oneDNN's bf16 RNN where it builds, else
-      shared/rnn.py's loop);
+      shared/rnn.py's loop; the decoder's first layer by hand with bf16 products);
   (d) auto: what `train.bf16=auto` picks here, with the probe's timings;
 the ratios, the measured fp32 and bf16 matmul GFLOP/s of this CPU and the fraction of it each
 run achieved. Model: the reference size (bidirectional encoder, 2-layer LSTM decoder, emb 256,

@@ -95,9 +95,10 @@ class LinearCrossEntropy(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         dx, dw, db = ctx.saved_tensors
-        return (None if dx is None else dx * grad.to(dx.dtype),
+        return (None if dx is None else dx * grad,          # (in fp32: 1/tokens kept exact)
                 None if dw is None else dw * grad, None if db is None else db * grad, None, None)
 
 
@@ -293,7 +294,7 @@ class Seq2Seq(nn.Module):
             return self.project(out)
         mask = tgt_out.ne(self.cfg.pad_id)
         hidden = self.drop(out[mask])                                   # (tokens, hidden)
-        if self.cfg.tie_embeddings:       # project() and cross_entropy, fused (same numbers)
+        if self.cfg.tie_embeddings:       # project() and cross_entropy, fused
             x, weight, bias = self.out_proj(hidden), self.tgt_emb.weight, self.out_bias
         else:
             x, weight, bias = hidden, self.out_proj.weight, self.out_proj.bias

@@ -3,8 +3,10 @@
 `nn.LSTM`/`nn.GRU` run one fused oneDNN kernel in fp32. Under `torch.autocast("cpu",
 torch.bfloat16)` what torch 2.13 does depends on the CPU: with AMX (measured 2026-12-01, a Xeon
 with `amx_bf16`) oneDNN builds its bf16 LSTM and GRU primitives, forward and backward, ~2.6x
-faster than fp32 at the reference size; without AMX it fails ("could not create a primitive
-descriptor"), and autocast leaves GRU in fp32 altogether (`python -m shared.bench` prints both).
+faster than fp32 at the reference size; on the AMD EPYC with `avx512_bf16` and no AMX it
+builds them too (~1.6x faster than fp32 there); on a CPU without native bf16 it has failed
+("could not create a primitive descriptor"), and autocast leaves GRU in fp32 altogether
+(`python -m shared.bench` prints both).
 These subclasses keep the exact parameters of `nn.LSTM`/`nn.GRU` (state dicts are
 interchangeable), behave identically without autocast, and, only while CPU autocast is on:
 
@@ -17,11 +19,16 @@ interchangeable), behave identically without autocast, and, only while CPU autoc
 bf16 pays only where the CPU multiplies bf16 natively; `shared.precision` measures it.
 
 A `static` input (the decoder's encoder summary: the same vector at every step) is appended to
-every step's input. In fp32 the LSTM then runs its own recurrence (`LSTMRecurrence`) so that
-the summary's share of the input projection is one (batch, hidden) product per sequence, not
-one per step: a sixth of the reference decoder's FLOPs. Measured at B 64, T 48, hidden 512, one
-thread: 430 ms forward+backward vs 530 ms for nn.LSTM on the concatenated input. Without a
-static input nn.LSTM's kernel stays (it measured 458 ms vs 522 ms for the hand recurrence).
+every step's input. The LSTM then runs its own recurrence (`LSTMRecurrence`) so that the
+summary's share of the input projection is one (batch, hidden) product per sequence, not one
+per step: a sixth of the reference decoder's FLOPs. In fp32, measured at B 64, T 48, hidden
+512, one thread: 430 ms forward+backward vs 530 ms for nn.LSTM on the concatenated input.
+Under bf16 autocast it runs with bf16 products (fp32 gates and cell state), on every CPU:
+on the AVX-512 AMD EPYC without AMX (2026-12-07), 244-281 ms against 336-346 ms for oneDNN's
+bf16 kernel on the concatenated input (and 409-438 ms in fp32), gradients as close to fp32's
+as oneDNN's (not timed on an AMX CPU, where oneDNN's bf16 kernel is faster than here). Without
+a static input oneDNN's kernel stays (fp32: 458 ms vs 522 ms for the hand
+recurrence; bf16 on that EPYC: 261-285 ms vs 281-317 ms).
 
 Single layer, batch_first, unpacked input only: `shared.model.Stack` stacks them itself.
 """
@@ -141,10 +148,10 @@ def native_bf16(cell: str) -> bool:
     """Whether torch's fused bf16 kernel for `cell` runs forward and backward on this CPU
     (probed once per process on a tiny layer)."""
     if cell not in _NATIVE:
-        layer = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](8, 8, batch_first=True)
-        x = torch.randn(2, 3, 8, requires_grad=True)
-        try:
-            with torch.autocast("cpu", enabled=False):
+        try:     # on random numbers of its own: a resumed run draws what an unbroken one does
+            with torch.random.fork_rng(), torch.autocast("cpu", enabled=False):
+                layer = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](8, 8, batch_first=True)
+                x = torch.randn(2, 3, 8, requires_grad=True)
                 out, _ = _native(layer, x, None, cell)
                 out.float().sum().backward()
             _NATIVE[cell] = out.dtype == torch.bfloat16 and x.grad is not None

@@ -66,7 +66,7 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
         task = task.backward
     if args.init:
         start_from(Path(args.init), Path(args.out))
-    if args.tokenizer:
+    if args.tokenizer and not args.export:
         adopt_tokenizer(Path(args.tokenizer), Path(args.out))
     splits = load_splits(args.data, tuple(args.splits or task.train_splits))
     train_records = splits["train"]
@@ -278,10 +278,13 @@ def train(model: Seq2Seq, train_pairs, val_pairs, tcfg: TrainConfig, out: str | 
     init_distributed()
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, train_pairs, val_pairs, tcfg, out, bos=bos, eos=eos)
+    record = out / "run.json"
+    saved = json.loads(record.read_text()) if record.exists() else {}
+    first = saved.get("first_argv", saved.get("argv", argv))     # a resume keeps the first
     if trainer.rank == 0:           # one writer, atomically: torchrun ranks tore it when both wrote
-        datalib.write_text(out / "run.json", json.dumps(
+        datalib.write_text(record, json.dumps(
             {"model": asdict(model.cfg), "train": asdict(tcfg), "argv": argv,
-             "threads": torch.get_num_threads(), "hardware": hardware(),
+             "first_argv": first, "threads": torch.get_num_threads(), "hardware": hardware(),
              "precision": trainer.precision}, indent=1))  # the choice and the probe's figures
     print(f"{what}: {model.num_parameters():,} parameters, {len(train_pairs)} training pairs, "
           f"{len(val_pairs)} validation pairs",
@@ -308,13 +311,13 @@ def export(task: TrainTask, model: Seq2Seq, tok: Tokenizer, run: Path, dest: Pat
     load_best(model, run)
     metrics = evaluate(model, val_pairs, bos=tok.bos_id, eos=tok.eos_id)
     facts = card_facts(run, train_seconds, schedule_note)
-    argv = facts["argv"]
     if "fine_tuned_from" in facts:
         rebuild = (f"{task.prog} with the options in argv, from the run in fine_tuned_from (see "
                    f"schedule_note, which names any earlier fine-tunes); the model the chain "
                    f"starts from: {task.rebuild}")
-    elif argv and task.prepare:       # this run's own command, then its export
-        command = f"{task.prog} {shlex.join(a for a in argv if a not in task.prog.split())}"
+    elif facts["first_argv"] and task.prepare:   # the run's first command, then its export
+        own = task.prog.split()[3:]              # what `python -m module` adds (--backward)
+        command = f"{task.prog} {shlex.join(a for a in facts['first_argv'] if a not in own)}"
         rebuild = f"{task.prepare} && {command} && {command} --export {shlex.quote(str(dest))}"
     else:
         rebuild = task.rebuild
@@ -359,6 +362,7 @@ def card_facts(run: str | Path, train_seconds: float | None = None,
     every = max(1, -(-len(steps) // CURVE_POINTS))
     return {"model": record["model"], "train": record["train"],
             "argv": argv,             # the training command's options (the last start's)
+            "first_argv": record.get("first_argv", argv),               # and the first's
             "history": [{k: r[k] for k in ("epoch", "step", "val_nll", "val_ppl")}
                         for r in log if "val_nll" in r],
             # the training curve (loss, and the gradient norm before clipping), for the app

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from shared.config import apply_overrides, from_dict
 from shared.model import Seq2SeqConfig
@@ -157,3 +158,45 @@ def test_static_input_under_bf16_autocast_matches_fp32():
         layer.zero_grad(set_to_none=True)
     for a, b in zip(*runs):
         assert float((a - b).norm() / a.norm()) < 0.02
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fused_projection_loss_equals_linear_and_cross_entropy(bf16):
+    """LinearCrossEntropy (chunks of rows, gradients made in the forward pass) gives the loss
+    and gradients of linear + cross_entropy: equal in fp32, within bf16 rounding under
+    autocast; under no_grad it computes the loss alone."""
+    from shared.model import LinearCrossEntropy
+    torch.manual_seed(0)
+    n = LinearCrossEntropy.CHUNK + 37                  # a full chunk and a partial one
+    x0, w0, b0 = torch.randn(n, 16), torch.randn(50, 16) * 0.3, torch.randn(50) * 0.1
+    target = torch.randint(0, 50, (n,))
+    runs = []
+    for fused in (False, True):
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            h = x.bfloat16() if bf16 else x                  # as out_proj gives it
+            if fused:
+                loss = LinearCrossEntropy.apply(h, w, b, target, True)
+            else:
+                loss = F.cross_entropy(F.linear(h, w, b).float(), target, reduction="sum")
+        (loss / n).backward()
+        runs.append([loss.detach(), x.grad, w.grad, b.grad])
+    tol = 0.01 if bf16 else 1e-5
+    for a, b in zip(*runs):
+        assert float((a - b).norm() / a.norm()) < tol
+    with torch.no_grad():
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        loss = LinearCrossEntropy.apply(x, w, b, target, torch.is_grad_enabled())
+    assert loss.grad_fn is None and torch.allclose(loss, runs[0][0], rtol=tol)
+
+
+def test_probing_the_bf16_kernel_draws_no_random_numbers():
+    """native_bf16 builds a layer and input of its own: it must not move the global generator
+    (a resumed run probes inside its first step, an unbroken one did before it)."""
+    from shared import rnn
+    rnn._NATIVE.pop("lstm", None)
+    torch.manual_seed(0)
+    rnn.native_bf16("lstm")
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))
