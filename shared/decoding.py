@@ -182,7 +182,7 @@ class _Decoder:
         self.R = len(rows)
         self.mask = constraint.begin(rows) if constraint is not None else None
         self.prev = torch.full((self.R,), bos_id, dtype=torch.long)
-        self.finished = torch.zeros(self.R, dtype=torch.bool)
+        self._finish(torch.zeros(self.R, dtype=torch.bool))
         self.processors = cfg.processors(pad_id)
         self.history = torch.zeros(self.R, 0, dtype=torch.long)   # kept for the processors
         self.never: Optional[torch.Tensor] = None   # (V,) 0, or -inf for pad, bos and unk
@@ -220,13 +220,21 @@ class _Decoder:
                 out[empty, self.eos] = 0.0
         return raw, out
 
+    def _finish(self, finished: torch.Tensor) -> None:
+        """Set the (R,) finished flags and what follows from them (computed here, when they
+        change, not at every step: at batch 1 each tensor op costs what a product's row does)."""
+        self.finished, self.live = finished, ~finished
+        self.any_finished, self.all_finished = bool(finished.any()), bool(finished.all())
+
     def advance(self, tokens: torch.Tensor, logp: Optional[torch.Tensor] = None) -> StepOutput:
         """Feed the chosen tokens (R,); logp: their raw log-probs (R,), for the step's record."""
-        live = ~self.finished
-        tokens = tokens.masked_fill(self.finished, self.pad)
+        live = self.live
+        if self.any_finished:
+            tokens = tokens.masked_fill(self.finished, self.pad)
         if self.processors:
             self.history = torch.cat([self.history, tokens.view(-1, 1)], 1)
-        self.finished = self.finished | tokens.eq(self.eos)
+        if self.eos in tokens.tolist():
+            self._finish(self.finished | tokens.eq(self.eos))
         self.prev = tokens
         kept, self.kept = self.kept, None
         if self.constraint is not None:
@@ -236,7 +244,7 @@ class _Decoder:
 
     def reorder(self, index: torch.Tensor) -> None:
         self.state = self.state.select(index)
-        self.finished = self.finished[index]
+        self._finish(self.finished[index])
         self.prev = self.prev[index]
         self.history = self.history[index]
         if self.mask is not None:
@@ -276,7 +284,7 @@ def stream(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, cfg: Genera
             tokens = _sample(logits, cfg, u)
         step = dec.advance(tokens, raw.gather(1, tokens.view(B, 1)).view(B))
         yield step
-        if bool(dec.finished.all()):
+        if dec.all_finished:
             break
 
 
@@ -317,7 +325,7 @@ def _beam(model, src, src_len, cfg, constraint, bos_id, eos_id, pad_id) -> Gener
         tokens_hist = torch.cat([tokens_hist[src_beam], tok.view(R, 1)], 1)
         dec.reorder(src_beam)
         removed.add(dec.advance(tok))
-        if bool(dec.finished.all()):
+        if dec.all_finished:
             break
     best = norm(beam_logp, lengths).view(B, K).argmax(-1) + torch.arange(B) * K
     rec = removed.result()

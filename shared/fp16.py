@@ -128,10 +128,9 @@ class Fp16Decoder:
                     gates = _linear(torch.cat([x, h], -1), packed[0])      # (B, 4H): i f g o
                     if i == 0 and self.ctx is not None:
                         gates += self._context_gates(state.context)
-                    s = gates.sigmoid()
-                    c = torch.addcmul(s[:, H:2 * H] * state.c[i], s[:, :H],
-                                      gates[:, 2 * H:3 * H].tanh())
-                    h = s[:, 3 * H:] * c.tanh()
+                    si, sf, _, so = gates.sigmoid().chunk(4, 1)
+                    c = torch.addcmul(sf * state.c[i], si, gates[:, 2 * H:3 * H].tanh())
+                    h = so * c.tanh()
                     cs.append(c)
                 else:
                     gx = _linear(x, packed[0])
