@@ -119,17 +119,22 @@ class Fp16Decoder:
 
     def decode_step(self, tokens: torch.Tensor, state: State):
         """tokens: (batch,) previous tokens -> logits (batch, vocab) fp32 and the new state."""
-        with torch.no_grad(), torch.autocast("cpu", enabled=False):   # fp32 activations
-            x = self.model.tgt_emb(tokens)
+        fp32 = (torch.autocast("cpu", enabled=False) if torch.is_autocast_enabled("cpu")
+                else contextlib.nullcontext())      # fp32 activations (entering costs 3 us)
+        with torch.no_grad(), fp32:
+            # few ops, no module calls: at batch 1 each costs what a product's row does
+            x = self.model.tgt_emb.weight.index_select(0, tokens)
             hs, cs, H = [], [], self.cfg.hidden
+            h_in = state.h.unbind(0)
+            c_in = state.c.unbind(0) if self.lstm else None
             for i, packed in enumerate(self.layers):
-                h = state.h[i]
-                if self.lstm:   # few ops: at batch 1 each costs what a product's row does
+                h = h_in[i]
+                if self.lstm:
                     gates = _linear(torch.cat([x, h], -1), packed[0])      # (B, 4H): i f g o
                     if i == 0 and self.ctx is not None:
                         gates += self._context_gates(state.context)
                     si, sf, _, so = gates.sigmoid().chunk(4, 1)
-                    c = torch.addcmul(sf * state.c[i], si, gates[:, 2 * H:3 * H].tanh())
+                    c = torch.addcmul(sf * c_in[i], si, gates[:, 2 * H:3 * H].tanh())
                     h = so * c.tanh()
                     cs.append(c)
                 else:
@@ -142,7 +147,9 @@ class Fp16Decoder:
                     h = (1 - z) * torch.tanh(xn + r * hn) + z * h
                 hs.append(h)
                 x = h + x if self.cfg.residual and i > 0 and h.shape == x.shape else h
-            logits = _linear(self.pre(x) if self.pre is not None else x, self.proj)
+            if self.pre is not None:
+                x = torch.nn.functional.linear(x, self.pre.weight, self.pre.bias)
+            logits = _linear(x, self.proj)
         return logits, State(torch.stack(hs), torch.stack(cs) if cs else None, state.context)
 
 
