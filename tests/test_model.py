@@ -115,26 +115,34 @@ def test_hand_lstm_recurrence_gradcheck():
     assert torch.autograd.gradcheck(lambda *a: LSTMRecurrence.apply(*a, torch.double), args)
 
 
+def _static_runs(hidden: int, steps: int, runs: list) -> list[list[torch.Tensor]]:
+    """Output, final states and every gradient (fp32 copies) of one LSTM layer with a static
+    input, once for each callable in `runs` (run(layer, x, s, hx) -> (out, (h, c))): the same
+    layer, inputs and loss each time."""
+    torch.manual_seed(0)
+    layer = LSTM(6 + 5, hidden, batch_first=True)
+    x, s = torch.randn(3, steps, 6, requires_grad=True), torch.randn(3, 5, requires_grad=True)
+    hx = (torch.randn(1, 3, hidden), torch.randn(1, 3, hidden))
+    results = []
+    for run in runs:
+        out, (h, c) = run(layer, x, s, hx)
+        (out.float().pow(2).sum() + h.float().sum() + c.float().sum()).backward()
+        results.append([t.detach().float().clone() for t in
+                        [out, h, c, x.grad, s.grad] + [p.grad for p in layer.parameters()]])
+        x.grad = s.grad = None
+        layer.zero_grad(set_to_none=True)
+    return results
+
+
 def test_static_input_equals_concatenating_it_at_every_step():
     """The decoder's summary input taken apart (fp32 hand recurrence) computes what nn.LSTM
     computes on [x_t ; summary], forward and backward."""
-    torch.manual_seed(0)
-    layer = LSTM(6 + 5, 7, batch_first=True)
-    x, s = torch.randn(3, 4, 6, requires_grad=True), torch.randn(3, 5, requires_grad=True)
-    hx = (torch.randn(1, 3, 7), torch.randn(1, 3, 7))
-    runs = []
-    for static in (True, False):
-        if static:
-            out, (h, c) = layer(x, hx, s)
-        else:
-            out, (h, c) = torch.nn.LSTM.forward(
-                layer, torch.cat([x, s.unsqueeze(1).expand(-1, 4, -1)], -1), hx)
-        (out.pow(2).sum() + h.sum() + c.sum()).backward()
-        runs.append([out, h, c, x.grad, s.grad] + [p.grad for p in layer.parameters()])
-        runs[-1] = [t.detach().clone() for t in runs[-1]]
-        x.grad = s.grad = None
-        layer.zero_grad(set_to_none=True)
-    for a, b in zip(*runs):
+    def concatenated(layer, x, s, hx):
+        steps = x.size(1)
+        return torch.nn.LSTM.forward(layer, torch.cat([x, s.unsqueeze(1).expand(-1, steps, -1)],
+                                                      -1), hx)
+    static, concat = _static_runs(7, 4, [lambda layer, x, s, hx: layer(x, hx, s), concatenated])
+    for a, b in zip(static, concat):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -142,21 +150,15 @@ def test_static_input_under_bf16_autocast_matches_fp32():
     """Under autocast the layer with a static input runs the hand recurrence with bf16
     products (fp32 gates and cell): output, states and gradients agree with fp32 within bf16
     rounding."""
-    torch.manual_seed(0)
-    layer = LSTM(6 + 5, 16, batch_first=True)
-    x, s = torch.randn(3, 9, 6, requires_grad=True), torch.randn(3, 5, requires_grad=True)
-    hx = (torch.randn(1, 3, 16), torch.randn(1, 3, 16))
-    runs = []
-    for bf16 in (False, True):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out, (h, c) = layer(x, hx, s)
-        assert out.dtype == (torch.bfloat16 if bf16 else torch.float32)
-        (out.float().pow(2).sum() + h.float().sum() + c.float().sum()).backward()
-        runs.append([t.detach().float().clone() for t in
-                     [out, h, c, x.grad, s.grad] + [p.grad for p in layer.parameters()]])
-        x.grad = s.grad = None
-        layer.zero_grad(set_to_none=True)
-    for a, b in zip(*runs):
+    def run(bf16):
+        def go(layer, x, s, hx):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out, state = layer(x, hx, s)
+            assert out.dtype == (torch.bfloat16 if bf16 else torch.float32)
+            return out, state
+        return go
+    fp32, bf16 = _static_runs(16, 9, [run(False), run(True)])
+    for a, b in zip(fp32, bf16):
         assert float((a - b).norm() / a.norm()) < 0.02
 
 
