@@ -205,11 +205,13 @@ def decode_timing(cfg: Seq2SeqConfig, tokens: int, rounds: int = 5) -> dict:
             logits, state = fast.decode_step(tok, state)
         return (time.perf_counter() - t0) / tokens
 
+    pairs = list(zip(inputs, fast.products()))
+
     def products() -> float:
         with torch.no_grad():
             t0 = time.perf_counter()
             for _ in range(tokens):
-                for x, packed in zip(inputs, fast.products()):
+                for x, packed in pairs:
                     _linear(x, packed)
                 if fast.pre is not None:  # the small fp32 (hidden -> emb) product of tied models
                     torch.nn.functional.linear(h, fast.pre.weight, fast.pre.bias)

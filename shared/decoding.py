@@ -102,8 +102,9 @@ class Generation:
 @dataclass
 class StepOutput:
     tokens: torch.Tensor           # (R,) tokens chosen this step (pad after <eos>)
-    finished: torch.Tensor         # (R,) bool, after this step
+    finished: torch.Tensor         # (R,) bool, after this step  (these two are the decoder's
     live: torch.Tensor             # (R,) bool: the row was still generating at this step
+                                   # own, shared from step to step: never modify in place)
     logp: torch.Tensor             # (R,) the model's log-prob of the chosen token (raw, T = 1)
     kept: Optional[torch.Tensor]   # (R,) probability mass the hard rules kept (<pad>, <bos>
                                    # and <unk> count as removed), None if no rule
@@ -222,7 +223,8 @@ class _Decoder:
 
     def _finish(self, finished: torch.Tensor) -> None:
         """Set the (R,) finished flags and what follows from them (computed here, when they
-        change, not at every step: at batch 1 each tensor op costs what a product's row does)."""
+        change, not at every step of greedy or sampled decoding: at batch 1 each tensor op
+        costs what a product's row does; beam search reorders, so it sets them every step)."""
         self.finished, self.live = finished, ~finished
         self.any_finished, self.all_finished = bool(finished.any()), bool(finished.all())
 

@@ -133,7 +133,7 @@ class Fp16Decoder:
                     gates = _linear(torch.cat([x, h], -1), packed[0])      # (B, 4H): i f g o
                     if i == 0 and self.ctx is not None:
                         gates += self._context_gates(state.context)
-                    si, sf, _, so = gates.sigmoid().chunk(4, 1)
+                    si, sf, _, so = gates.sigmoid().chunk(4, 1)    # g takes tanh instead
                     c = torch.addcmul(sf * c_in[i], si, gates[:, 2 * H:3 * H].tanh())
                     h = so * c.tanh()
                     cs.append(c)

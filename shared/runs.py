@@ -280,7 +280,8 @@ def train(model: Seq2Seq, train_pairs, val_pairs, tcfg: TrainConfig, out: str | 
     trainer = Trainer(model, train_pairs, val_pairs, tcfg, out, bos=bos, eos=eos)
     record = out / "run.json"
     saved = json.loads(record.read_text()) if record.exists() else {}
-    first = saved.get("first_argv", saved.get("argv", argv))     # a resume keeps the first
+    first = (saved.get("first_argv", saved.get("argv", argv)) if trainer.state["step"]
+             else argv)                    # a resume keeps the first; a fresh start is its own
     if trainer.rank == 0:           # one writer, atomically: torchrun ranks tore it when both wrote
         datalib.write_text(record, json.dumps(
             {"model": asdict(model.cfg), "train": asdict(tcfg), "argv": argv,

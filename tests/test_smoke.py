@@ -153,6 +153,8 @@ def test_fine_tune_starts_from_the_init_run(tmp_path, capsys):
     run(train, *args)
     assert (other / "tokenizer.json").read_text() == (first / "tokenizer.json").read_text()
     assert json.loads((other / "run.json").read_text())["model"]["hidden"] == 48
+    run(train, "--data", str(data), "--out", str(other), "--threads", "1", "--epochs", "2",
+        *TINY[:1], "model.hidden=48", *TINY[2:])              # resumed: the card keeps the first
     run(train, "--data", str(data), "--out", str(other), "--export", str(tmp_path / "m2"))
     rebuild = json.loads((tmp_path / "m2" / "card.json").read_text())["rebuild"]
     command = f"python -m poetry.poems.train {shlex.join(args)}"
