@@ -253,12 +253,17 @@ class Seq2Seq(nn.Module):
             h, c = torch.cat(finals, 0), None
         return out, State(h, c, state.context)
 
-    def project(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(..., hidden) -> (..., tgt_vocab) logits."""
+    def _head(self, hidden: torch.Tensor):
+        """(x, weight, bias) with logits = F.linear(x, weight, bias), after dropout: the tied
+        head's pre-projection applied, or the hidden states and out_proj."""
         hidden = self.drop(hidden)
         if self.cfg.tie_embeddings:
-            return F.linear(self.out_proj(hidden), self.tgt_emb.weight, self.out_bias)
-        return self.out_proj(hidden)
+            return self.out_proj(hidden), self.tgt_emb.weight, self.out_bias
+        return hidden, self.out_proj.weight, self.out_proj.bias
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., hidden) -> (..., tgt_vocab) logits."""
+        return F.linear(*self._head(hidden))
 
     def decode_step(self, tokens: torch.Tensor, state: State):
         """tokens: (batch,) previous tokens. Returns logits (batch, vocab) in fp32 and the new state.
@@ -293,11 +298,7 @@ class Seq2Seq(nn.Module):
         if tgt_out is None:
             return self.project(out)
         mask = tgt_out.ne(self.cfg.pad_id)
-        hidden = self.drop(out[mask])                                   # (tokens, hidden)
-        if self.cfg.tie_embeddings:       # project() and cross_entropy, fused
-            x, weight, bias = self.out_proj(hidden), self.tgt_emb.weight, self.out_bias
-        else:
-            x, weight, bias = hidden, self.out_proj.weight, self.out_proj.bias
+        x, weight, bias = self._head(out[mask])          # project() and cross_entropy, fused
         return LinearCrossEntropy.apply(x, weight, bias, tgt_out[mask],
                                         torch.is_grad_enabled()), mask.sum()
 

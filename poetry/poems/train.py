@@ -99,13 +99,14 @@ def novelty_lines(data: Path, tmp: Path, tok=None, train=None) -> dict:
             "keywords.json": tmp / "keywords.json"}
 
 
+PREPARE = "python -m poetry.poems.data prepare"
 TASK = runs.TrainTask(
     name="poem", prog="python -m poetry.poems.train", doc=__doc__, data=poem_data.OUT,
     out="runs/poem", epochs=3, build_tokenizer=build_tokenizer,
     model_config=default_model_config, train_config=train_config, pairs=pairs, card=card,
     extra_files=novelty_lines, train_splits=("train", "train_song"),
-    prepare="python -m poetry.poems.data prepare",
-    rebuild="python -m poetry.poems.data prepare && python -m poetry.poems.train --out runs/poem "
+    prepare=PREPARE,
+    rebuild=f"{PREPARE} && python -m poetry.poems.train --out runs/poem "
             "--threads 1 --epochs 3 && python -m poetry.poems.train --out runs/poem-tang --init "
             "runs/poem --splits train --threads 1 --epochs 2 train.lr=5e-4 "
             "train.warmup_steps=50 && python -m poetry.poems.train --out runs/poem-tang "

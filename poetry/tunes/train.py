@@ -22,7 +22,9 @@ from shared.trainer import TrainConfig
 from . import data as tune_data
 from .abc import make_tokenizer
 from .format import SETTING_TOKENS, source_text
-REBUILD = ("python -m poetry.tunes.data prepare && python -m poetry.tunes.train --out runs/tune "
+
+PREPARE = "python -m poetry.tunes.data prepare"
+REBUILD = (f"{PREPARE} && python -m poetry.tunes.train --out runs/tune "
            "--threads 1 && python -m poetry.tunes.train --out runs/tune --export data/models/tune")
 
 
@@ -75,7 +77,7 @@ TASK = runs.TrainTask(
     name="tune", prog="python -m poetry.tunes.train", doc=__doc__, data=tune_data.DEFAULT_OUT,
     out="runs/tune", epochs=8, build_tokenizer=build_tokenizer,
     model_config=default_model_config, train_config=default_train_config, pairs=pairs,
-    card=card, rebuild=REBUILD, prepare="python -m poetry.tunes.data prepare",
+    card=card, rebuild=REBUILD, prepare=PREPARE,
     # the no-copy rule needs the 4-bar windows of the training tunes: shipped with the model
     extra_files=lambda data, tmp, tok, train: {"train_windows.npy": data / "train_windows.npy"})
 
