@@ -19,6 +19,8 @@ import logging
 import os
 import random
 import shutil
+import socket
+import stat
 import tempfile
 import threading
 import time
@@ -94,6 +96,9 @@ from poetry.tunes.abc import METERS
 from poetry.tunes.render import TEMPO
 from poetry.tunes.rules import FORMS as TUNE_FORMS
 from poetry.tunes.writer import known_rhythms
+from server.inputs import guard, unknown_endpoint
+from shared.batch import read_lines
+from shared.cli import is_number, shown
 
 FORM_CHOICES = [(f"{f.zh} ({f.name})", f.name) for f in FORMS.values()]
 WRITERS = {"chat": Bot, "poem": PoemWriter, "tune": TuneWriter}
@@ -134,7 +139,14 @@ def _quiet(component):
     one) with a traceback in the log; here it is refused as every user error is: one line."""
     check = component.preprocess
 
+    numeric = isinstance(component, (gr.Number, gr.Slider))
+    whole = isinstance(component, gr.Number) and component.precision == 0
+
     def preprocess(payload):
+        if numeric and payload is not None and (not is_number(payload) or whole and not (
+                isinstance(payload, int) or float(payload).is_integer())):
+            kind = "a whole number" if whole else "a number"
+            raise _refuse(f"{component.label or 'a value'}: must be {kind}, got {shown(payload)}")
         try:
             return check(payload)
         except Exception as e:                   # noqa: BLE001  (any refusal, e.g. "hot")
@@ -192,14 +204,14 @@ def _number(value, name: str):
     lo, hi = LIMITS[name]
     whole = name in WHOLE
     kind = "a whole number" if whole else "a number"
-    try:
-        x = float(value)
-        ok = not isinstance(value, bool) and lo <= x <= hi and (not whole or x == int(x))
-    except (TypeError, ValueError):
-        ok = False
+    x = value
+    if isinstance(value, str) and len(value) <= 40:     # a number typed into a text box
+        with contextlib.suppress(ValueError):
+            x = int(value) if whole else float(value)
+    ok = is_number(x) and lo <= x <= hi and (not whole or x == int(x))
     if not ok:
-        raise _refuse(f"{name} must be {kind} from {lo} to {hi}, got {value!r}")
-    return int(x) if whole else x
+        raise _refuse(f"{name} must be {kind} from {lo} to {hi}, got {shown(value)}")
+    return int(x) if whole else float(x)
 
 
 def _seed(value) -> int | None:
@@ -248,7 +260,7 @@ def reply(conversation: list[str], temperature: float = Bot.TEMPERATURE,
     """The bot's next turn after `conversation` (the turns so far, the last one yours):
     for scripts that keep the conversation themselves."""
     try:
-        return writer("chat").reply(list(conversation or []),
+        return writer("chat").reply(conversation,
                                     temperature=_number(temperature, "chat temperature"),
                                     seed=_seed(seed))
     except (ValueError, FileNotFoundError) as e:
@@ -415,11 +427,18 @@ def _upload(file) -> Path:
         raise _refuse("upload a file: one theme per line, or JSONL items")
     path = Path(str(file)).resolve()
     uploads = Path(gr.utils.get_upload_folder()).resolve()
-    if uploads not in path.parents or not path.is_file():
+    try:
+        st = path.stat() if uploads in path.parents else None
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         raise _refuse("the batch file must be uploaded through the app")
-    if path.stat().st_size > MAX_UPLOAD_MB << 20:
+    if st.st_size > MAX_UPLOAD_MB << 20:
         raise _refuse(f"the file is over {MAX_UPLOAD_MB} MB; split it, or use the batch CLI")
-    lines = len(path.read_text(encoding="utf-8-sig", errors="replace").splitlines())
+    try:
+        lines = len(read_lines(path))
+    except ValueError as e:
+        raise _user_error(e) from None
     if lines > MAX_ITEMS:
         raise _refuse(f"the file has {lines} lines; the app takes {MAX_ITEMS} at most "
                        "(the batch CLI takes any number)")
@@ -466,7 +485,7 @@ def preview(path: Path, k: int = PREVIEW) -> str:
         x = x.replace("|", "\\|").replace("\n", " ")
         return x if len(x) <= 120 else x[:119] + "…"
 
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [x for x in path.read_text(encoding="utf-8").split("\n") if x]   # U+2028 is text
     recs = [json.loads(x) for x in lines[:k]]
     def item(x):                            # a plain line's text, not {"theme": "明月"}
         return next(iter(x.values())) if isinstance(x, dict) and len(x) == 1 else x
@@ -693,6 +712,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
         if isinstance(block, gr.components.Component):
             _quiet(block)
     demo.queue(max_size=32, default_concurrency_limit=concurrency)
+    guard(demo, _refuse)                # the values and files of every request, checked first
     return demo
 
 
@@ -700,28 +720,50 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
-    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--port", type=int, default=7860, help="port (0: any free one; the address "
+                    "is printed when the server listens)")
     ap.add_argument("--concurrency", type=int, default=1,
                     help="requests each endpoint runs at once (default 1)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads for the models (default: torch's, one per core)")
+    for task in ("chat", "poem", "tune"):
+        ap.add_argument(f"--{task}-model", metavar="DIR",
+                        help=f"the {task} model folder (default: the shipped one)")
     args = ap.parse_args(argv)
-    if args.concurrency < 1 or args.threads < 0:
-        ap.error("--concurrency must be at least 1 and --threads at least 0")
+    if args.concurrency < 1 or args.threads < 0 or not 0 <= args.port <= 65535:
+        ap.error("--concurrency must be at least 1, --threads at least 0, --port 0-65535")
+    for d in (args.chat_model, args.poem_model, args.tune_model):
+        if d is not None and not (Path(d) / "card.json").is_file():
+            ap.error(f"{d} is not a model folder (it has no card.json)")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as e:
+        ap.error(f"cannot listen on {args.host}:{args.port}: {e.strerror}")
+    host, port = sock.getsockname()[:2]
+    app = server(concurrency=args.concurrency, chat_dir=args.chat_model,
+                 poem_dir=args.poem_model, tune_dir=args.tune_model)
     trim_memory_every()
     import uvicorn
-    uvicorn.run(server(concurrency=args.concurrency), host=args.host, port=args.port)
+    print(f"Shiyu is at http://{f'[{host}]' if family == socket.AF_INET6 else host}:{port}/",
+          flush=True)
+    uvicorn.Server(uvicorn.Config(app)).run(sockets=[sock])
 
 
 def server(**options):
     """The whole server: the OpenAI-compatible /v1 routes (chatbot/openai_api.py) with the
     Gradio app mounted beside them on one FastAPI app. `options` go to build_app."""
     api = openai_api.create_app(lambda: writer("chat"))
-    return gr.mount_gradio_app(api, build_app(**options), path="/", css=CSS,
-                               max_file_size=f"{MAX_UPLOAD_MB}mb")
+    demo = build_app(**options)
+    app = gr.mount_gradio_app(api, demo, path="/", css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb")
+    unknown_endpoint(app)
+    demo.has_launched = True        # Gradio's own check of the files a request names, which only
+    return app                      # launch() switches on; server/inputs.py checks them first
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from typing import Iterator, Optional, Sequence
 
 
 from shared.checkpoint import load_model
+from shared.cli import check_text
 from shared.decoding import GenerationConfig, derive_seed, pad_batch
 from shared.rules import AllOf, ForbidTokens, MinLength
 from shared.writer import Outcome, Writer
@@ -97,6 +98,8 @@ def clean_history(history) -> list[str]:
         history = from_messages(history)
     if not isinstance(history, (list, tuple)) or not all(isinstance(t, str) for t in history):
         raise ValueError("a conversation is a list of messages (strings), the last one yours")
+    for i, t in enumerate(history):
+        check_text(t, "the message" if i == len(history) - 1 else f"turn {i + 1}")
     turns = [" ".join(t.split()) for t in history]
     if not turns or not turns[-1]:
         raise ValueError("the message is empty; say something, e.g. 'hi, how are you?'")

@@ -19,22 +19,27 @@ reply for the same seed.
 from __future__ import annotations
 
 import json
-import math
+import logging
 import re
 import time
 import uuid
 import warnings
 from typing import Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from shared.cli import is_number, shown
 
 from .bot import MAX_N, Bot, from_messages, is_chinese
 
 MODEL_ID = "shiyu-chat"
 TEMPERATURE = (0.3, 1.5)          # the range the Chat tab's slider allows (app.LIMITS)
 MAX_BODY = 1 << 20                # bytes of one request body
+
+log = logging.getLogger("shiyu.openai")
 
 
 class RequestError(ValueError):
@@ -48,13 +53,9 @@ def _number(body: dict, name: str, default: float, lo: float, hi: float,
     x = body.get(name, default)
     if x is None:
         return default
-    try:
-        ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-    except OverflowError:                        # an int too big for a float
-        ok = False
-    if not ok or x > hi or x < lo or (low_open and x == lo):
+    if not is_number(x) or x > hi or x < lo or (low_open and x == lo):
         span = f"({lo}, {hi}]" if low_open else f"[{lo}, {hi}]"
-        raise RequestError(f"{name} must be a number in {span}, got {x!r}", name)
+        raise RequestError(f"{name} must be a number in {span}, got {shown(x)}", name)
     return float(x)
 
 
@@ -64,7 +65,7 @@ def _whole(body: dict, name: str, default, lo: int, hi: int | None = None):
         return default
     if not isinstance(x, int) or isinstance(x, bool) or x < lo or (hi is not None and x > hi):
         span = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
-        raise RequestError(f"{name} must be a whole number {span}, got {x!r}", name)
+        raise RequestError(f"{name} must be a whole number {span}, got {shown(x)}", name)
     return x
 
 
@@ -85,7 +86,7 @@ def parse(body) -> dict:
         raise RequestError("the request body must be a JSON object")
     model = body.get("model", MODEL_ID)
     if model not in (None, MODEL_ID):
-        raise RequestError(f"the model {model!r} does not exist; use {MODEL_ID!r}", "model",
+        raise RequestError(f"the model {shown(model)} does not exist; use {MODEL_ID!r}", "model",
                            404)
     messages = body.get("messages")
     if not isinstance(messages, list):
@@ -130,10 +131,14 @@ def create_app(bot: Callable[[], Bot]) -> FastAPI:
         if int(request.headers.get("content-length") or 0) > MAX_BODY:
             return _error(too_big)
         raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY:
-                return _error(too_big)
+        try:
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > MAX_BODY:
+                    return _error(too_big)
+        except ClientDisconnect:                 # nobody is left to answer: one log line
+            log.info("a client went away while sending its request")
+            return Response(status_code=400)
         try:
             req = parse(json.loads(raw.decode("utf-8")))
         except RequestError as e:

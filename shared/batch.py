@@ -23,37 +23,61 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
+from .cli import check_strings
 from .decoding import derive_seed
 
 
-def read_items(path: str | Path, text_field: str) -> list[dict]:
-    """Each line that is not empty -> one item (a line of only spaces is an item too, which
-    fails alone: one output line per input line that holds anything). A line that is not a JSON
-    object becomes {text_field: line}; one that looks like JSON but does not parse, or nests
-    too deep, is kept as {"_error": ...} so that item alone fails. A UTF-8 byte-order mark is
-    ignored; a file that is not UTF-8 text is a ValueError."""
-    items = []
+def read_lines(path: str | Path) -> list[str]:
+    """The file's lines that hold anything, as the batch reads them: split at line ends (\\n,
+    \\r\\n or \\r) only, never at U+2028, \\x0c or \\x85 inside an item; a UTF-8 byte-order mark
+    is ignored; a file that is not UTF-8 text is a ValueError."""
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(f"{Path(path).name} is not UTF-8 text (byte {e.start}): give one item per "
                          f"line, plain text or JSON") from None
-    for raw in text.split("\n"):          # not splitlines: U+2028 or \x0c inside an item
-        raw = raw.removesuffix("\r")        # is text, not a line break
-        if raw == "":
-            continue
+    return [raw for raw in text.split("\n") if raw]
+
+
+def read_items(path: str | Path, text_field: str) -> list[dict]:
+    """Each line that is not empty -> one item (a line of only spaces is an item too, which
+    fails alone: one output line per input line that holds anything). A line that is not a JSON
+    object becomes {text_field: line}; one that looks like JSON but does not parse, nests too
+    deep, holds a number too long to read or text that is not valid Unicode (a lone surrogate
+    escape) is kept as {"_error": ..., "_raw": line} so that item alone fails, its output line
+    echoing the line as it was."""
+    items = []
+    for raw in read_lines(path):
         line = raw.strip().lstrip("\ufeff")
-        if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-                items.append(obj if isinstance(obj, dict) else {"_error": "not an object"})
-            except json.JSONDecodeError as e:
-                items.append({"_error": f"invalid JSON ({e.msg})", "_raw": line})
-            except RecursionError:
-                items.append({"_error": "JSON nested too deep", "_raw": line[:80]})
+        if not line:
+            items.append({"_error": "the line is blank", "_raw": raw})
+        elif line.startswith("{"):
+            items.append(_parse(line))
         else:
-            items.append({text_field: line} if line else {"_error": "the line is blank"})
+            items.append({text_field: line})
     return items
+
+
+def _parse(line: str) -> dict:
+    try:
+        obj = json.loads(line)
+    except RecursionError:
+        return {"_error": "JSON nested too deep", "_raw": line}
+    except ValueError as e:      # JSONDecodeError, or a number over Python's digit limit
+        why = e.msg if isinstance(e, json.JSONDecodeError) else str(e).split(";")[0]
+        return {"_error": f"invalid JSON ({why})", "_raw": line}
+    if not isinstance(obj, dict):
+        return {"_error": "not an object", "_raw": line}
+    try:
+        check_strings(obj, "the item")
+    except ValueError as e:
+        return {"_error": str(e), "_raw": line}
+    return obj
+
+
+def echo(item: dict):
+    """What an output line stores as the item's "input": the item, or a bad line as it was."""
+    return item["_raw"] if "_error" in item else item
 
 
 def completed_lines(path: Path) -> int:
@@ -118,6 +142,7 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
     if done > len(items):
         raise ValueError(f"{out} has {done} lines but the input has only {len(items)} items; "
                          f"is it the output of another input?")
+    _check_resumable(out, items, done)
     rank, world = shard()
     todo, dest = list(range(done, len(items))), out
     if world > 1:
@@ -150,7 +175,7 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
             for k, res in zip(where, generate(jobs) if jobs else []):
                 results[k] = finish(batch[k][0], res)
             for (i, item), res in zip(batch, results):
-                rec = {"index": i, "input": item}
+                rec = {"index": i, "input": echo(item)}
                 if isinstance(res, Exception):
                     rec["error"] = str(res)
                     errors += 1
@@ -166,6 +191,21 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
     print(f"wrote {out}: {len(items)} items ({errors} with errors), resumed after {done}"
           + (f" (rank {rank} of {world})" if world > 1 else ""), file=sys.stderr)
     return {"items": len(items), "resumed_after": done, "errors": errors}
+
+
+def _check_resumable(out: Path, items: Sequence[dict], done: int) -> None:
+    """A rerun resumes only the output of this input: each stored line's index and input must
+    be the item's, else the run stops before writing (it would keep another input's results)."""
+    if not done:
+        return
+    with open(out, "rb") as f:
+        for i, line in zip(range(done), f):
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or rec.get("index") != i or \
+                    rec.get("input") != echo(items[i]):
+                raise ValueError(f"{out} holds the results of another input (its line {i + 1} "
+                                 f"is not item {i}'s); give another --output, or delete it to "
+                                 f"start over")
 
 
 def _join() -> None:
@@ -190,7 +230,8 @@ def _merge(out: Path, items: Sequence[dict], rank: int, world: int) -> None:
         missing = [i for i in range(done, len(items)) if i not in lines]
         if missing:
             raise RuntimeError(f"items {missing[:5]} are in no shard of {out}")
-        stale = [i for i in range(done, len(items)) if json.loads(lines[i])["input"] != items[i]]
+        stale = [i for i in range(done, len(items))
+                 if json.loads(lines[i])["input"] != echo(items[i])]
         if stale:
             raise ValueError(f"the shards of {out} hold other items than the input (item "
                              f"{stale[0]}): delete {out.name}.rank*-of-{world} and run again")

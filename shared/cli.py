@@ -2,6 +2,7 @@
 input that cannot be repaired exits with status 2 and one line on stderr, never a traceback."""
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from typing import Callable, Optional
@@ -22,24 +23,84 @@ def check_count(n, cap: int, what: str) -> int:
     return n
 
 
+def is_number(x) -> bool:
+    """A real, finite number (an int or a float, not a bool): an int too large for a float
+    (10**400) is not one."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
+def shown(value, width: int = 40) -> str:
+    """`value` as an error message quotes it: its repr, cut to `width` characters, and never
+    an error itself (an int of 5,000 digits has no repr)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def check_text(value, what: str, optional: bool = False):
     """A text parameter: a str (None too when `optional`), else ValueError naming it — so a
-    wrong type gets the same one-line error as a wrong value, never an AttributeError."""
+    wrong type gets the same one-line error as a wrong value, never an AttributeError. Text
+    that is not valid Unicode (a lone surrogate such as "\\ud800", which JSON escapes and
+    undecodable command-line bytes produce) is refused here, where it enters, never deeper
+    down in a tokenizer or an output file."""
     if value is None and optional:
         return None
     if not isinstance(value, str):
-        shown = repr(value)
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        raise ValueError(f"{what} must be text, got {type(value).__name__} {shown}")
+        raise ValueError(f"{what} must be text, got {type(value).__name__} {shown(value)}")
+    bad = invalid_char(value)
+    if bad is not None:
+        raise ValueError(f"an invalid character in {what}: U+{ord(value[bad]):04X} at position "
+                         f"{bad} (send UTF-8 text)")
     return value
+
+
+def invalid_char(text: str):
+    """The index of the first character of `text` that UTF-8 cannot encode (a surrogate code
+    point: Python's strings may hold one alone), else None."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        return e.start
+
+
+def check_strings(value, what: str) -> None:
+    """Every string inside `value` (nested lists and dicts, keys too) is valid text."""
+    stack = [value]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            check_text(x, what)
+        elif isinstance(x, dict):
+            stack += list(x.keys()) + list(x.values())
+        elif isinstance(x, (list, tuple)):
+            stack += list(x)
+
+
+def _one_line(e: Exception) -> str:
+    """An error as one printable line: an OSError as "<path>: <reason>" (IsADirectoryError,
+    NotADirectoryError, PermissionError, ...), any text that cannot be printed escaped."""
+    if isinstance(e, OSError) and e.strerror:
+        text = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    else:
+        text = str(e) or type(e).__name__
+    text = " ".join(text.split())
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def run_cli(main: Callable[[Optional[list[str]]], int], argv: Optional[list[str]] = None) -> None:
     warnings.showwarning = _one_line_warning
     try:
         code = main(argv)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:      # bad input, or a path that cannot be read/written
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import random
 from dataclasses import dataclass
 from typing import Iterator, Literal, Optional, Protocol, Sequence
 
 import torch
 
+from .cli import is_number, shown
 from .model import Seq2Seq
 from .rules import NoRepeatNGram, RepetitionPenalty
 
@@ -40,18 +40,15 @@ class GenerationConfig:
 
     def validate(self) -> None:
         """The one check of the sampling parameters (writers, CLIs and the app rely on it)."""
-        def number(x) -> bool:
-            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
         lo, hi = TEMPERATURES
-        if not (number(self.temperature) and lo <= self.temperature <= hi):
+        if not (is_number(self.temperature) and lo <= self.temperature <= hi):
             raise ValueError(f"temperature must be a number from {lo} to {hi:g}, "
-                             f"got {self.temperature!r}")
-        if not (number(self.top_p) and 0 < self.top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if not (number(self.repetition_penalty) and self.repetition_penalty > 0):
+                             f"got {shown(self.temperature)}")
+        if not (is_number(self.top_p) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {shown(self.top_p)}")
+        if not (is_number(self.repetition_penalty) and self.repetition_penalty > 0):
             raise ValueError(f"repetition_penalty must be a positive number, got "
-                             f"{self.repetition_penalty!r}")
+                             f"{shown(self.repetition_penalty)}")
         if self.max_len <= 0:
             raise ValueError(f"max_len must be positive, got {self.max_len}")
         if self.top_k < 0 or self.beam_size < 1 or self.no_repeat_ngram < 0:

@@ -56,6 +56,8 @@ def parse_start(start: str | Sequence[str] | None) -> tuple[str, ...]:
     if not isinstance(start, str) and not (isinstance(start, (list, tuple))
                                            and all(isinstance(s, str) for s in start)):
         raise ValueError(f"start must be text or a list of lines, got {type(start).__name__}")
+    for s in [start] if isinstance(start, str) else start:
+        check_text(s, "start")
     parts = re.split(r"[，。,.;；？！?!：:、/|\s]+", start) if isinstance(start, str) else [
         re.sub(r"[，。,.;；？！?!：:、\s]", "", s) for s in start]
     return tuple(p for p in parts if p)

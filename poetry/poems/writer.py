@@ -83,6 +83,8 @@ def clean_keywords(keywords, known) -> tuple[str, ...]:
         keywords = re.split(r"[\s,，、;；]+", keywords)
     elif not isinstance(keywords, (list, tuple)) or not all(isinstance(k, str) for k in keywords):
         raise ValueError(f"keywords must be a string or a list of strings, got {keywords!r}")
+    for k in keywords:
+        check_text(k, "keywords")
     words = [k.strip() for k in keywords if k.strip()]
     if not words:
         return ()

@@ -97,7 +97,8 @@ def parse_item(item: dict) -> dict:
         return item
     words = str(item["setting"]).split()
     if len(words) < 2:      # fails this item alone, in run_batch
-        return {"_error": f"a plain line needs 'METER KEY [RHYTHM]', got {item['setting']!r}"}
+        return {"_error": f"a plain line needs 'METER KEY [RHYTHM]', got {item['setting']!r}",
+                "_raw": item["setting"]}
     out = {"meter": words[0], "key": words[1]}
     if len(words) > 2:
         out["rhythm"] = " ".join(words[2:])

@@ -44,8 +44,13 @@ def _toolkit():
 
 def _load(abc: str):
     """Load the tune into the shared toolkit; the caller holds _LOCK."""
-    if "K:" not in abc or "X:" not in abc:
+    fields = dict(re.findall(r"(?m)^([XK]):(.*)$", abc)[::-1])    # the first X: and K: lines
+    if "X" not in fields or "K" not in fields:
         raise ValueError("not an ABC tune: it needs X: and K: header lines")
+    if not fields["X"].strip().isdigit() or not fields["K"].strip():
+        # (verovio crashes the process on an empty X: or K: field)
+        raise ValueError("not an ABC tune: X: needs the tune's number and K: its key, "
+                         "e.g. X:1 and K:D")
     tk = _toolkit()
     if not tk.loadData(abc) or tk.getPageCount() < 1:
         raise ValueError("verovio could not read the ABC tune")

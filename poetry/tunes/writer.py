@@ -114,6 +114,9 @@ class TuneWriter(Writer):
         """Validate one request. Raises ValueError (one line) on bad input."""
         meter = parse_meter(meter)
         k = key if isinstance(key, Key) else parse_key(check_text(key, "the key"))
+        rhythm = check_text(rhythm, "the rhythm", optional=True)
+        start = check_text(start, "the opening bars", optional=True)
+        form = check_text(form, "the form", optional=True)
         rhythm = self.check_rhythm(rhythm, meter)
         form = self.check_form(form, rhythm)
         prefix: tuple = ()
