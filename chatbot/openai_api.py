@@ -137,7 +137,7 @@ def create_app(bot: Callable[[], Bot]) -> FastAPI:
                 if len(raw) > MAX_BODY:
                     return _error(too_big)
         except ClientDisconnect:                 # nobody is left to answer: one log line
-            log.info("a client went away while sending its request")
+            log.warning("a client went away while sending its request")
             return Response(status_code=400)
         try:
             req = parse(json.loads(raw.decode("utf-8")))

@@ -14,7 +14,7 @@ def run(tmp_path, text: bytes):
     items = read_items(src, "theme")
     run_batch(items, out, "results", lambda i, it: (it["theme"], item_seed(it, 0, i)),
               lambda jobs: [[t] for t, _ in jobs], known_keys={"theme", "seed"}, progress=False)
-    return [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    return [json.loads(x) for x in out.read_text(encoding="utf-8").split("\n") if x]
 
 
 def test_bom_blank_deep_and_bad_seed_fail_alone(tmp_path):
@@ -75,3 +75,63 @@ def test_torchrun_shards_a_batch_into_the_one_process_output(poem_model_dir, tmp
     assert (tmp_path / "two.jsonl").read_text(encoding="utf-8") == one
     assert one.count("\n") == 25 and "\"error\"" in one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.jsonl", "themes.txt", "two.jsonl"]
+
+
+def test_lines_that_python_cannot_read_fail_alone(tmp_path):
+    """A number over Python's 4,300-digit limit or a lone surrogate escape used to refuse the
+    whole file or stop the batch at that item on every rerun; now each fails alone and its
+    output line echoes the line as it was."""
+    lines = ['{"theme": "明月", "seed": 1' + "0" * 5000 + "}", '{"theme": "\\ud800明月"}',
+             '{"\\udcff": 1}', "秋\u2028\x0c\x85夜", '{"theme": "春"}']
+    rows = run(tmp_path, "\n".join(lines).encode("utf-8"))
+    assert [r["index"] for r in rows] == list(range(5))
+    assert "invalid JSON (Exceeds the limit (4300 digits)" in rows[0]["error"]
+    assert "invalid character" in rows[1]["error"] and "invalid character" in rows[2]["error"]
+    assert [r["input"] for r in rows[:3]] == lines[:3]
+    assert rows[3]["results"] == ["秋\u2028\x0c\x85夜"] and rows[4]["results"] == ["春"]
+
+
+def test_a_rerun_on_another_input_is_refused(tmp_path):
+    """An output written for input A is never resumed for input B: it would keep A's
+    results as B's first items."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+
+    def go(text):
+        src.write_text(text, encoding="utf-8")
+        return run_batch(read_items(src, "theme"), out, "results",
+                         lambda i, it: (it["theme"], 0), lambda jobs: [[t] for t, _ in jobs],
+                         known_keys={"theme"}, progress=False)
+    go("明月\n秋夜\n春\n")
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="another input .*line 1"):
+        go("江雪\n秋夜\n春\n冬\n")
+    assert out.read_bytes() == before
+    assert go("明月\n秋夜\n春\n冬\n")["resumed_after"] == 3          # the same input grown
+
+
+@pytest.mark.parametrize("cli", ["chatbot", "poetry poem", "poetry tune"])
+def test_cli_paths_that_cannot_be_read_or_written_exit_2(cli, tmp_path, chat_model_dir,
+                                                         poem_model_dir, tune_model_dir):
+    """--input a folder, --output a folder or under a file, --out-dir under /dev/null, a
+    message that is not UTF-8: one line on stderr and exit status 2, never a traceback."""
+    import subprocess
+    import sys
+    model = {"chatbot": chat_model_dir, "poetry poem": poem_model_dir,
+             "poetry tune": tune_model_dir}[cli]
+    src = tmp_path / "in.txt"
+    src.write_text("6/8 Dmaj jig\n" if "tune" in cli else "明月\n", encoding="utf-8")
+    (tmp_path / "file").write_text("x")
+    cases = [["--input", str(tmp_path), "--output", str(tmp_path / "o.jsonl")],
+             ["--input", str(src), "--output", str(tmp_path)],
+             ["--input", str(src), "--output", str(tmp_path / "file" / "o.jsonl")]]
+    if "tune" in cli:
+        cases.append(["--meter", "6/8", "--key", "D", "--out-dir", "/dev/null/x"])
+    if cli == "chatbot":
+        cases.append(["--message", "hi \udcff"])       # as Python reads the byte 0xff
+    for args in cases:
+        p = subprocess.run([sys.executable, "-m", *cli.split(), "--model", str(model), *args],
+                           capture_output=True, text=True, timeout=120, errors="replace",
+                           cwd=Path(__file__).resolve().parents[1])
+        assert p.returncode == 2, (args, p.stderr)
+        assert p.stderr.startswith("error: ") and "Traceback" not in p.stderr, (args, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1, (args, p.stderr)

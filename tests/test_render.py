@@ -1,6 +1,7 @@
 """Rendering a tune: MIDI, WAV and SVG, offline."""
 import io
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,3 +64,16 @@ def test_tempo_and_fit_width():
     svg = fit_width(to_svg(slow))
     assert svg.startswith("<svg viewBox=") and 'style="width:100%;height:auto"' in svg
     assert fit_width("<svg>x</svg>") == "<svg>x</svg>"
+
+
+@pytest.mark.parametrize("abc", ["X:\nK:\n", "X:\nK:D\nabc|\n", "X:1\nK:\nabc|\n", "K:D\nabc\n"])
+def test_headers_verovio_cannot_take_are_refused(abc, tmp_path):
+    """An empty X: or K: field used to crash the process inside verovio (exit 139)."""
+    import subprocess
+    import sys
+    f = tmp_path / "t.abc"
+    f.write_text(abc, encoding="utf-8")
+    p = subprocess.run([sys.executable, "-m", "poetry.tunes.render", str(f), "--out-dir",
+                        str(tmp_path)], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert p.returncode == 2 and p.stderr.startswith("error: not an ABC tune"), p.stderr

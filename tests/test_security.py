@@ -29,3 +29,24 @@ def test_the_server_binds_to_this_machine_and_never_shares():
     assert "share=True" not in src and "--share" not in src
     assert 'default="127.0.0.1"' in src
     assert app.MAX_UPLOAD_MB == 2 and app.MAX_ITEMS == 1000
+
+
+def test_every_test_security_md_names_exists():
+    """Each promise names its test: `tests/file.py::test_name`, or `::test_name` for the file
+    named before it on the same line, or a whole file."""
+    import ast
+    text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    named = 0
+    for line in text.splitlines():
+        current = None
+        for path, name in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", line):
+            current = path or current
+            if not (path or name):
+                continue
+            assert current and (ROOT / current).is_file(), (current, line)
+            if name:
+                tree = ast.parse((ROOT / current).read_text(encoding="utf-8"))
+                names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+                assert name in names, f"{current}::{name}"
+            named += 1
+    assert named >= 15
