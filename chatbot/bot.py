@@ -291,8 +291,12 @@ class Bot(Writer):
         return self.generate([job], temperature, candidates, top_p=top_p)[0]
 
     def reply(self, history, **kw) -> str:
-        """The best next turn as text (options as for `replies`)."""
-        return self.replies(history, 1, **kw)[0]["reply"]
+        """The best next turn as text (options as for `replies`); ValueError if no candidate
+        survives (every one empty, as an untrained model may write)."""
+        out = self.replies(history, 1, **kw)
+        if not out:
+            raise ValueError("no reply could be written for this conversation")
+        return out[0]["reply"]
 
     def stream(self, history, temperature: Optional[float] = None, top_p: float = TOP_P,
                seed: Optional[int] = None, candidates: int = CANDIDATES) -> Iterator[str]:

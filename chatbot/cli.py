@@ -43,10 +43,14 @@ def talk(bot, args, stdin=sys.stdin, stdout=sys.stdout) -> int:
             continue
         if not msg:
             continue
-        history.append(msg)
         seed = None if args.seed is None else args.seed + turn
-        reply = bot.reply(history, temperature=args.temperature, top_p=args.top_p, seed=seed)
-        history.append(reply)
+        try:                               # a bad message is refused; the conversation goes on
+            reply = bot.reply(history + [msg], temperature=args.temperature, top_p=args.top_p,
+                              seed=seed)
+        except ValueError as e:
+            print(f"error: {e}", file=stdout, flush=True)
+            continue
+        history += [msg, reply]
         turn += 1
         print(f"bot> {reply}", file=stdout, flush=True)
     return 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import random
 import re
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from shared import report as report_lib
 from shared.cli import run_cli
 from shared.ngram import KneserNey
 from shared.trainer import evaluate
@@ -95,15 +97,25 @@ def ranking_scores(bot, exs, cands) -> dict[str, list[list[float]]]:
                                             for (turns, _), cs in zip(exs, cands) for c in cs])
     tfidf = [bot.index.similarity(turns[-1], c) if bot.index is not None else 0.0
              for (turns, _), cs in zip(exs, cands) for c in cs]
-    k = CANDIDATES
-
+    ends = list(itertools.accumulate(len(cs) for cs in cands))   # a set may hold fewer than
+                                                                  # CANDIDATES (few examples)
     def rows(xs):
-        return [xs[i:i + k] for i in range(0, len(xs), k)]
+        return [xs[e - len(cs):e] for e, cs in zip(ends, cands)]
     return {"forward": rows(f), "backward": rows(b), "tfidf": rows(tfidf)}
 
 
+def _reply(bot, message, **kw) -> str:
+    """The bot's reply, or "" where it writes none (an untrained model's empty candidates)."""
+    try:
+        return bot.reply(message, **kw)
+    except ValueError:
+        return ""
+
+
 def hits_at_1(rows: list[list[float]]) -> float:
-    """Share of examples whose true candidate (index 0) scores strictly best."""
+    """Share of examples whose true candidate (index 0) scores strictly best (examples with
+    no other candidate do not count)."""
+    rows = [r for r in rows if len(r) > 1]
     return round(sum(r[0] > max(r[1:]) for r in rows) / max(len(rows), 1), 4)
 
 
@@ -161,9 +173,10 @@ def tune_gap(bot, data: Path, langs: tuple[str, ...], n: int = 100) -> dict:
     try:
         for gap in GAPS:
             bot.weights["gap"] = gap
-            named[gap] = sum(name.lower() in bot.reply(q, seed=i).lower()
+            named[gap] = sum(name.lower() in _reply(bot, q, seed=i).lower()
                              for i, (q, name) in enumerate(asks))
-            out = [r[0] for r in bot.generate(jobs)] if jobs else []
+            none = {"reply": "", "source": "generated"}      # no candidate survived
+            out = [r[0] if r else none for r in bot.generate(jobs)] if jobs else []
             table[str(gap)] = {
                 "named": f"{named[gap]}/{len(asks)}",
                 "generic_rate": round(sum(_norm(r["reply"]) in generic for r in out)
@@ -294,12 +307,12 @@ def identity(bot, seeds: int = 1) -> dict:
     out = {}
     for lang, phrasings in persona["evaluation"].items():
         name = persona["name"][lang]
-        answers = [bot.reply(q, seed=i) for i, q in enumerate(phrasings)]
+        answers = [_reply(bot, q, seed=i) for i, q in enumerate(phrasings)]
         out[lang] = {"name": name, "answered_with_name": sum(name.lower() in a.lower()
                                                              for a in answers),
                      "asked": len(phrasings), "answers": answers}
         if seeds > 1:
-            per = [sum(name.lower() in bot.reply(q, seed=s).lower() for s in range(seeds))
+            per = [sum(name.lower() in _reply(bot, q, seed=s).lower() for s in range(seeds))
                    for q in phrasings]
             out[lang]["over_seeds"] = {"seeds": seeds, "named": sum(per),
                                        "asked": len(phrasings) * seeds, "per_phrasing": per}
@@ -318,7 +331,7 @@ def speed(bot, runs: int = 21) -> dict:
         times = []
         for i in range(runs):
             t0 = time.perf_counter()
-            bot.reply([message], seed=i)
+            _reply(bot, [message], seed=i)
             times.append(time.perf_counter() - t0)
         out[f"{lang}_reply_p50_ms_batch1"] = round(1000 * statistics.median(times[1:]), 1)
     return out
@@ -339,6 +352,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tune", action="store_true",
                     help="tune the re-ranking weights on validation and write them into the "
                          "cards (chat's, and chat-zh's for the Chinese bot)")
+    report_lib.add_option(ap)
     args = ap.parse_args(argv)
     if args.identity_seeds < 1:
         ap.error(f"--identity-seeds must be at least 1, not {args.identity_seeds}")
@@ -361,6 +375,9 @@ def main(argv=None) -> int:
     report["identity"] = identity(bot, args.identity_seeds)
     report["speed"] = speed(bot)
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
+    if args.report:
+        report_lib.write(report, report_lib.command_line("python -m chatbot.evaluate", argv),
+                         args.report)
     return 0
 
 
