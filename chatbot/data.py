@@ -275,11 +275,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="KdConv's data folder ({film,music,travel}/{dev,test}.json)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--force", action="store_true", help="rebuild even if prepared")
+    p.add_argument("--unverified", action="store_true",
+                   help="wheels laid out as the releases but not them (samples): their "
+                        "checksums are not checked")
     s = sub.add_parser("stats", help="print the counts table for data/README.md")
     s.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
-        stats = prepare(args.wheels, args.out, args.force, kdconv=args.kdconv)
+        stats = prepare(args.wheels, args.out, args.force, verify=not args.unverified,
+                        kdconv=args.kdconv)
         print(f"{stats['kept']:,} conversations of {stats['raw_conversations']:,} "
               f"(dropped: {stats['dropped']}) -> {args.out}")
     else:

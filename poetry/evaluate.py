@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from shared import report
 from shared.cli import run_cli
 
 from .poems import evaluate as poem_eval
@@ -18,9 +19,12 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="task", required=True)
     for name, module in (("poem", poem_eval), ("tune", tune_eval)):
-        module.add_arguments(sub.add_parser(name, description=module.__doc__,
-                                            formatter_class=argparse.RawDescriptionHelpFormatter))
+        p = sub.add_parser(name, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        report.add_option(p)
     args = ap.parse_args(argv)
+    args.command = report.command_line("python -m poetry.evaluate", argv)
     return {"poem": poem_eval.run, "tune": tune_eval.run}[args.task](args)
 
 

@@ -129,7 +129,7 @@ def load_splits(folder: str | Path, train_splits: tuple[str, ...] = ("train",)):
     for name in train_splits:
         if not (folder / f"{name}.jsonl").exists():
             raise FileNotFoundError(f"{folder / name}.jsonl is missing: prepare the corpus "
-                                    f"first (README, 'Train, evaluate, benchmark')")
+                                    f"first (README, 'Retrain')")
     if train_splits == ("train",):
         return datalib.load(folder)
     import datasets                  # train from several files: one load, no file read twice

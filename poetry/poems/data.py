@@ -318,11 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tarball", type=Path, default=TARBALL)
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.add_argument("--unverified", action="store_true",
+                   help="a tarball laid out as the release but not it (a sample): its "
+                        "checksum is not checked and nothing is fetched")
     s = sub.add_parser("stats", help="print the counts table for data/README.md")
     s.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
-        stats = prepare(args.tarball, args.out, args.force)
+        if args.unverified and not args.tarball.is_file():
+            raise FileNotFoundError(f"{args.tarball} is missing (--unverified fetches nothing)")
+        stats = prepare(args.tarball, args.out, args.force, verify=not args.unverified)
         print(f"{stats['kept']:,} poems of {stats['raw_poems']:,}; "
               f"{stats['distinct_characters']:,} distinct characters; "
               f"{stats['corpus_lines']:,} corpus lines -> {args.out}")

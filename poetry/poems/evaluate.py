@@ -282,6 +282,9 @@ def run(args) -> int:
     if args.against:
         report["speed_against_release"] = speed_against(Path(args.against))
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
+    if getattr(args, "report", None):
+        from shared.report import write
+        write(report, args.command, args.report)
     return 0
 
 

@@ -220,6 +220,9 @@ def run(args) -> int:
     report = evaluate(writer, args.tunes, Path(args.data))
     report["model"] = str(args.model or TuneWriter.default_dir())
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 1))
+    if getattr(args, "report", None):
+        from shared.report import write
+        write(report, args.command, args.report)
     return 0
 
 

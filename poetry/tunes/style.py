@@ -38,7 +38,7 @@ class Style:
 
 DANCES = ("jig", "reel", "hornpipe", "slip jig", "polka", "march", "strathspey")
 # Measured with `python -m poetry.tunes.style --table` on the training split of cache/tunes
-# (10 325 tunes; the figures are in docs/tunes-notes.md).
+# (10 325 tunes; the figures are in docs/tunes.md).
 STYLES: dict[str, Style] = {
     "song": Style("free", 53, 81, 0.029),
     "other": Style("free", 62, 83, 0.0076),
