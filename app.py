@@ -32,12 +32,9 @@ from typing import Iterator
 
 def fewer_malloc_arenas(arenas: int = 2) -> None:
     """As MALLOC_ARENA_MAX=2, set before the server's threads exist. glibc gives threads their
-    own malloc arenas (up to 8 per core) and memory freed in one is not reused by another: under
-    `python load.py --clients 16 --seconds 60 --rounds 3` the server's RSS crept 864 -> 1008 ->
-    1143 MB after the rounds; with MALLOC_ARENA_MAX=2 in the environment 854 -> 916 -> 916 MB,
-    with this call 827 -> 932 -> 952 MB (single runs each, session 6; in session 7 the
-    environment variable gave +12 % too, and `trim_memory_every` is what held RSS flat).
-    No-op off glibc."""
+    own malloc arenas (up to 8 per core) and memory freed in one is not reused by another, so
+    the server's RSS creeps under `python load.py --clients 16 --seconds 60 --rounds 3`; this
+    limits the arenas (`trim_memory_every` is what holds RSS flat). No-op off glibc."""
     import ctypes
     try:
         ctypes.CDLL("libc.so.6").mallopt(-8, arenas)          # -8: M_ARENA_MAX
@@ -50,9 +47,8 @@ fewer_malloc_arenas()
 
 def trim_memory_every(seconds: float = 5.0) -> None:
     """A daemon thread that hands freed heap memory back to the system every `seconds`
-    (glibc's malloc_trim; no-op elsewhere). Freed blocks otherwise stay resident: under
-    `python load.py --clients 16 --seconds 60 --rounds 3` the server's RSS went 829 -> 933 ->
-    928 MB after the rounds without it, 796 -> 754 -> 788 MB with it (session 7)."""
+    (glibc's malloc_trim; no-op elsewhere). Freed blocks otherwise stay resident: compare the
+    server's RSS after each round of `python load.py --clients 16 --seconds 60 --rounds 3`."""
     import ctypes
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim

@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 
 def machine() -> str:
-    name = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    return f"{name}, {os.cpu_count()} cores"
+    from .runs import hardware          # the model cards' words for the same machine
+    return hardware()
 
 
 def add_option(ap: argparse.ArgumentParser) -> None:

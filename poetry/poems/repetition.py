@@ -5,9 +5,9 @@ Three habits of an untrained eye that real 绝句/律诗 avoid:
 * a rhyme character twice (重韵): the rhyming line ends must be distinct;
 * doubled characters (叠字 XX, 悠悠, 萧萧): real poems double only some characters, rarely;
 * a character twice in one line other than as XX (雨急霏霏雨): 2.0 % of real lines, 10.5 % of
-  real poems have one; 18 % of the lines and 70 % of the poems of the model of session 6 did;
-* a two-character sequence twice in a poem (春来芳菲春，柳色芳菲深): 3.0 % of real poems, 23 %
-  of that model's.
+  real poems have one; an unconstrained model writes far more;
+* a two-character sequence twice in a poem (春来芳菲春，柳色芳菲深): 3.0 % of real poems, far
+  more of an unconstrained model's.
 With limits on (`PoemConstraint` given `Limits`), the last two are never allowed: real poems do
 them in 2 % of lines and 3 % of poems, so a measured cap would allow nothing either.
 
