@@ -36,7 +36,7 @@ from shared.cli import is_number, shown
 from .bot import MAX_N, Bot, from_messages, is_chinese
 
 MODEL_ID = "shiyu-chat"
-TEMPERATURE = (0.3, 1.5)          # the range the Chat tab's slider allows (app.LIMITS)
+TEMPERATURE = (0.3, 1.5)          # the range the Chat tab's slider allows (server/handlers.py LIMITS)
 MAX_BODY = 1 << 20                # bytes of one request body
 
 log = logging.getLogger("shiyu.openai")

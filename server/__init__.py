@@ -1,1 +1,3 @@
-"""The app's server plumbing, apart from the page (app.py): which files a request may name."""
+"""The app's server side, apart from the page (app.py): the handlers behind its endpoints
+(handlers, batch, models), the files it writes (files), what a request may name (inputs) and
+its memory (memory)."""

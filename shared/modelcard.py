@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 EVAL = {"chat": "chat", "chat-backward": "chat", "tune": "tune", "poem": "poem"}
 
 
@@ -42,12 +43,15 @@ def render(card: dict, folder_name: str) -> str:
                   f"Validation perplexity {val.get('ppl', float('nan')):.2f} per target token "
                   f"({val.get('tokens', 0):,} tokens; {val.get('note', '')})."]
         task = EVAL.get(card.get("task", ""))
-        if task:
+        if task and (ROOT / "docs" / "eval" / f"{task}.md").exists():
             lines += [f"Held-out evaluation: [docs/eval/{task}.md](../../../docs/eval/{task}.md)."]
         lines += [""]
     if card.get("limitations"):
         lines += ["## Limitations", ""] + [f"- {x}" for x in card["limitations"]] + [""]
-    lines += ["## Rebuild", "", "```sh", card.get("rebuild", ""), "```", ""]
+    lines += ["## Rebuild", ""]
+    if card.get("provenance"):
+        lines += [f"These weights: {card['provenance']}.", ""]
+    lines += ["```sh", card.get("rebuild", ""), "```", ""]
     return "\n".join(lines)
 
 

@@ -4,6 +4,8 @@
     python -m shared.recipe run recipes/tune.toml --smoke    # every stage at toy size, in a
                                                              # folder of its own (--work DIR)
     python -m shared.recipe show recipes/tune.toml           # the commands, nothing run
+    python -m shared.recipe sign recipes/chat.toml --provenance TEXT   # sign the folders as
+                                                             # they are, saying how they were built
 
 A recipe (TOML) names the model folder(s) it builds (`model`: a name or a list), the licences of the data it is trained on,
 and its stages, each one command (the project's own CLIs) with an optional `smoke` variant:
@@ -24,8 +26,10 @@ that completes is recorded in `{runs}/recipes/<model>.json` with its command, so
 kill or any failure starts at the first stage not yet done (and a training stage resumes from
 its own checkpoint). A stage whose command changed runs again, and so does every stage after it.
 After the last stage the card of `{models}/<model>` gets the recipe's words (`about`, `use`,
-`limitations`, `data_licences`), `recipe` and `rebuild` (this command), and a README.md for
-readers is written beside it from the card (`shared/modelcard.py`).
+`limitations`, `data_licences`), `recipe`, `rebuild` (this command) and `provenance` (built by
+this recipe), and a README.md for readers is written beside it from the card
+(`shared/modelcard.py`). `sign` does the same for folders that were trained otherwise; its
+`--provenance` says how, in a sentence the card and its README show.
 """
 from __future__ import annotations
 
@@ -149,19 +153,25 @@ def run(recipe: Recipe, smoke: bool = False, work: Path | None = None,
         tmp = state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(done, indent=1))
         tmp.replace(state_file)
-    root = Path(recipe.places(work)["models"])
-    folders = [root / m if root.is_absolute() else ROOT / root / m for m in recipe.models]
-    for folder in folders:
+    built = folders(recipe, work)
+    for folder in built:
         sign(recipe, folder, smoke)
-    return folders
+    return built
+
+
+def folders(recipe: Recipe, work: Path | None = None) -> list[Path]:
+    root = Path(recipe.places(work)["models"])
+    return [root / m if root.is_absolute() else ROOT / root / m for m in recipe.models]
 
 
 class RecipeError(RuntimeError):
     pass
 
 
-def sign(recipe: Recipe, folder: Path, smoke: bool = False) -> None:
-    """The card names its recipe, data licences and one rebuild command; README.md follows."""
+def sign(recipe: Recipe, folder: Path, smoke: bool = False,
+         provenance: str = "built by its recipe") -> None:
+    """The card names its recipe, data licences, one rebuild command and how these weights were
+    built; README.md follows."""
     from .modelcard import write_readme
     card_file = folder / "card.json"
     if not card_file.exists():
@@ -171,7 +181,8 @@ def sign(recipe: Recipe, folder: Path, smoke: bool = False) -> None:
     card.update({"about": recipe.about, "use": recipe.use, "limitations": recipe.limitations,
                  "recipe": recipe.name, "data_licences": recipe.data_licences,
                  "rebuild": f"python -m shared.recipe run {recipe.name}"
-                            + (" --smoke" if smoke else "")})
+                            + (" --smoke" if smoke else ""),
+                 "provenance": provenance})
     tmp = card_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(card_file)
@@ -181,13 +192,17 @@ def sign(recipe: Recipe, folder: Path, smoke: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shared.recipe", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["run", "show"])
+    ap.add_argument("action", choices=["run", "show", "sign"])
     ap.add_argument("recipe", type=Path, help="a recipes/*.toml file")
     ap.add_argument("--smoke", action="store_true", help="every stage at toy size")
     ap.add_argument("--work", type=Path, default=None,
                     help="with --smoke: the folder for its cache, runs and models "
                          "(default runs/smoke)")
+    ap.add_argument("--provenance", default=None,
+                    help="with sign: how the folders' weights were built, in a sentence")
     args = ap.parse_args(argv)
+    if (args.action == "sign") != (args.provenance is not None):
+        ap.error("sign needs --provenance (how the weights were built), and only sign takes it")
     if args.work is not None and not args.smoke:
         ap.error("--work goes with --smoke (a full run builds into cache/, runs/, data/models/)")
     recipe = Recipe.load(args.recipe)
@@ -197,11 +212,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {name}\n{command}")
         return 0
     try:
-        folders = run(recipe, args.smoke, work)
+        if args.action == "sign":
+            for folder in folders(recipe, work):
+                sign(recipe, folder, args.smoke, args.provenance.strip())
+                print(f"signed {folder}", file=sys.stderr)
+            return 0
+        built = run(recipe, args.smoke, work)
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"built {', '.join(map(str, folders))}", file=sys.stderr)
+    print(f"built {', '.join(map(str, built))}", file=sys.stderr)
     return 0
 
 

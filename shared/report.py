@@ -19,6 +19,20 @@ import time
 from pathlib import Path
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _relative(x):
+    """Paths inside the project as the project names them (data/models/tune), in any value."""
+    if isinstance(x, str) and x.startswith(f"{ROOT}/"):
+        return x[len(str(ROOT)) + 1:]
+    if isinstance(x, dict):
+        return {k: _relative(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_relative(v) for v in x]
+    return x
+
+
 def machine() -> str:
     from .runs import hardware          # the model cards' words for the same machine
     return hardware()
@@ -42,7 +56,7 @@ def write(result: dict, command: str, md_path: str | Path) -> Path:
     if md.suffix != ".md":
         raise ValueError(f"--report takes a .md path (its .json goes beside it), got {md}")
     doc = {"command": command, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
-           "result": result}
+           "result": _relative(result)}
     md.parent.mkdir(parents=True, exist_ok=True)
     md.with_suffix(".json").write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n",
                                        encoding="utf-8")

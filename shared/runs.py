@@ -83,8 +83,7 @@ def main(task: TrainTask, argv: Optional[list[str]] = None) -> int:
                   args.out)
     if args.export:           # the task's files (chat's index) from each record once, unrepeated
         return export(task, model, tok, Path(args.out), Path(args.export), val,
-                      train_records.to_list(), Path(args.data), args.train_seconds,
-                      args.schedule_note)
+                      train_records.to_list(), Path(args.data), args.train_seconds)
     train(model, encoded(repeated(train_records, args.repeat), task, tok, "train", args.out),
           val, tcfg, args.out,
           bos=tok.bos_id, eos=tok.eos_id, what=f"{task.name} model",
@@ -159,9 +158,6 @@ def add_arguments(ap: argparse.ArgumentParser, data: str | Path, out: str, epoch
     ap.add_argument("--export", help="export the best weights of --out to this folder and exit")
     ap.add_argument("--train-seconds", type=float, default=None,
                     help="with --export: training wall time, for runs whose log lacks it")
-    ap.add_argument("--schedule-note", default=None,
-                    help="with --export: how the run was scheduled (restarts, extensions), "
-                         "written to the card")
     ap.add_argument("--init", metavar="RUN",
                     help="fine-tune: start from RUN's best weights, with its tokenizer and "
                          "model shape (the new run's own checkpoints win on resume)")
@@ -307,16 +303,12 @@ def hardware() -> str:
 
 def export(task: TrainTask, model: Seq2Seq, tok: Tokenizer, run: Path, dest: Path,
            val_pairs: list, train_records: list[dict], data: Path,
-           train_seconds: float | None, schedule_note: str | None = None) -> int:
+           train_seconds: float | None) -> int:
     """The run's best weights, their validation perplexity and the task's card -> dest."""
     load_best(model, run)
     metrics = evaluate(model, val_pairs, bos=tok.bos_id, eos=tok.eos_id)
-    facts = card_facts(run, train_seconds, schedule_note)
-    if "fine_tuned_from" in facts:
-        rebuild = (f"{task.prog} with the options in argv, from the run in fine_tuned_from (see "
-                   f"schedule_note, which names any earlier fine-tunes); the model the chain "
-                   f"starts from: {task.rebuild}")
-    elif facts["first_argv"] and task.prepare:   # the run's first command, then its export
+    facts = card_facts(run, train_seconds)
+    if facts["first_argv"] and task.prepare:     # the run's first command, then its export
         own = task.prog.split()[3:]              # what `python -m module` adds (--backward)
         command = f"{task.prog} {shlex.join(a for a in facts['first_argv'] if a not in own)}"
         rebuild = f"{task.prepare} && {command} && {command} --export {shlex.quote(str(dest))}"
@@ -348,8 +340,7 @@ def load_best(model: Seq2Seq, run: str | Path) -> None:
 CURVE_POINTS = 200     # training-curve points kept in a model card
 
 
-def card_facts(run: str | Path, train_seconds: float | None = None,
-               schedule_note: str | None = None) -> dict:
+def card_facts(run: str | Path, train_seconds: float | None = None) -> dict:
     """What the run folder knows for a model card: configs, validation history, wall time."""
     run = Path(run)
     record = json.loads((run / "run.json").read_text())
@@ -375,7 +366,6 @@ def card_facts(run: str | Path, train_seconds: float | None = None,
             "hardware": f"{record.get('hardware', hardware())}; "
                         f"{threads} torch thread(s)",
             **({"precision": record["precision"]} if "precision" in record else {}),
-            **({"schedule_note": schedule_note} if schedule_note else {}),
             **({"fine_tuned_from": fine_tuned_from(argv)} if "--init" in argv[:-1] else {})}
 
 

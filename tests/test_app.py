@@ -9,7 +9,9 @@ import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
 
-from app import _text, build_app
+from app import build_app
+from server import batch, files, handlers, models
+from server.handlers import _text
 
 
 def free_port() -> int:
@@ -58,15 +60,14 @@ def test_notes_are_this_threads_own():
     import threading
     import warnings
 
-    import app
-    with app.notes() as mine:
+    with handlers.notes() as mine:
         other = threading.Thread(target=warnings.warn, args=("another user's note",))
         other.start()
         other.join()
         warnings.warn("my note")
         warnings.warn("my note")
     assert mine == ["my note"]
-    with app.notes() as again:                  # the same note next time too, not once only
+    with handlers.notes() as again:              # the same note next time too, not once only
         warnings.warn("my note")
     assert again == ["my note"]
 
@@ -131,10 +132,9 @@ def test_what_is_dropped_or_odd_is_said_once(client, monkeypatch):
         client.predict(theme="明月", start="hello there", api_name="/write_poems")
     with pytest.raises(Exception, match="^the opening bars hello are not valid ABC"):
         client.predict(start="hello", api_name="/write_tunes")
-    import app
     toasts = []
-    monkeypatch.setattr(app.gr, "Warning", toasts.append)
-    app.write_tunes("6/8", "dmaj", "reel", "", 1, 1.0, "1")    # the page shows it as a toast
+    monkeypatch.setattr(gr, "Warning", toasts.append)
+    handlers.write_tunes("6/8", "dmaj", "reel", "", 1, 1.0, "1")    # the page shows it as a toast
     assert len(toasts) == 1 and re.fullmatch(r"only \d+ of the [\d,]+ training tunes in 6/8 are "
                                              r"'reel'; 'reel' tunes are mostly in 2/2", toasts[0])
 
@@ -210,28 +210,28 @@ def test_download_files_are_bounded(monkeypatch):
     """Every /write_tunes call left a folder behind (476 calls, 1.6 GB): now files older than
     SCRATCH_AGE go when the next one is made, and Gradio's cache copies on the same schedule."""
     import os
-    import app
-    monkeypatch.setattr(app, "MODEL_DIRS", dict(app.MODEL_DIRS))   # the module's server's own
-    first = app.scratch("tunes.abc")
+    # build_app sets the model folders: the module's server keeps its own
+    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
+    first = files.scratch("tunes.abc")
     first.write_text("x")
-    old = time.time() - app.SCRATCH_AGE - 5
+    old = time.time() - files.SCRATCH_AGE - 5
     os.utime(first, (old, old))
     os.utime(first.parent, (old, old))
-    busy = app.scratch("poems.jsonl")          # an old folder whose file is still written
+    busy = files.scratch("poems.jsonl")        # an old folder whose file is still written
     busy.write_text("x")
     os.utime(busy.parent, (old, old))
-    second = app.scratch("tunes.abc")
+    second = files.scratch("tunes.abc")
     assert not first.parent.exists() and second.parent.exists() and busy.exists()
-    assert second.parent.parent == first.parent.parent == app._scratch_root()
-    assert app.build_app().delete_cache == (app.SCRATCH_AGE, app.SCRATCH_AGE)
+    assert second.parent.parent == first.parent.parent == files._scratch_root()
+    assert build_app().delete_cache == (files.SCRATCH_AGE, files.SCRATCH_AGE)
 
 
 def test_concurrency_option(monkeypatch):
     """`python app.py --concurrency N` sets how many requests one endpoint runs at once;
     nonsense values are refused before anything starts."""
     import app
-    monkeypatch.setattr(app, "MODEL_DIRS", dict(app.MODEL_DIRS))
-    assert app.build_app(concurrency=2)._queue.default_concurrency_limit == 2
+    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
+    assert build_app(concurrency=2)._queue.default_concurrency_limit == 2
     for bad in (["--concurrency", "0"], ["--threads", "-1"]):
         with pytest.raises(SystemExit) as e:
             app.main(bad)
@@ -240,8 +240,9 @@ def test_concurrency_option(monkeypatch):
 
 def test_the_server_hands_freed_memory_back():
     import threading
-    import app
-    app.trim_memory_every(3600)             # (not every few ms for the rest of the tests)
+
+    from server.memory import trim_memory_every
+    trim_memory_every(3600)             # (not every few ms for the rest of the tests)
     assert any(t.name == "malloc-trim" and t.is_alive() for t in threading.enumerate())
 
 
@@ -249,7 +250,6 @@ def test_temp_folders_are_capped_by_size(tmp_path):
     """Gradio's cache was bounded only by age (10 minutes): now the oldest
     files go once the folders hold more than the cap, but never a fresh one."""
     import os
-    import app
     roots = [tmp_path / "gradio", tmp_path / "scratch"]
     now = time.time()
     ages = {"gradio/a/1.wav": 500, "scratch/b/2.wav": 400, "gradio/c/3.wav": 300,
@@ -259,27 +259,27 @@ def test_temp_folders_are_capped_by_size(tmp_path):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"x" * 100)
         os.utime(f, (now - age, now - age))
-    app.cap_folders(roots, 250, fresh=30)
+    files.cap_folders(roots, 250, fresh=30)
     left = sorted(str(f.relative_to(tmp_path)) for r in roots for f in r.rglob("*.wav"))
     assert left == ["gradio/e/5.wav", "scratch/d/4.wav"]          # the three oldest went
     assert not (tmp_path / "gradio/a").exists() and all(r.is_dir() for r in roots)
-    app.cap_folders(roots, 50, fresh=30)                            # over the cap, but fresh
+    files.cap_folders(roots, 50, fresh=30)                          # over the cap, but fresh
     assert len(list(tmp_path.rglob("*.wav"))) == 2
-    assert app.GRADIO_FOLDER is None or os.environ["GRADIO_TEMP_DIR"] == str(app.GRADIO_FOLDER)
+    assert files.GRADIO_FOLDER is None or \
+        os.environ["GRADIO_TEMP_DIR"] == str(files.GRADIO_FOLDER)
 
 
 def test_batch_uploads_are_capped_and_must_be_uploads(client, tmp_path):
     """SECURITY.md: a server path is refused, and so are files over the line or size caps."""
-    import app
     with pytest.raises(gr.Error, match="uploaded through the app"):
-        app.run_batch("/etc/passwd", "poem", "wujue", 1, 0)
+        batch.run_batch("/etc/passwd", "poem", "wujue", 1, 0)
     many = tmp_path / "many.txt"
     for sep in ("\n", "\r"):           # lines as the batch reader splits them, \r included
-        many.write_text(("明月" + sep) * (app.MAX_ITEMS + 1), encoding="utf-8")
+        many.write_text(("明月" + sep) * (batch.MAX_ITEMS + 1), encoding="utf-8")
         with pytest.raises(Exception, match="1000 at most"):
             client.predict(handle_file(str(many)), "poem", "wujue", 1, 0, api_name="/run_batch")
     big = tmp_path / "big.txt"
-    big.write_text("明" * ((app.MAX_UPLOAD_MB << 20) // 3 + 10), encoding="utf-8")
+    big.write_text("明" * ((batch.MAX_UPLOAD_MB << 20) // 3 + 10), encoding="utf-8")
     with pytest.raises(Exception, match="over 2 MB"):
         client.predict(handle_file(str(big)), "poem", "wujue", 1, 0, api_name="/run_batch")
     code = tmp_path / "code.txt"            # parsed as text, never run
@@ -290,37 +290,36 @@ def test_batch_uploads_are_capped_and_must_be_uploads(client, tmp_path):
 
 
 def test_models_tab_tables_and_curves():
-    import app
     card = {"corpus": "c", "source": "a|b", "model": {"cell": "lstm", "hidden": 8}, "train":
             {"epochs": 2, "batch_size": 4}, "validation": {"ppl": 12.34}, "parameters": 99,
             "history": [{"epoch": 0, "val_ppl": 20.0}, {"epoch": 1, "val_ppl": 12.3}],
             "curve": [{"step": 50, "grad_norm": 2.5}, {"step": 100, "grad_norm": 0.9}]}
-    table = app.models_table({"poem": card, "chat": {"error": "x is missing"}})
+    table = models.models_table({"poem": card, "chat": {"error": "x is missing"}})
     assert table.startswith("| | **poem** | **chat** |")
     assert "| validation perplexity | 12.3 per token |  |" in table and "a/b" in table
     assert "| corpus | c | x is missing |" in table
-    val, grad = app.curves({"poem": card, "tune": {"history": []}})
+    val, grad = models.curves({"poem": card, "tune": {"history": []}})
     assert val["perplexity"].tolist() == [20.0, 12.3] and val["epoch"].tolist() == [1, 2]
     assert grad["gradient norm"].tolist() == [2.5, 0.9] and set(grad["model"]) == {"poem"}
 
 
 def test_building_the_app_writes_nothing_beside_the_source(monkeypatch):
     # a gr.Component subclass makes Gradio write a .pyi stub next to its module
-    import app
-    monkeypatch.setattr(app, "MODEL_DIRS", dict(app.MODEL_DIRS))   # the module's server's own
+    # build_app sets the model folders: the module's server keeps its own
+    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
     build_app()
-    assert not list(Path(__file__).resolve().parents[1].glob("*.pyi"))
+    root = Path(__file__).resolve().parents[1]
+    assert not [*root.glob("*.pyi"), *(root / "server").glob("*.pyi")]
 
 
 def test_model_info_lists_the_chinese_chat_bot(tmp_path, monkeypatch):
-    import app
     for name in ("chat", "chat-zh"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "card.json").write_text(json.dumps({"task": "chat", "source": name}))
-    monkeypatch.setitem(app.MODEL_DIRS, "chat", tmp_path / "chat")
-    cards = app.model_info()
+    monkeypatch.setitem(handlers.MODEL_DIRS, "chat", tmp_path / "chat")
+    cards = models.model_info()
     assert list(cards)[:2] == ["chat", "chat (Chinese)"]
     assert cards["chat (Chinese)"]["source"] == "chat-zh"
-    assert "**chat (Chinese)**" in app.models_table(cards)
+    assert "**chat (Chinese)**" in models.models_table(cards)
     (tmp_path / "chat-zh" / "card.json").unlink()
-    assert "chat (Chinese)" not in app.model_info()
+    assert "chat (Chinese)" not in models.model_info()

@@ -130,7 +130,7 @@ def test_first_line_rhyme_is_followed(tok, index):
     c = poem_rules(tok, [make_spec("wulv", start="床前明月光")], index)
     for seed in range(5):
         lines = v.split_poem(run(c, tok, torch.tensor([0]), seed=seed)[0])
-        assert all("唐" in v.level_rhyme_groups(x[-1]) for x in lines[1::2]), lines
+        assert all("阳" in v.level_rhyme_groups(x[-1]) for x in lines[1::2]), lines
 
 
 def test_relaxes_instead_of_dead_end(index):
@@ -340,3 +340,25 @@ def test_keyword_bias_follows_the_plan_and_never_overrides_a_rule(tok, index):
         for spec, text in zip(specs, texts):
             assert_valid(text, spec, index)
         assert all("明月" in t for t in texts) == bool(keywords), texts
+
+
+@pytest.mark.parametrize("book", v.BOOKS)
+def test_each_rhyme_book_holds_with_its_tones(tok, index, book):
+    """平水韵 with classical tones by default; 新韵 with modern tones when asked."""
+    specs = [make_spec(f, rhyme=book, tones="strict", tokenizer=tok) for f in FORMS]
+    assert all(s.book == book and s.rhyme for s in specs)
+    c = poem_rules(tok, specs, index)
+    for seed in range(3):
+        for text, spec in zip(run(c, tok, torch.arange(len(specs)), seed=seed), specs):
+            lines = v.split_poem(text)
+            assert v.check_poem(lines, spec.form, tones="strict", book=book) == [], text
+
+
+def test_rhyme_takes_a_book_or_a_switch(tok):
+    assert make_spec("wujue").book == "pingshui" and make_spec("wujue", rhyme=True).rhyme
+    off = make_spec("wujue", rhyme=False)
+    assert not off.rhyme and off.book == "pingshui"
+    with pytest.raises(ValueError, match="rhyme book 'guangyun'"):
+        make_spec("wujue", rhyme="guangyun")
+    with pytest.raises(ValueError, match="rhyme must be"):
+        make_spec("wujue", rhyme=3)

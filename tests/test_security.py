@@ -3,8 +3,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for d in ("shared", "chatbot", "poetry") for p in (ROOT / d).rglob("*.py")] + \
-    [ROOT / "app.py"]
+SOURCES = [p for d in ("shared", "chatbot", "poetry", "server")
+           for p in (ROOT / d).rglob("*.py")] + [ROOT / "app.py"]
 
 
 PATTERNS = (r"^\s*import pickle", r"pickle\.loads?\(", r"allow_pickle\s*=\s*True",
@@ -24,11 +24,11 @@ def test_no_pickle_anywhere():
 
 
 def test_the_server_binds_to_this_machine_and_never_shares():
-    import app
+    from server import batch
     src = (ROOT / "app.py").read_text(encoding="utf-8")
     assert "share=True" not in src and "--share" not in src
     assert 'default="127.0.0.1"' in src
-    assert app.MAX_UPLOAD_MB == 2 and app.MAX_ITEMS == 1000
+    assert batch.MAX_UPLOAD_MB == 2 and batch.MAX_ITEMS == 1000
 
 
 def test_every_test_security_md_names_exists():

@@ -22,26 +22,56 @@ def test_rhyme_groups():
     assert len(v.RHYME_GROUPS) == 14
 
 
-def test_common_readings():
-    assert v.level_rhyme_groups("惊") == {"庚"}        # jing1; the rare liang2 never rhymes
+def test_common_readings_of_xinyun():
+    x = "xinyun"
+    assert v.level_rhyme_groups("惊", x) == {"庚"}     # jing1; the rare liang2 never rhymes
     assert "唐" in {g for g, _ in v.all_readings("惊")}
-    assert v.level_rhyme_groups("看") == {"寒"}        # kan1 from phrases (看守)
-    assert v.level_rhyme_groups("斜") == {"皆", "麻"}  # xia2: Tang poems rhyme it with 家
-    assert not v.rhymes(["明月照高楼", "清光不敢惊", "秋风吹客梦", "夜夜满林光"])
+    assert v.level_rhyme_groups("看", x) == {"寒"}     # kan1 from phrases (看守)
+    assert v.level_rhyme_groups("斜", x) == {"皆", "麻"}   # xia2: Tang poems rhyme it with 家
+    assert not v.rhymes(["明月照高楼", "清光不敢惊", "秋风吹客梦", "夜夜满林光"], x)
 
 
-def test_tones_and_neutral():
-    assert v.tones("天") == {1} and v.is_level("天") and not v.is_oblique("天")
-    assert v.is_level("平") and v.is_oblique("仄") and not v.is_level("仄")
-    assert v.tones("月") == {4} and v.is_oblique("月")
-    assert v.is_level("国")           # classically 入声 (仄); modern guo2 is level: approximation
+def test_modern_tones_and_neutral():
+    x = "xinyun"
+    assert v.tones("天") == {1} and v.is_level("天", x) and not v.is_oblique("天", x)
+    assert v.is_level("平", x) and v.is_oblique("仄", x) and not v.is_level("仄", x)
+    assert v.tones("月") == {4} and v.is_oblique("月", x)
+    assert v.is_level("国", x)        # classically 入声 (仄); modern guo2 is level
     assert 4 in v.tones("看") and 1 in v.tones("看")                # heteronym: both
     assert v.tones("们") == {2}       # men5 ignored, men2 kept
     assert v.tones("咗") == frozenset()  # only a neutral reading: neither level nor oblique
-    assert not v.is_level("咗") and not v.is_oblique("咗")
-    assert v.fits("咗", "⊙") and not v.fits("咗", "平") and not v.fits("咗", "仄")
-    assert v.level_rhyme_groups("月") == frozenset()   # oblique readings never rhyme here
-    assert v.primary_is_level("光") and not v.primary_is_level("子")
+    assert not v.is_level("咗", x) and not v.is_oblique("咗", x)
+    assert v.fits("咗", "⊙", x) and not v.fits("咗", "平", x) and not v.fits("咗", "仄", x)
+    assert v.level_rhyme_groups("月", x) == frozenset()   # oblique readings never rhyme here
+    assert v.primary_is_level("光", x) and not v.primary_is_level("子", x)
+
+
+def test_pingshui_is_the_default_rhyme_book():
+    assert v.DEFAULT_BOOK == "pingshui" and len(v.group_names()) == 30
+    # 新韵 puts eng, ing and ong in one group; 平水韵 keeps 东 (ong), 庚 (eng, ing) and 青 apart
+    assert v.level_rhyme_groups("城", "xinyun") == v.level_rhyme_groups("中", "xinyun") == {"庚"}
+    assert v.level_rhyme_groups("城") == {"庚"} and v.level_rhyme_groups("中") == {"东"}
+    assert v.level_rhyme_groups("青") == {"青"} and v.level_rhyme_groups("东") == {"东"}
+    assert not v.rhymes(["白日依山尽", "长安万里城", "欲穷千里目", "更在此山中"])
+    assert v.rhymes(["白日依山尽", "长安万里城", "欲穷千里目", "更在此山中"], "xinyun")
+    assert v.shared_rhyme(["春眠不觉晓", "处处闻啼鸟", "夜来风雨声", "花落知多少"]) == frozenset()
+    assert v.level_rhyme_groups("家") == {"麻"} and v.level_rhyme_groups("斜") >= {"麻"}
+    assert v.level_rhyme_groups("月") == frozenset() and v.level_rhyme_groups("a") == frozenset()
+    with pytest.raises(ValueError, match="rhyme book"):
+        v.level_rhyme_groups("光", "guangyun")
+
+
+def test_classical_tones():
+    # the entering tone (入声) is oblique, though Mandarin reads these level
+    for c in "国白石竹十一":
+        assert v.is_oblique(c) and not v.is_level(c), c
+        assert v.is_level(c, "xinyun"), c
+    assert v.is_level("天") and not v.is_oblique("天") and v.is_oblique("月")
+    assert v.is_level("看") and v.is_oblique("看")     # 多: level or oblique by reading
+    assert v.tone_marks("天月看") == "平仄⊙"
+    assert v.primary_is_level("光") and not v.primary_is_level("国")
+    # a character 平水韵 lacks keeps its modern tones (们 men2) and never rhymes
+    assert v.is_level("们") and v.level_rhyme_groups("们") == frozenset()
 
 
 def test_patterns():
@@ -65,7 +95,7 @@ def test_patterns():
 
 def test_check_poem():
     assert v.check_poem(JINGYESI, "wujue") == []
-    assert v.shared_rhyme(JINGYESI) == {"唐"}
+    assert v.shared_rhyme(JINGYESI) == {"阳"} and v.shared_rhyme(JINGYESI, "xinyun") == {"唐"}
     problems = v.check_poem(JINGYESI, "wujue", tones="strict")
     assert len(problems) == 1 and "平仄" in problems[0]
     assert v.check_poem(GUANQUE, "wujue", tones="strict") == []
@@ -75,7 +105,7 @@ def test_check_poem():
     broken = JINGYESI[:3] + ["低头思故月"]
     assert "level-tone" in v.check_poem(broken, "wujue")[0]
     assert v.check_poem(broken, "wujue", rhyme=False) == []
-    mixed = JINGYESI[:3] + ["低头思故人"]              # level, but 文 vs 唐
+    mixed = JINGYESI[:3] + ["低头思故人"]              # level, but 真 vs 阳
     assert "share no rhyme group" in v.check_poem(mixed, "wujue")[0]
     assert "needs 4 lines" in v.check_poem(JINGYESI[:3], "wujue")[0]
     assert "has 5 characters" in v.check_poem(JINGYESI, "qijue")[0]

@@ -1,7 +1,8 @@
 """Classical Chinese poems (绝句, 律诗): theme + form -> poem, character level.
 
     format.py   form tokens and the source text (what training and generation share)
-    verse.py    forms, rhyme groups (中华新韵), common readings, tones, 平仄 patterns, checks
+    verse.py    forms, rhyme books (平水韵, 中华新韵), readings, tones, 平仄 patterns, checks
+    pingshui.py 平水韵 and classical tones: the table pingshui.json and how it is derived
     repetition.py  repetition in a poem: real-poem rates and the limits the rules take from them
     novelty.py  LineIndex: every Tang and Song line, hashed, for the novelty rule
     themes.py   theme classifier (evaluation) and theme associations (ranking)
@@ -12,6 +13,12 @@
     cli.py      python -m poetry poem ...
     evaluate.py held-out perplexity, rules on/off, speed             (python -m poetry.evaluate poem)
 """
-from .writer import MAX_N, PoemWriter
-
 __all__ = ["MAX_N", "PoemWriter"]
+
+
+def __getattr__(name: str):
+    # the writer (and torch) load on first use, not for `python -m poetry.poems.<module>`
+    if name in __all__:
+        from . import writer
+        return getattr(writer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

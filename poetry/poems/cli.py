@@ -31,8 +31,12 @@ def add_parser(sub) -> None:
     src.add_argument("--keywords", help="the plan: 1-4 words the poem is written from, e.g. "
                      "'蟋蟀 砧声' (default: sampled from the theme for each candidate)")
     rules = p.add_argument_group("rules and sampling")
+    rules.add_argument("--rhyme", choices=["pingshui", "xinyun"], default="pingshui",
+                       help="the rhyme book, and the tones --tones strict follows: pingshui "
+                            "(平水韵, classical tones, the default) or xinyun (中华新韵, modern "
+                            "tones)")
     rules.add_argument("--no-rhyme", action="store_true", help="do not force the rhyme")
-    rules.add_argument("--tones", choices=["strict"], help="enforce a 平仄 pattern (modern tones)")
+    rules.add_argument("--tones", choices=["strict"], help="enforce a 平仄 pattern")
     rules.add_argument("--temperature", type=float, default=None,
                        help="sampling temperature (default 0.7)")
     rules.add_argument("--seed", type=int, default=None, help="same seed, same poems")
@@ -41,6 +45,10 @@ def add_parser(sub) -> None:
     io.add_argument("--input", help="batch: a file of themes, one per line, or JSONL items")
     io.add_argument("--output", help="batch: JSONL output (resumes if it exists)")
     io.add_argument("--model", help="model folder (default data/models/poem)")
+
+
+def _rhyme(args) -> bool | str:
+    return False if args.no_rhyme else args.rhyme
 
 
 def _writer(args):
@@ -63,7 +71,7 @@ def run(args) -> int:
         raise ValueError("give --theme (or --input FILE --output FILE for a batch)")
     writer = _writer(args)
     poems = writer.write(args.theme, form=args.form, n=args.n, acrostic=args.acrostic,
-                         start=args.start, rhyme=not args.no_rhyme, tones=args.tones,
+                         start=args.start, rhyme=_rhyme(args), tones=args.tones,
                          temperature=args.temperature, seed=args.seed,
                          keywords=args.keywords)
     for i, p in enumerate(poems):
@@ -78,13 +86,13 @@ def run_poem_batch(args) -> int:
     if not (args.input and args.output):
         raise ValueError("a batch needs both --input and --output")
     batch(_writer(args), args.input, args.output, form=args.form, n=args.n,
-          acrostic=args.acrostic, start=args.start, rhyme=not args.no_rhyme, tones=args.tones,
+          acrostic=args.acrostic, start=args.start, rhyme=_rhyme(args), tones=args.tones,
           temperature=args.temperature, seed=args.seed or 0, keywords=args.keywords)
     return 0
 
 
 def batch(writer, input, output, form: str = "qijue", n: int = 1, acrostic=None, start=None,
-          rhyme: bool = True, tones=None, temperature: float | None = None, seed: int = 0,
+          rhyme: bool | str = True, tones=None, temperature: float | None = None, seed: int = 0,
           progress: bool = True, keywords=None) -> dict:
     """The batch convention (shared/batch.py) for poems: item fields override these defaults."""
     def make_job(i: int, item: dict):

@@ -7,11 +7,13 @@ source) on the Tang test and the Song test, for the model and for a modified Kne
 character n-gram fitted on the model's training poems (order tuned on validation, same
 vocabulary and <unk>, same source as a history prefix); then 200 generated
 poems over test-set themes and all four forms, with the rules on and off (plain sampling):
-format validity, acrostic validity (every 4th request has heads), rhyme rate, novelty,
+format validity, acrostic validity (every 4th request has heads), rhyme rate (平水韵, and by
+新韵 beside it), novelty,
 distinct-line ratio, theme-character inclusion, repetition rates (a character 3+ times, a
 repeated rhyme character, doubled characters per poem), mean score, poems/s, and the
-probability mass the rules removed per step; the same repetition and rhyme rates of the real
-test poems (Tang, and Song where prepared); theme relevance: the share of generated poems over
+probability mass the rules removed per step; 50 `--tones strict` poems and the share that a
+standard 平仄 pattern fits by the classical tones; the same repetition and rhyme rates and the
+pattern share of the real test poems (Tang, and Song where prepared); theme relevance: the share of generated poems over
 30 themes that a naive Bayes classifier trained on titled real poems puts their theme in its
 top 3 (themes.py), beside the share for real test poems. Speed: p50 latency of one 七律 (batch 1) and of 100 poems in one call.
 Generation runs fp16 decoder weights (shared/fp16.py): its test perplexity, scored step by step
@@ -41,7 +43,7 @@ from . import data as poem_data
 from .format import source_text
 from . import repetition
 from .themes import THEMES, ThemeClassifier, labels
-from .verse import FORMS, check_poem, get_form, rhyme_rate, rhymes
+from .verse import FORMS, check_poem, form_of, get_form, rhyme_rate, rhymes
 
 
 def perplexities(writer, data_dir: Path) -> dict:
@@ -128,10 +130,24 @@ def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1) -> 
             "mean_score": round(statistics.fmean(p["score"] for p in poems), 4),
             "rhyme_rate": share([rhymes(p["lines"]) for p, v in zip(poems, valid) if v] +
                                 [False] * valid.count(False)),
+            "rhyme_rate_xinyun": share([rhymes(p["lines"], "xinyun")
+                                        for p, v in zip(poems, valid) if v]
+                                       + [False] * valid.count(False)),
             "novelty": share(novel), "distinct_lines": round(len(set(lines)) / max(len(lines), 1), 4),
             "theme_inclusion": share(theme_in), "poems_per_s": round(len(poems) / dt, 2),
             "rule_removed_mass_per_step": round(removed, 4) if rules else 0.0,
             "examples": [p["poem"] for p in poems[:4]]}
+
+
+def strict_tones(writer, reqs: list[dict], seed: int = 3) -> dict:
+    """`--tones strict` requests (rules on, the default 平水韵 and its classical tones): the
+    share of poems one standard 平仄 pattern fits, checked character by character."""
+    jobs = [(writer.request(r["theme"], r["form"], r.get("acrostic"), tones="strict"), 1,
+             seed * 1000 + i) for i, r in enumerate(reqs)]
+    poems = [p[0] for k in range(0, len(jobs), 50) for p in writer.generate(jobs[k:k + 50])]
+    ok = [not check_poem(p["lines"], p["form"], tones="strict") for p in poems]
+    return {"poems": len(poems), "pattern_pass": round(sum(ok) / max(len(ok), 1), 4),
+            "examples": [p["poem"] for p in poems[:2]]}
 
 
 def theme_relevance(writer, train: list[dict], test: list[dict], n: int, seed: int = 2) -> dict:
@@ -161,7 +177,11 @@ def real_rates(data_dir: Path) -> dict:
         path = Path(data_dir) / f"{split}.jsonl"
         if path.exists():
             lines = [p["lines"] for p in poem_data.load_split(split, data_dir)]
-            out[split] = {**repetition.rates(lines), "rhyme_rate": round(rhyme_rate(lines), 4)}
+            out[split] = {**repetition.rates(lines), "rhyme_rate": round(rhyme_rate(lines), 4),
+                          "rhyme_rate_xinyun": round(rhyme_rate(lines, "xinyun"), 4),
+                          "strict_pattern_pass": round(statistics.fmean(
+                              not check_poem(x, form_of(x), rhyme=False, tones="strict")
+                              for x in lines), 4)}
     return out
 
 
@@ -192,8 +212,8 @@ def speed(writer, runs: int = 21) -> dict:
     return out
 
 
-# Run in a tree of either layout (this one, or the last release's poetry/poems.py, whose jobs
-# are (theme, spec, n, seed)): the default request for one 七律 (p50 of 20 after a warm-up)
+# Run in a tree of either layout (this one, or an older one whose poetry/poems.py module takes
+# jobs as (theme, spec, n, seed)): the default request for one 七律 (p50 of 20 after a warm-up)
 # and for 100 七绝 in one call (p50 of 5), each with the tree's own shipped model.
 _SPEED = r"""
 import json, statistics, sys, time, torch
@@ -221,7 +241,7 @@ print(json.dumps({"qilv_default_ms": round(1000 * statistics.median(qilv), 1),
 
 
 def speed_against(release: Path, rounds: int = 3) -> dict:
-    """The default request's speed here and in `release` (a worktree of the last release),
+    """The default request's speed here and in `release` (a worktree of another release),
     run alternately `rounds` times in fresh processes with the same threads; p50 of the
     rounds and the ratio this tree / release."""
     trees = {"this": Path(__file__).resolve().parents[2], "release": Path(release).resolve()}
@@ -275,6 +295,7 @@ def run(args) -> int:
             report["perplexity"] = perplexities(writer, Path(args.data))
         report["rules_on"] = generation_metrics(writer, reqs, rules=True)
         report["rules_off"] = generation_metrics(writer, reqs, rules=False)
+        report["strict_tones"] = strict_tones(writer, reqs[:max(len(reqs) // 4, 1)])
         report["real"] = real_rates(Path(args.data))
         report["theme_relevance"] = theme_relevance(
             writer, poem_data.load_split("train", Path(args.data)), test, args.relevance_poems)

@@ -2,7 +2,8 @@
 
 The target side is: line characters, '，' after odd lines, '。' after even lines, then <eos>.
 Per item (`PoemSpec`): the form, acrostic heads, forced opening lines (`start`), rhyme (on by
-default) and strict 平仄 tones (optional). Across items: novelty — no generated line equals a
+default, by the rhyme book `book`: 平水韵 unless 新韵 is asked for) and strict 平仄 tones
+(optional; classical tones under 平水韵, modern ones under 新韵). Across items: novelty — no generated line equals a
 corpus line, and no line repeats within a poem; repetition — no rhyme character twice (重韵),
 and with `Limits` (measured on real poems, poetry/poems/repetition.py) no character more often
 than real poems of the form allow, doubled characters (XX) only where real poems double them,
@@ -34,8 +35,8 @@ from shared.rules import AllOf, ForcePrefix
 from .novelty import LineIndex
 from .planning import STARTS
 from .repetition import Limits
-from .verse import (RHYME_GROUPS, get_form, is_cjk, level_rhyme_groups, patterns,
-                    primary_is_level, readings)
+from .verse import (DEFAULT_BOOK, check_book, get_form, group_names, is_cjk, is_level,
+                    is_oblique, level_rhyme_groups, patterns, primary_is_level)
 
 COMMA, STOP = "，", "。"
 
@@ -47,6 +48,7 @@ class PoemSpec:
     start: tuple[str, ...] = ()
     rhyme: bool = True
     tones: Optional[str] = None         # None or "strict"
+    book: str = DEFAULT_BOOK            # the rhyme book and its tones: pingshui or xinyun
 
 
 def parse_start(start: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -63,11 +65,19 @@ def parse_start(start: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(p for p in parts if p)
 
 
-def make_spec(form: str, acrostic: Optional[str] = None, start=None, rhyme: bool = True,
-              tones: Optional[str] = None, tokenizer=None) -> PoemSpec:
+def make_spec(form: str, acrostic: Optional[str] = None, start=None,
+              rhyme: bool | str = True, tones: Optional[str] = None,
+              tokenizer=None) -> PoemSpec:
     """Validated spec; raises ValueError with a one-line message for input that cannot be
-    repaired. With a tokenizer, characters it does not know are rejected too."""
+    repaired. With a tokenizer, characters it does not know are rejected too. `rhyme`: True
+    (平水韵), a rhyme book ("pingshui" 平水韵, "xinyun" 中华新韵) or False."""
     f = get_form(form)
+    if isinstance(rhyme, str):
+        book, rhyme = check_book(rhyme), True
+    elif isinstance(rhyme, bool):
+        book = DEFAULT_BOOK
+    else:
+        raise ValueError(f"rhyme must be true, false, pingshui or xinyun, got {rhyme!r}")
     if tones in ("off", "none", ""):
         tones = None
     if tones not in (None, "strict"):
@@ -103,29 +113,44 @@ def make_spec(form: str, acrostic: Optional[str] = None, start=None, rhyme: bool
         if acrostic is not None and line[0] != acrostic[i]:
             raise ValueError(f"start line {i + 1} {line!r} does not begin with acrostic "
                              f"head {acrostic[i]!r}")
-    return PoemSpec(f.name, acrostic, lines, bool(rhyme), tones)
+    return PoemSpec(f.name, acrostic, lines, rhyme, tones, book)
+
+
+WIDE_GROUP = 8    # a rhyme is chosen in a group with at least this many characters in the
+                  # vocabulary where there is one: a 律诗 needs five distinct rhyme characters,
+                  # and a narrow group (险韵) dead-ends under strict tones and the repetition
+                  # caps. Tang poems use the six narrowest 平水韵 groups (咸 肴 盐 江 佳 覃) in
+                  # 1 % of poems, and each has >= 30 characters in the shipped model's
+                  # vocabulary, so only small vocabularies are narrowed.
 
 
 class _Tables:
-    """Per-vocabulary facts as tensors and lists, built once per vocabulary."""
+    """Per-vocabulary facts of one rhyme book as tensors and lists, built once per pair."""
 
-    def __init__(self, itos: tuple[str, ...]):
+    def __init__(self, itos: tuple[str, ...], book: str):
         V = self.V = len(itos)
         self.cjk_l = [is_cjk(t) for t in itos]
         self.cjk = torch.tensor(self.cjk_l)
-        reads = [readings(t) if is_cjk(t) else () for t in itos]
-        self.level_l = [any(tn <= 2 for _, tn in r) for r in reads]
-        self.oblique_l = [any(tn >= 3 for _, tn in r) for r in reads]
+        self.level_l = [c and is_level(t, book) for t, c in zip(itos, self.cjk_l)]
+        self.oblique_l = [c and is_oblique(t, book) for t, c in zip(itos, self.cjk_l)]
         self.level, self.oblique = torch.tensor(self.level_l), torch.tensor(self.oblique_l)
-        self.groups = [level_rhyme_groups(t) if c else frozenset() for t, c in
-                       zip(itos, self.cjk.tolist())]
-        self.primary_level = [bool(c) and primary_is_level(t) for t, c in
-                              zip(itos, self.cjk.tolist())]
-        self.rhyme = torch.zeros(len(RHYME_GROUPS), V, dtype=torch.bool)
+        groups = [level_rhyme_groups(t, book) if c else frozenset() for t, c in
+                  zip(itos, self.cjk_l)]
+        size = Counter(g for gs in groups for g in gs)
+        wide = {g for g, n in size.items() if n >= WIDE_GROUP}
+        # a character rhymes in its wide groups where it has one (才 is in 灰 and narrow 咸);
+        # one in narrow groups only does not end the first line, where it would set the rhyme
+        self.groups = [gs & wide or gs for gs in groups]
+        self.first_end = torch.tensor([not (gs and wide and not gs & wide) for gs in groups])
+        self.primary_level = [c and primary_is_level(t, book) for t, c in
+                              zip(itos, self.cjk_l)]
+        self.names = group_names(book)
+        self.rhyme = torch.zeros(len(self.names), V, dtype=torch.bool)
         for i, gs in enumerate(self.groups):
             for g in gs:
-                self.rhyme[RHYME_GROUPS.index(g), i] = True
-        self.any_rhyme = self.rhyme.any(0)
+                self.rhyme[self.names.index(g), i] = True
+        rows = [self.names.index(g) for g in sorted(wide)]
+        self.any_rhyme = self.rhyme[rows].any(0) if rows else self.rhyme.any(0)
         self.everything = torch.ones(V, dtype=torch.bool)
         self.cache: dict = {}
 
@@ -148,15 +173,17 @@ class _Tables:
                 m &= (self.level & tone[1]) | (self.oblique & tone[2])
             if rhyme == "any":
                 m &= self.any_rhyme
+            elif rhyme == "first":
+                m &= self.first_end
             elif rhyme is not None:
-                m &= self.rhyme[[RHYME_GROUPS.index(g) for g in sorted(rhyme)]].any(0)
+                m &= self.rhyme[[self.names.index(g) for g in sorted(rhyme)]].any(0)
             hit = self.cache[key] = (m, int(m.sum()))
         return hit
 
 
 @lru_cache(maxsize=8)
-def _tables(itos: tuple[str, ...]) -> _Tables:
-    return _Tables(itos)
+def _tables(itos: tuple[str, ...], book: str = DEFAULT_BOOK) -> _Tables:
+    return _Tables(itos, book)
 
 
 class _Row:
@@ -289,7 +316,9 @@ class PoemConstraint:
         check_vocabulary(tokenizer)
         self.tok, self.specs, self.index = tokenizer, list(specs), corpus
         self.limits = limits
-        self.t = _tables(tuple(tokenizer.itos))
+        itos = tuple(tokenizer.itos)
+        self.t = _tables(itos)                          # what no rhyme book changes
+        self._t = [_tables(itos, s.book) for s in self.specs]   # each item's book
         self._forms = [get_form(s.form) for s in self.specs]
         self._pats = [patterns(s.form) for s in self.specs]
         self._forced = [list(f) for f in forced] if forced is not None else \
@@ -323,7 +352,7 @@ class PoemConstraint:
         if tok == self.tok.eos_id:
             row.done = True
             return
-        f, t = self._forms[row.item], self.t
+        f, t = self._forms[row.item], self._t[row.item]
         i, j = divmod(row.pos, f.length + 1)
         row.pos += 1
         if i >= f.lines:                               # anything past the last '。' ends it
@@ -341,7 +370,7 @@ class PoemConstraint:
         spec = self.specs[row.item]
         if spec.tones == "strict":
             pats = self._pats[row.item]
-            keep = tuple(p for p in row.pats if self._fits(tok, pats[p][i][j]))
+            keep = tuple(p for p in row.pats if self._fits(t, tok, pats[p][i][j]))
             row.pats = keep or row.pats                # a forced misfit counts as free
         if j == f.length - 1 and spec.rhyme:
             groups = t.groups[tok] if tok < t.V else frozenset()
@@ -356,12 +385,13 @@ class PoemConstraint:
                 row.groups = groups                    # a level first line rhymes (首句入韵)
                 row.rhymed += (tok,)
 
-    def _fits(self, tok: int, mark: str) -> bool:
+    @staticmethod
+    def _fits(t: _Tables, tok: int, mark: str) -> bool:
         if mark == "⊙":
             return True
-        if tok >= self.t.V:
+        if tok >= t.V:
             return False
-        return self.t.level_l[tok] if mark == "平" else self.t.oblique_l[tok]
+        return t.level_l[tok] if mark == "平" else t.oblique_l[tok]
 
     # -- masks -----------------------------------------------------------------------------
     def _masks(self) -> torch.Tensor:
@@ -396,6 +426,8 @@ class PoemConstraint:
         rhyme = None
         if last and spec.rhyme and i % 2 == 1:
             rhyme = row.groups if row.groups else "any"
+        elif last and spec.rhyme and i == 0:
+            rhyme = "first"
         novel: list[int] = []
         if last:
             stoi = self.tok.stoi
@@ -414,8 +446,9 @@ class PoemConstraint:
         ladder = ((tone, rhyme, every), (None, rhyme, every),
                   (None, rhyme, list(dict.fromkeys(novel + twice))), (None, rhyme, novel),
                   (None, None, novel), (None, None, []))
+        book = self._t[row.item]
         for k, (tone_k, rhyme_k, ban) in enumerate(ladder):
-            m, count = t.mask(tone_k, rhyme_k)
+            m, count = book.mask(tone_k, rhyme_k)
             # more allowed tokens than banned ones: certainly not empty, no tensor op needed
             if count > len(ban) or (count and count > int(m[ban].sum())):
                 self.relaxed += k > 0

@@ -1,11 +1,15 @@
 """Verse knowledge for the regular Tang forms (近体诗), without torch.
 
 * Forms: wujue 五绝 (4x5), qijue 七绝 (4x7), wulv 五律 (8x5), qilv 七律 (8x7).
-* Rhyme: the 14 groups of 中华新韵, keyed by pypinyin's strict finals (table in DESIGN.md).
-* Tones: modern Mandarin tones; 平 (level) = tones 1 and 2, 仄 (oblique) = tones 3 and 4.
-  This is an approximation: the classical entering tone (入声) merged into all four modern tones,
-  so e.g. 国 (guo2, classically 入声/仄) counts as level here.
-* Heteronyms: a character rhymes and has tones by its *common* readings only (`readings`):
+* Rhyme books (`book`): "pingshui" (the default), the 30 level-tone groups of 平水韵, the rhyme
+  book of regulated verse, with the classical tones (the entering tone 入声 counted as 仄, so 国
+  月 白 are oblique; a character marked 多 stands either way); see poetry/poems/pingshui.py.
+  "xinyun": the 14 groups of 中华新韵, keyed by pypinyin's strict finals (table in DESIGN.md),
+  with modern Mandarin tones, 平 (level) = tones 1 and 2, 仄 (oblique) = tones 3 and 4; this
+  merges eng, ing and ong into one group, which 平水韵 keeps apart. Under 平水韵 a character the
+  table does not know takes its modern tones for 平仄 and never rhymes.
+* Heteronyms (新韵 and modern tones): a character rhymes and has tones by its *common* readings
+  only (`readings`):
   pypinyin's default reading, the readings its phrase dictionary gives the character inside
   words (看 kān in 看守, 思 sāi in 于思), and the few rare readings real Tang poems rhyme on
   (`RHYME_ATTESTED`, e.g. 斜 xiá with 家). A rare reading such as 惊 liáng never makes a
@@ -24,6 +28,22 @@ from typing import Iterable, Sequence
 
 from pypinyin import Style, pinyin
 from pypinyin.contrib.tone_convert import to_finals, to_initials
+
+from . import pingshui
+
+BOOKS = ("pingshui", "xinyun")
+DEFAULT_BOOK = "pingshui"
+
+
+def check_book(book: str) -> str:
+    if book not in BOOKS:
+        raise ValueError(f"unknown rhyme book {book!r}; choose pingshui (平水韵) or xinyun (中华新韵)")
+    return book
+
+
+def group_names(book: str = DEFAULT_BOOK) -> tuple[str, ...]:
+    """The level-tone rhyme groups of a book."""
+    return RHYME_GROUPS if check_book(book) == "xinyun" else pingshui.group_names()
 
 
 @dataclass(frozen=True)
@@ -154,42 +174,55 @@ def _common(ch: str, attested: bool) -> tuple[tuple[str | None, int], ...]:
 
 
 def tones(ch: str) -> frozenset[int]:
+    """Modern Mandarin tones (1-4) of the common readings."""
     return frozenset(t for _, t in readings(ch))
 
 
-def is_level(ch: str) -> bool:
-    return any(t <= 2 for _, t in readings(ch))
+def _classical(ch: str, book: str) -> str | None:
+    """平, 仄 or 多 by 平水韵's tones; None under 新韵 or for a character the table lacks."""
+    return pingshui.table()[1].get(ch) if check_book(book) == "pingshui" else None
 
 
-def is_oblique(ch: str) -> bool:
-    return any(t >= 3 for _, t in readings(ch))
+def is_level(ch: str, book: str = DEFAULT_BOOK) -> bool:
+    mark = _classical(ch, book)
+    return mark in ("平", "多") if mark else any(t <= 2 for _, t in readings(ch))
+
+
+def is_oblique(ch: str, book: str = DEFAULT_BOOK) -> bool:
+    mark = _classical(ch, book)
+    return mark in ("仄", "多") if mark else any(t >= 3 for _, t in readings(ch))
 
 
 def rhyme_groups(ch: str) -> frozenset[str]:
-    """Groups of all readings, whatever their tone."""
+    """新韵 groups of all common readings, whatever their tone."""
     return frozenset(g for g, _ in readings(ch) if g)
 
 
-def level_rhyme_groups(ch: str) -> frozenset[str]:
+def level_rhyme_groups(ch: str, book: str = DEFAULT_BOOK) -> frozenset[str]:
     """Groups of the level-tone readings: what a rhyme position (平声韵) may use."""
+    if check_book(book) == "pingshui":
+        return pingshui.table()[0].get(ch, frozenset())
     return frozenset(g for g, t in readings(ch) if g and t <= 2)
 
 
-def primary_is_level(ch: str) -> bool:
+def primary_is_level(ch: str, book: str = DEFAULT_BOOK) -> bool:
     """Whether the most common reading is level. A first line ending so is taken to rhyme."""
+    mark = _classical(ch, book)
+    if mark in ("平", "仄"):
+        return mark == "平"
     r = readings(ch)
     return bool(r) and r[0][1] <= 2
 
 
-def fits(ch: str, mark: str) -> bool:
+def fits(ch: str, mark: str, book: str = DEFAULT_BOOK) -> bool:
     """Does the character fit a pattern mark: 平, 仄 or ⊙ (free)?"""
-    return mark == "⊙" or (is_level(ch) if mark == "平" else is_oblique(ch))
+    return mark == "⊙" or (is_level(ch, book) if mark == "平" else is_oblique(ch, book))
 
 
-def tone_marks(line: str) -> str:
+def tone_marks(line: str, book: str = DEFAULT_BOOK) -> str:
     """平 / 仄 / ⊙ (both) / ？ (neither) per character, for messages."""
     return "".join({(True, False): "平", (False, True): "仄", (True, True): "⊙"}.get(
-        (is_level(c), is_oblique(c)), "？") for c in line)
+        (is_level(c, book), is_oblique(c, book)), "？") for c in line)
 
 
 # -- 平仄 patterns -------------------------------------------------------------------------
@@ -230,10 +263,11 @@ def patterns(form: str) -> tuple[tuple[str, ...], ...]:
     return tuple(out)
 
 
-def pattern_mismatches(lines: Sequence[str], pattern: Sequence[str]) -> list[tuple[int, int]]:
+def pattern_mismatches(lines: Sequence[str], pattern: Sequence[str],
+                       book: str = DEFAULT_BOOK) -> list[tuple[int, int]]:
     """(line, char) positions (0-based) where a character does not fit the pattern."""
     return [(i, j) for i, (line, pat) in enumerate(zip(lines, pattern))
-            for j, (c, m) in enumerate(zip(line, pat)) if not fits(c, m)]
+            for j, (c, m) in enumerate(zip(line, pat)) if not fits(c, m, book)]
 
 
 # -- rhyme helpers -------------------------------------------------------------------------
@@ -242,33 +276,36 @@ def rhyme_positions(n_lines: int) -> tuple[int, ...]:
     return tuple(range(1, n_lines, 2))
 
 
-def shared_rhyme(lines: Sequence[str]) -> frozenset[str]:
+def shared_rhyme(lines: Sequence[str], book: str = DEFAULT_BOOK) -> frozenset[str]:
     """Rhyme groups that all rhyming line ends share on a level reading (empty = no rhyme)."""
     ends = [lines[i][-1] for i in rhyme_positions(len(lines)) if lines[i]]
     if not ends:
         return frozenset()
-    common = level_rhyme_groups(ends[0])
+    common = level_rhyme_groups(ends[0], book)
     for c in ends[1:]:
-        common &= level_rhyme_groups(c)
+        common &= level_rhyme_groups(c, book)
     return common
 
 
-def rhymes(lines: Sequence[str]) -> bool:
-    return bool(shared_rhyme(lines))
+def rhymes(lines: Sequence[str], book: str = DEFAULT_BOOK) -> bool:
+    return bool(shared_rhyme(lines, book))
 
 
-def rhyme_rate(poems: Iterable[Sequence[str]]) -> float:
+def rhyme_rate(poems: Iterable[Sequence[str]], book: str = DEFAULT_BOOK) -> float:
     """Fraction of poems (each a list of lines) whose even lines share a level rhyme group."""
-    flags = [rhymes(p) for p in poems]
+    flags = [rhymes(p, book) for p in poems]
     return sum(flags) / len(flags) if flags else 0.0
 
 
 # -- whole-poem check ----------------------------------------------------------------------
 def check_poem(lines: Sequence[str], form: str | Form, rhyme: bool = True,
-               tones: str | None = None, acrostic: str | None = None) -> list[str]:
+               tones: str | None = None, acrostic: str | None = None,
+               book: str = DEFAULT_BOOK) -> list[str]:
     """Problems of a poem against its form and rules, one line each; empty = valid.
-    `tones="strict"` requires one standard 平仄 pattern to fit every character."""
+    `tones="strict"` requires one standard 平仄 pattern to fit every character. Rhyme and
+    tones follow `book` (平水韵 and classical tones by default)."""
     f = get_form(form)
+    check_book(book)
     problems = []
     if len(lines) != f.lines:
         problems.append(f"{f.zh} needs {f.lines} lines, got {len(lines)}")
@@ -284,18 +321,19 @@ def check_poem(lines: Sequence[str], form: str | Form, rhyme: bool = True,
         heads = "".join(x[0] for x in lines)
         if heads != acrostic:
             problems.append(f"acrostic heads are {heads!r}, expected {acrostic!r}")
-    if rhyme and not rhymes(lines):
+    if rhyme and not rhymes(lines, book):
         ends = [lines[i][-1] for i in rhyme_positions(f.lines)]
-        flat = [c for c in ends if not level_rhyme_groups(c)]
+        flat = [c for c in ends if not level_rhyme_groups(c, book)]
         if flat:
             problems.append(f"rhyme characters without a level-tone reading: {''.join(flat)}")
         else:
-            groups = ", ".join(f"{c}:{''.join(sorted(level_rhyme_groups(c)))}" for c in ends)
+            groups = ", ".join(f"{c}:{''.join(sorted(level_rhyme_groups(c, book)))}"
+                               for c in ends)
             problems.append(f"lines {', '.join(str(i + 1) for i in rhyme_positions(f.lines))}"
                             f" share no rhyme group ({groups})")
     if tones == "strict":
-        best = min(patterns(f.name), key=lambda p: len(pattern_mismatches(lines, p)))
-        miss = pattern_mismatches(lines, best)
+        best = min(patterns(f.name), key=lambda p: len(pattern_mismatches(lines, p, book)))
+        miss = pattern_mismatches(lines, best, book)
         if miss:
             where = ", ".join(f"{lines[i][j]}@{i + 1}.{j + 1}" for i, j in miss[:6])
             problems.append(f"no standard 平仄 pattern fits; closest {pattern_name(best)} "

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from shared.cli import check_text
+from shared.cli import check_flag, check_text
 from shared.decoding import GenerationConfig, derive_seed
 from shared.writer import Writer
 
@@ -146,7 +146,7 @@ class PoemWriter(Writer):
 
     # -- requests ------------------------------------------------------------------------
     def request(self, theme: str, form: str = "qijue", acrostic: Optional[str] = None,
-                start=None, rhyme: bool = True, tones: Optional[str] = None,
+                start=None, rhyme: bool | str = True, tones: Optional[str] = None,
                 keywords=None, plan: bool = True) -> PoemRequest:
         """Validate one request. Raises ValueError on bad input."""
         spec = make_spec(form, acrostic=acrostic, start=start, rhyme=rhyme, tones=tones,
@@ -156,7 +156,7 @@ class PoemWriter(Writer):
         if words and KEYWORDS not in self.tok.specials:
             warnings.warn("this model was trained without keyword plans; keywords ignored")
             words = ()
-        return PoemRequest(clean_theme(theme, known), spec, words, plan)
+        return PoemRequest(clean_theme(theme, known), spec, words, check_flag(plan, "plan"))
 
     # -- what the shared writer needs --------------------------------------------------------
     def candidate(self, req: PoemRequest, seed: int) -> PoemRequest:
@@ -192,7 +192,7 @@ class PoemWriter(Writer):
 
     # -- the API -------------------------------------------------------------------------
     def write(self, theme: str, form: str = "qijue", n: int = 1, acrostic: Optional[str] = None,
-              start=None, rhyme: bool = True, tones: Optional[str] = None,
+              start=None, rhyme: bool | str = True, tones: Optional[str] = None,
               temperature: float = TEMPERATURE, seed: Optional[int] = None,
               candidates: int = CANDIDATES, rules: bool = True, keywords=None,
               plan: bool = True) -> list[dict]:
@@ -204,7 +204,7 @@ class PoemWriter(Writer):
         return self.generate([job], temperature, candidates, rules)[0]
 
     def stream(self, theme: str, form: str = "qijue", acrostic: Optional[str] = None,
-               start=None, rhyme: bool = True, tones: Optional[str] = None,
+               start=None, rhyme: bool | str = True, tones: Optional[str] = None,
                temperature: float = TEMPERATURE, seed: Optional[int] = None,
                candidates: int = CANDIDATES, keywords=None, plan: bool = True) -> Iterator[str]:
         """The poem `write(..., n=1)` returns for the same request and seed, yielded as its

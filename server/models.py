@@ -1,0 +1,76 @@
+"""The Models tab: every model's card (/model_info), as one table of facts a column per model,
+and its training curves (validation perplexity per epoch, gradient norm per step)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from chatbot.bot import Bot
+from server import handlers      # handlers.MODEL_DIRS, read at each call: build_app sets it
+
+
+def _card(task: str) -> dict:
+    """The task's model card (card.json in its model folder), or an error where it has none."""
+    p = Path(handlers.MODEL_DIRS[task] or handlers.WRITERS[task].default_dir()) / "card.json"
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else \
+        {"error": f"{p} is missing"}
+
+
+def model_info():
+    """Every shipped model's card; the Chinese chat bot's (chat-zh, beside chat) after chat's."""
+    cards = {}
+    for task in handlers.WRITERS:
+        cards[task] = _card(task)
+        if task == "chat":
+            zh = Bot.zh_dir(Path(handlers.MODEL_DIRS[task] or Bot.default_dir())) / "card.json"
+            if zh.exists():
+                cards["chat (Chinese)"] = json.loads(zh.read_text(encoding="utf-8"))
+    return cards
+
+
+def _facts(card: dict) -> dict[str, str]:
+    """A model card's facts, as the rows of the Models table show them."""
+    if "error" in card:
+        return {"corpus": card["error"]}
+    m, t = card.get("model", {}), card.get("train", {})
+    val = card.get("validation", {})
+    return {
+        "corpus": card.get("corpus", ""),
+        "how it works": card.get("source", ""),
+        "network": f"{m.get('cell', '?').upper()} seq2seq, emb {m.get('emb_dim')}, hidden "
+                   f"{m.get('hidden')}, {m.get('enc_layers')}-layer "
+                   f"{'bidirectional ' if m.get('bidirectional') else ''}encoder, "
+                   f"{m.get('dec_layers')}-layer decoder, vocabulary {m.get('tgt_vocab')}",
+        "parameters": f"{card.get('parameters', 0):,} ({card.get('weights_dtype', '')})",
+        "training": f"{t.get('epochs')} epochs, {card.get('steps', 0):,} steps of "
+                    f"{t.get('batch_size')}, {card.get('train_wall_time_min', '?')} min; "
+                    f"{card.get('hardware', '')}",
+        "validation perplexity": f"{val.get('ppl', float('nan')):.1f} per token",
+        "rebuild": f"`{card.get('rebuild', '')}`"}
+
+
+def models_table(cards: dict) -> str:
+    """Every model card in one readable table: a column per model, a row per fact (what it
+    learned from, its size, how well it does, how to rebuild it)."""
+    facts = {task: _facts(card) for task, card in cards.items()}
+    rows = dict.fromkeys(k for f in facts.values() for k in f)
+
+    def cell(x: str) -> str:       # a card's text, never markup: <form> stays visible
+        return x.replace("|", "/").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    head = "| | " + " | ".join(f"**{t}**" for t in facts) + " |\n|---" + "|---" * len(facts) + "|"
+    body = "\n".join(f"| {r} | " + " | ".join(cell(f.get(r, "")) for f in facts.values()) + " |"
+                     for r in rows)
+    return f"{head}\n{body}"
+
+
+def curves(cards: dict) -> tuple:
+    """Validation perplexity per epoch and the gradient norm before clipping per step, of
+    every model whose card has them, as data frames for gr.LinePlot."""
+    import pandas as pd
+    val = [{"epoch": r["epoch"] + 1, "perplexity": r["val_ppl"], "model": task}
+           for task, c in cards.items() for r in c.get("history", []) if "val_ppl" in r]
+    grad = [{"step": r["step"], "gradient norm": r["grad_norm"], "model": task}
+            for task, c in cards.items() for r in c.get("curve", []) if "grad_norm" in r]
+    return (pd.DataFrame(val, columns=["epoch", "perplexity", "model"]),
+            pd.DataFrame(grad, columns=["step", "gradient norm", "model"]))
+
