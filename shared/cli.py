@@ -23,6 +23,14 @@ def check_count(n, cap: int, what: str) -> int:
     return n
 
 
+def check_flag(value, what: str) -> bool:
+    """An on/off parameter: True or False, else ValueError naming it (the string "false" or an
+    object is truthy, and would switch on what the caller meant to switch off)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false, got {shown(value)}")
+    return value
+
+
 def is_number(x) -> bool:
     """A real, finite number (an int or a float, not a bool): an int too large for a float
     (10**400) is not one."""
