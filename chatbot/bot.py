@@ -157,14 +157,15 @@ class Bot(Writer):
     def extras(cls, model_dir: Path, rerank: bool = True, languages: bool = True) -> dict:
         """The backward model (data/models/chat-backward beside chat), the retrieval index
         and the Chinese bot's folder (chat-zh), where they exist (rerank=False: the forward
-        model alone; languages=False: one bot for every language)."""
+        model alone; languages=False: one bot for every language). A sibling folder that is
+        absent is left out; one that is there is loaded, so a damaged or emptied one is a
+        ModelFileError naming its file rather than a quietly worse bot."""
         back = model_dir.parent / f"{model_dir.name}-backward"
         zh = cls.zh_dir(model_dir)
         index = model_dir / "retrieval.npz"
-        return {"backward": load_model(back)[0] if rerank and (back / "card.json").exists()
-                else None,
+        return {"backward": load_model(back)[0] if rerank and back.is_dir() else None,
                 "index": index if rerank and index.exists() else None,
-                "zh": zh if rerank and languages and (zh / "card.json").exists() else None}
+                "zh": zh if rerank and languages and zh.is_dir() else None}
 
     @staticmethod
     def zh_dir(model_dir: Path) -> Path:

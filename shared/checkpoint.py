@@ -171,6 +171,20 @@ def export_model(out_dir: str | Path, model: Seq2Seq, tokenizer: Tokenizer, card
     return card
 
 
+def add_files(model_dir: str | Path, *names: str) -> None:
+    """Files written beside an exported model (its critic, a task's tables) join the card's
+    list, with their sha256, so loading verifies them as it does the weights."""
+    model_dir = Path(model_dir)
+    card_file = model_dir / "card.json"
+    card = json.loads(card_file.read_text(encoding="utf-8"))
+    files = dict(card.get("files", {}))
+    files.update({n: sha256(model_dir / n) for n in names})
+    card["files"] = dict(sorted(files.items()))
+    tmp = card_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(card, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(card_file)
+
+
 def load_model(model_dir: str | Path, verify: bool = True
                ) -> tuple[Seq2Seq, Tokenizer, dict]:
     """Load an exported model in fp32 eval mode. Verifies every file against the card."""
@@ -181,10 +195,13 @@ def load_model(model_dir: str | Path, verify: bool = True
     if verify:
         for name, digest in card.get("files", {}).items():
             p = model_dir / name
+            # a mismatch does not tell which of the two is damaged: both are named
+            where = model_dir / "card.json"
             if not p.exists():
-                raise ModelFileError(f"missing file {p}; {rebuild}")
+                raise ModelFileError(f"missing file {p}, which {where} lists; {rebuild}")
             if sha256(p) != digest:
-                raise ModelFileError(f"damaged file {p} (sha256 differs from card.json); {rebuild}")
+                raise ModelFileError(f"damaged file {p} or {where} (the file's sha256 differs "
+                                     f"from the card's); {rebuild}")
     try:
         cfg = from_dict(Seq2SeqConfig, _read_json(model_dir / "config.json", rebuild))
     except ValueError as e:

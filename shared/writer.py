@@ -8,7 +8,8 @@ decoded text becomes a result. Everything else is here, once:
 
 * a job is (request, n, seed); each job decodes `n * candidates` rows in one batched call,
   row c of a job seeded with derive_seed(seed, c), and keeps the n best distinct results by
-  `rank_score` (mean log-prob per token unless the task adds to it);
+  `rank_score` (mean log-prob per token unless the task adds to it), plus `critic_weight` x
+  the logit of the critic beside the model where it has one (shared/critic.py);
 * `stream` decodes the very same rows and yields the text of the currently best candidate,
   so its last yield is exactly what `write` returns first for the same request and seed;
 * a request without a seed gets a random one.
@@ -21,8 +22,9 @@ from typing import Any, Generator, Optional, Sequence
 
 import torch
 
+from . import critic as critic_files
 from .checkpoint import load_model
-from .cli import check_count
+from .cli import check_count, check_flag
 from .decoding import Collector, GenerationConfig, derive_seed, generate, pad_batch, stream
 from .fp16 import for_generation
 
@@ -48,23 +50,30 @@ class Writer:
     TEXT = "text"
     TEMPERATURE = 0.8
     CANDIDATES = 3
+    CRITIC_WEIGHT = 0.0     # a task's weight of its critic's logit in the ranking
 
     def __init__(self, model, tokenizer, card: dict, precision: str = "auto"):
         """`model` (fp32) scores text; generation runs the decoder weights of `precision`:
         "auto" (measured on this machine, shared/fp16.py), "fp16", "bf16" or "fp32"."""
         self.model, self.tok, self.card = model.eval(), tokenizer, card
         self.decoder, self.precision = for_generation(model, precision, self.CANDIDATES)
+        self.critic, self.critic_weight = None, self.CRITIC_WEIGHT
 
     @classmethod
     def default_dir(cls) -> Path:
         return MODELS / cls.MODEL
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, precision: str = "auto", **options):
-        """The model in `model_dir` (default data/models/<MODEL>); `options` go to `extras`."""
+    def load(cls, model_dir: str | Path | None = None, precision: str = "auto",
+             critic: bool = True, **options):
+        """The model in `model_dir` (default data/models/<MODEL>), with the critic beside it
+        where there is one (`critic=False`: without); `options` go to `extras`."""
         model_dir = Path(model_dir or cls.default_dir())
         model, tok, card = load_model(model_dir)
-        return cls(model, tok, card, precision=precision, **cls.extras(model_dir, **options))
+        writer = cls(model, tok, card, precision=precision, **cls.extras(model_dir, **options))
+        if check_flag(critic, "critic"):
+            writer.critic = critic_files.load(model_dir, model.cfg.tgt_vocab)
+        return writer
 
     @classmethod
     def extras(cls, model_dir: Path, **options) -> dict:
@@ -95,6 +104,10 @@ class Writer:
         """The request one candidate row decodes (seeded `seed`): by default the request
         itself; a task may vary it per candidate (poems sample their keywords here)."""
         return request
+
+    def critic_ids(self, request, text: str) -> list[int]:
+        """What the critic reads for a candidate: by default its text's ids."""
+        return self.tok.encode(text)
 
     def rank_score(self, request, text: str, score: float) -> float:
         """What candidates are ranked by (higher is better): by default the model's mean
@@ -128,6 +141,7 @@ class Writer:
         return reqs, seeds, owner
 
     def _inputs(self, reqs, temperature, rules, options):
+        check_flag(rules, "rules")
         src, src_len = pad_batch([self.source(r) for r in reqs])
         cfg = self.settings(reqs, self.TEMPERATURE if temperature is None else temperature,
                             **options)
@@ -146,6 +160,9 @@ class Writer:
         seen: list[set] = [set() for _ in jobs]
         texts = [self.text(t) for t in tokens]
         ranked = [self.rank_score(q, x, s) for q, x, s in zip(reqs, texts, scores)]
+        if self.critic is not None and self.critic_weight:
+            logits = self.critic.score([self.critic_ids(q, x) for q, x in zip(reqs, texts)])
+            ranked = [r + self.critic_weight * c for r, c in zip(ranked, logits)]
         for r in sorted(range(len(reqs)), key=lambda r: -ranked[r]):
             j = owner[r]
             text = texts[r]

@@ -135,3 +135,16 @@ def test_cli_paths_that_cannot_be_read_or_written_exit_2(cli, tmp_path, chat_mod
         assert p.returncode == 2, (args, p.stderr)
         assert p.stderr.startswith("error: ") and "Traceback" not in p.stderr, (args, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1, (args, p.stderr)
+
+
+def test_an_output_longer_than_its_input_is_refused_untouched(tmp_path):
+    """A rerun resumes after the output's last line; an output with more lines than the input
+    has items belongs to another input: refused with one line, and the file is left as it was."""
+    run(tmp_path, "明月\n春\n秋\n".encode("utf-8"))           # out.jsonl: 3 lines
+    src, out = tmp_path / "shorter.txt", tmp_path / "out.jsonl"
+    src.write_text("明月\n春\n", encoding="utf-8")
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="has 3 lines but the input has only 2 items") as e:
+        run_batch(read_items(src, "theme"), out, "results", lambda i, it: (it["theme"], 0),
+                  lambda jobs: [[t] for t, _ in jobs], known_keys={"theme"}, progress=False)
+    assert "\n" not in str(e.value) and out.read_bytes() == before

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from chatbot.bot import MAX_CHARS, MAX_N, Bot, clean_history
+from chatbot.bot import MAX_CHARS, MAX_N, Bot, clean_history, is_chinese
 from chatbot.format import SEP, source_text
 from chatbot.train import pairs
 from chatbot.cli import main as cli_main
@@ -37,9 +37,14 @@ def test_replies_are_seeded_distinct_and_never_hold_the_separator(bot):
 
 
 def test_stream_grows_to_the_reply(bot):
+    """A part whenever the leading text changes, piece by piece, ending on the reply itself."""
     parts = list(bot.stream("how are you?", seed=3))
-    assert parts and parts == list(bot.stream("how are you?", seed=3))
-    assert all(SEP not in p for p in parts) and len(parts[-1]) >= len(parts[0])
+    assert parts == list(bot.stream("how are you?", seed=3))
+    assert parts[-1] == bot.reply("how are you?", seed=3)
+    assert len(parts) >= 5 and all(a != b for a, b in zip(parts, parts[1:]))
+    assert all(SEP not in p for p in parts) and len(parts[0]) < len(parts[-1])
+    grew = sum(len(b) > len(a) and b.startswith(a) for a, b in zip(parts, parts[1:]))
+    assert grew >= len(parts) // 2             # mostly one candidate written on
 
 
 def test_stream_can_move_between_threads(bot):
@@ -291,3 +296,54 @@ def test_identity_counts_every_seed_of_every_phrasing():
     with pytest.raises(SystemExit) as stop:
         evaluate.main(["--identity-seeds", "0"])
     assert stop.value.code == 2
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_bad_input_with_status_2_and_one_line(chat_model_dir, tmp_path):
+    """`python -m chatbot`: a message it cannot answer, a missing model folder, a batch without
+    its output, each one line on stderr starting "error:", exit status 2, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    cases = [["--message", "   ", "--model", str(chat_model_dir)],
+             ["--message", "hi", "--model", str(tmp_path / "nope")],
+             ["--input", str(tmp_path / "missing.txt"), "--model", str(chat_model_dir)],
+             ["--message", "hi", "-n", "0", "--model", str(chat_model_dir)]]
+    for args in cases:
+        r = subprocess.run([sys.executable, "-m", "chatbot", *args], cwd=root,
+                           capture_output=True, text=True, timeout=120)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), \
+            (args, r.returncode, r.stderr)
+        assert r.stdout == "", (args, r.stdout)
+
+
+def test_is_chinese_reads_the_messages_language():
+    assert is_chinese("你好") and is_chinese("你好 ok") and is_chinese("我喜欢 jazz")
+    assert not is_chinese("hello 你") and not is_chinese("hi!") and not is_chinese("")
+    assert not is_chinese("123 ?!") and is_chinese("好的，谢谢！")
+
+
+@pytest.mark.parametrize("message, same, other", [
+    ("hello friend", ["hi there friend", "good to see you"], ["你好朋友", "谢谢你朋友"]),
+    ("你好朋友", ["我很好朋友", "谢谢你朋友"], ["hello to you friend", "hi friend"])])
+def test_candidates_in_the_other_language_are_dropped(chat_model_dir, message, same, other):
+    """Replies come in the message's language whenever any candidate is in it: retrieved
+    replies in both languages join the generated ones, and none in the other is returned."""
+    from shared.checkpoint import load_model
+
+    class Index:                       # retrieval that finds replies in both languages
+        def search(self, text, k):
+            return [(r, 1.0) for r in same + other][:k]
+
+        def similarity(self, a, b):
+            return 0.0
+    model, tok, card = load_model(chat_model_dir)
+    bot = Bot(model, tok, card)
+    bot.index = Index()
+    bot.weights["retrieved"] = 100.0     # retrieved replies first, whatever the tiny model says
+    out = bot.replies(message, n=MAX_N, seed=1)
+    zh = is_chinese(message)
+    assert out and all(is_chinese(r["reply"]) == zh for r in out), out
+    assert {r["reply"] for r in out if r["source"] == "retrieved"} == set(same)

@@ -40,12 +40,18 @@ def test_stepwise_nll_equals_teacher_forcing_and_fp16_stays_close():
     assert q["nll"] == pytest.approx(fp32["nll"], rel=0.005)
 
 
-def test_generates_through_the_common_decoder():
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_generates_through_the_common_decoder(strategy):
+    """Every strategy of shared/decoding.py runs on the fp16 decoder and writes what the fp32
+    model writes (the same tokens from the same seed), with scores equal up to fp16 rounding."""
     model = tiny_model("gru").eval()
-    src, src_len = pad_batch([[4, 5], [6, 7, 8]])
-    out = generate(Fp16Decoder(model), src, src_len, GenerationConfig(max_len=6, seed=1),
-                   bos_id=BOS, eos_id=EOS)
-    assert len(out.tokens) == 2 and all(len(t) <= 6 for t in out.tokens)
+    src, src_len = pad_batch([[4, 5], [6, 7, 8], [9, 10, 11, 4]])
+    cfg = GenerationConfig(strategy=strategy, max_len=6, seed=1)
+    with torch.no_grad():
+        want = generate(model, src, src_len, cfg, bos_id=BOS, eos_id=EOS)
+    got = generate(Fp16Decoder(model), src, src_len, cfg, bos_id=BOS, eos_id=EOS)
+    assert got.tokens == want.tokens and any(want.tokens)
+    assert got.scores == pytest.approx(want.scores, rel=0.01, abs=1e-3)
 
 
 def test_a_row_does_not_depend_on_its_batch_mates():

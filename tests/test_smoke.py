@@ -122,7 +122,10 @@ def test_fine_tune_starts_from_the_init_run(tmp_path, capsys):
     run(train, "--data", str(data), "--out", str(second), "--export", str(tmp_path / "m"))
     card = json.loads((tmp_path / "m" / "card.json").read_text())
     assert card["fine_tuned_from"]["run"] == str(first) and "--init" in card["argv"]
-    assert card["rebuild"].startswith("python -m poetry.poems.train with the options in argv")
+    # the rebuild is the fine-tune's own command, which names the run it starts from
+    assert card["rebuild"].startswith("python -m poetry.poems.data prepare && "
+                                      "python -m poetry.poems.train ")
+    assert f"--init {first}" in card["rebuild"] and card["rebuild"].endswith(str(tmp_path / "m"))
     with pytest.raises(ValueError, match="only model.dropout may change, not model.hidden=64"):
         run(train, "--data", str(data), "--out", str(tmp_path / "wider"), "--init", str(first),
             "model.hidden=64")

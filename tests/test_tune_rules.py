@@ -6,8 +6,8 @@ import torch
 
 from poetry.tunes import abc
 from poetry.tunes.abc import METERS
-from poetry.tunes.rules import (START, TuneConstraint, tune_rules, check_structure, check_tune,
-                               copied_windows, repeat_step, window_hashes)
+from poetry.tunes.rules import (START, TuneConstraint, tune_rules, check_ending, check_structure,
+                               check_tune, copied_windows, repeat_step, window_hashes)
 from shared.tokenizers import RegexTokenizer
 
 NOTES = [acc + n for n in ("G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B",
@@ -215,3 +215,48 @@ def test_pitch_rules_keep_range_and_cap_out_of_mode_notes(tok):
         out = [k for k, (_, ok) in enumerate(notes) if not ok]
         assert len(out) <= rate * len(notes) and all(k >= 1 / max(rate, 1e-9) - 1 for k in out)
         assert rate == 0 or out, body      # random logits do use the allowance
+
+
+def test_check_ending():
+    assert check_ending("G|c6|c2z4|]") is None and check_ending("|:c6:|[2d4c2:|") is None
+    assert check_ending("c6|d4c2||c4C2|]") is None             # C, and c both are the tonic
+    assert "not the tonic" in check_ending("c6|c4d2|]")
+    assert "not the tonic" in check_ending("c6|z6|]")          # the last bar holds a note
+    assert "shorter than a quarter" in check_ending("c6|d5c|]")
+    assert "shorter than a quarter" in check_ending("c6|d4cz|]")    # a rest does not lengthen
+    assert "shorter than an eighth" in check_ending("c6|d3d/2d/2c2|]")
+    assert "tuplet" in check_ending("c6|(3dedc2|]")
+
+
+@pytest.mark.parametrize("form", ["free", "AABB", "AB"])
+def test_every_tune_ends_on_a_long_tonic_in_a_plain_last_bar(tok, form):
+    """The ending promised in docs/tunes.md, for every meter and form, whether the tune stops
+    of its own accord (random logits), wants to stop at once, or never wants to."""
+    eos, bars = tok.eos_id, [tok.stoi[b] for b in abc.BARS]
+
+    def eager(t, out, gen):
+        x = torch.randn(len(out), tok.vocab_size, generator=gen) * 3
+        x[:, [eos] + bars] += 10
+        return x
+
+    def reluctant(t, out, gen):
+        x = torch.randn(len(out), tok.vocab_size, generator=gen) * 3
+        x[:, [eos, tok.stoi["|]"], tok.stoi[":|"]]] -= 30
+        return x
+
+    meters = list(METERS)
+    for seed, fn in enumerate([random_logits(tok), random_logits(tok), eager, reluctant]):
+        c = TuneConstraint(tok, meters, forms=[form] * len(meters), max_bars=10, min_bars=2)
+        for meter, body in zip(meters, decode(c, tok, len(meters), fn, seed=seed)):
+            assert not check_tune(body, meter), (meter, body)
+            assert check_ending(body) is None, (meter, check_ending(body), body)
+
+
+def test_a_pickup_does_not_let_the_last_bar_end_short_on_a_short_note(tok):
+    """A form's last bar may be short by its pickup; it still ends as check_ending asks."""
+    prefixes = [tok.encode(p) for p in ("|:G|", "|:GA|", "|:G/2A/2|", "|:(3GAB|")]
+    meters = ["6/8", "2/4", "3/4", "4/4"]
+    for seed in range(3):
+        c = tune_rules(tok, meters, prefixes, forms=["AABB"] * 4)
+        for meter, body in zip(meters, decode(c, tok, 4, random_logits(tok), seed=seed)):
+            assert not check_tune(body, meter) and check_ending(body) is None, (meter, body)

@@ -11,7 +11,7 @@ from poetry.tunes import abc
 from poetry.tunes.abc import METERS, Key, parse_key
 from poetry.cli import main as poetry_main
 from poetry.tunes.data import _music21_error
-from poetry.tunes.rules import check_tune, copied_windows
+from poetry.tunes.rules import FORMS, check_ending, check_tune, copied_windows
 from poetry.tunes import MAX_N, TuneWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +57,18 @@ def test_every_meter_gives_valid_parsable_tunes_with_matching_headers(writer):
         assert parse_key(fields["K"]) == req.key and fields["R"] == t["rhythm"]
         assert fields["X"] == "1" and fields["T"] == "Untitled 1"
         assert body.replace("\n", "") == t["body"] and t["score"] < 0
+
+
+@pytest.mark.filterwarnings("ignore:only .* training tunes")  # rare rhythm-meter pairs
+def test_every_rhythm_and_form_ends_on_a_long_tonic(writer):
+    """docs/tunes.md: the last note is the tonic, a quarter or longer, and the last bar has no
+    note shorter than an eighth, for every rhythm the model knows in each form."""
+    from tests.helpers import RHYTHMS
+    jobs = [(writer.request(meter, "Dmaj", rhythm, form=form), 1, i) for i, (meter, rhythm, form)
+            in enumerate((m, r, f) for m in RHYTHMS for r in RHYTHMS[m] for f in FORMS)]
+    for (req, _, _), (t,) in zip(jobs, writer.generate(jobs, candidates=1)):
+        assert t["form"] == req.form and check_tune(t["home"], t["meter"]) == [], t["abc"]
+        assert check_ending(t["home"]) is None, (check_ending(t["home"]), t["rhythm"], t["abc"])
 
 
 def test_rhythm_default_and_mapping(writer):

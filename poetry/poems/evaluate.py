@@ -13,7 +13,8 @@ distinct-line ratio, theme-character inclusion, repetition rates (a character 3+
 repeated rhyme character, doubled characters per poem), mean score, poems/s, and the
 probability mass the rules removed per step; 50 `--tones strict` poems and the share that a
 standard 平仄 pattern fits by the classical tones; the same repetition and rhyme rates and the
-pattern share of the real test poems (Tang, and Song where prepared); theme relevance: the share of generated poems over
+pattern share of the real test poems (Tang, and Song where prepared); the share of poems whose
+seasons conflict (scenes.py), generated and real; the critic's held-out accuracy; theme relevance: the share of generated poems over
 30 themes that a naive Bayes classifier trained on titled real poems puts their theme in its
 top 3 (themes.py), beside the share for real test poems. Speed: p50 latency of one 七律 (batch 1) and of 100 poems in one call.
 Generation runs fp16 decoder weights (shared/fp16.py): its test perplexity, scored step by step
@@ -133,6 +134,8 @@ def generation_metrics(writer, reqs: list[dict], rules: bool, seed: int = 1) -> 
             "rhyme_rate_xinyun": share([rhymes(p["lines"], "xinyun")
                                         for p, v in zip(poems, valid) if v]
                                        + [False] * valid.count(False)),
+            **({"mixed_seasons": writer.seasons.rate(p["lines"] for p in poems)}
+               if writer.seasons is not None else {}),
             "novelty": share(novel), "distinct_lines": round(len(set(lines)) / max(len(lines), 1), 4),
             "theme_inclusion": share(theme_in), "poems_per_s": round(len(poems) / dt, 2),
             "rule_removed_mass_per_step": round(removed, 4) if rules else 0.0,
@@ -170,8 +173,9 @@ def theme_relevance(writer, train: list[dict], test: list[dict], n: int, seed: i
             "examples": [p["poem"] for p in poems[:6]]}
 
 
-def real_rates(data_dir: Path) -> dict:
-    """The repetition rates and rhyme rate of held-out real poems, for comparison."""
+def real_rates(data_dir: Path, seasons=None) -> dict:
+    """The repetition rates and rhyme rate of held-out real poems, for comparison (and how
+    often their seasons conflict, by `seasons`)."""
     out = {}
     for split in ("test", "test_song"):
         path = Path(data_dir) / f"{split}.jsonl"
@@ -181,7 +185,8 @@ def real_rates(data_dir: Path) -> dict:
                           "rhyme_rate_xinyun": round(rhyme_rate(lines, "xinyun"), 4),
                           "strict_pattern_pass": round(statistics.fmean(
                               not check_poem(x, form_of(x), rhyme=False, tones="strict")
-                              for x in lines), 4)}
+                              for x in lines), 4),
+                          **({"mixed_seasons": seasons.rate(lines)} if seasons else {})}
     return out
 
 
@@ -296,7 +301,13 @@ def run(args) -> int:
         report["rules_on"] = generation_metrics(writer, reqs, rules=True)
         report["rules_off"] = generation_metrics(writer, reqs, rules=False)
         report["strict_tones"] = strict_tones(writer, reqs[:max(len(reqs) // 4, 1)])
-        report["real"] = real_rates(Path(args.data))
+        report["real"] = real_rates(Path(args.data), writer.seasons)
+        if writer.critic is not None:
+            card = json.loads((Path(args.model or PoemWriter.default_dir()) / "critic.json")
+                              .read_text(encoding="utf-8"))
+            report["critic"] = {"weight": writer.critic_weight,
+                                "candidates": writer.CANDIDATES, **card["accuracy"],
+                                "texts": card["texts"]}
         report["theme_relevance"] = theme_relevance(
             writer, poem_data.load_split("train", Path(args.data)), test, args.relevance_poems)
     report["speed"] = speed(writer)

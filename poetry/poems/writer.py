@@ -32,6 +32,7 @@ from .format import KEYWORDS, MAX_KEYWORDS, MAX_THEME, source_text
 from .planning import Planner
 from .repetition import Limits
 from .rules import LineIndex, PoemSpec, make_spec, poem_rules
+from .scenes import Seasons
 from .themes import Associations
 from .verse import get_form, is_cjk, split_poem
 
@@ -40,6 +41,11 @@ LINES = "lines.npz.xz"                 # the corpus lines (LineIndex) shipped be
 REPETITION = "repetition.json"      # Limits shipped beside the model
 THEMES = "themes.json"              # Associations shipped beside the model
 PLANNER = "keywords.json"           # Planner shipped beside the model
+SEASONS = "seasons.json"            # the season lexicon (scenes.py) shipped beside the model
+SEASON_PENALTY = 1.0  # nats off a candidate whose seasons conflict (spring and autumn...): over
+                      # 1,600 default poems 6.4 % conflicted, real Tang poems 1.3 %; the penalty
+                      # outweighs the spread of the candidates' scores (about 0.3), so such a
+                      # poem is kept only where every candidate conflicts
 KEYWORD_CHARS = 4                   # characters kept of one user keyword
 THEME_WEIGHT = 5.0    # rank = mean log-prob + 5 x theme share: over 600 poems / 30 themes (3
                       # candidates, 4 keywords, keyword bias 2) the classifier's top-3 rate
@@ -120,29 +126,34 @@ class PoemWriter(Writer):
     # 0.7: over 120 poems / 30 themes (evaluate.theme_relevance's requests, 3 candidates), the
     # same theme relevance as 0.8 (top-3 0.525 each) for 0.11 nats more mean log-prob per
     # character (-2.80 vs -2.92)
-    TEMPERATURE, CANDIDATES = 0.7, 3
+    # 5 candidates ranked with the critic (shared/critic.py) at 0.15 per logit (its logits
+    # spread about ten times the model's scores): 100 七绝 in one call take 1.8 x the time of
+    # 3 candidates (8 would take 2.8 x), one 七律 1.15 x
+    TEMPERATURE, CANDIDATES, CRITIC_WEIGHT = 0.7, 5, 0.15
 
     def __init__(self, model, tokenizer, card: dict, lines: Optional[LineIndex] = None,
                  limits: Optional[Limits] = None, themes: Optional[Associations] = None,
-                 planner: Optional[Planner] = None, precision: str = "auto"):
+                 planner: Optional[Planner] = None, seasons: Optional[Seasons] = None,
+                 precision: str = "auto"):
         """`lines`: the corpus lines no poem may copy (None = no novelty rule); `limits`: how
         often a character may repeat or double in a poem (None = no such cap); `themes`: the
         characters associated with theme characters, for ranking (None = model score only);
         `planner`: expands themes into keywords (None, or a model trained without plans:
         poems from the theme alone)."""
         super().__init__(model, tokenizer, card, precision)
-        self.lines, self.limits, self.themes = lines, limits, themes
+        self.lines, self.limits, self.themes, self.seasons = lines, limits, themes, seasons
         self.planner = planner if KEYWORDS in tokenizer.specials else None
 
     @classmethod
     def extras(cls, model_dir: Path, novelty: bool = True, repetition: bool = True,
-               relevance: bool = True, planning: bool = True) -> dict:
+               relevance: bool = True, planning: bool = True, scenes: bool = True) -> dict:
         path, rep, th = model_dir / LINES, model_dir / REPETITION, model_dir / THEMES
-        plan = model_dir / PLANNER
+        plan, sea = model_dir / PLANNER, model_dir / SEASONS
         return {"lines": LineIndex.load(path) if novelty and path.exists() else None,
                 "limits": Limits.load(rep) if repetition and rep.exists() else None,
                 "themes": Associations.load(th) if relevance and th.exists() else None,
-                "planner": Planner.load(plan) if planning and plan.exists() else None}
+                "planner": Planner.load(plan) if planning and plan.exists() else None,
+                "seasons": Seasons.load(sea) if scenes and sea.exists() else None}
 
     # -- requests ------------------------------------------------------------------------
     def request(self, theme: str, form: str = "qijue", acrostic: Optional[str] = None,
@@ -180,10 +191,13 @@ class PoemWriter(Writer):
                                 max_len=max(f.lines * (f.length + 1) for f in forms) + 1)
 
     def rank_score(self, req: PoemRequest, text: str, score: float) -> float:
-        """Model score plus THEME_WEIGHT x the share of characters tied to the theme."""
-        if self.themes is None:
-            return score
-        return score + THEME_WEIGHT * self.themes.relevance(req.theme, text)
+        """Model score plus THEME_WEIGHT x the share of characters tied to the theme, less
+        SEASON_PENALTY where the poem's seasons conflict."""
+        if self.themes is not None:
+            score += THEME_WEIGHT * self.themes.relevance(req.theme, text)
+        if self.seasons is not None and self.seasons.conflicts(split_poem(text)):
+            score -= SEASON_PENALTY
+        return score
 
     def result(self, req: PoemRequest, text: str, score: float, rank: int) -> dict:
         return {"theme": req.theme, "form": req.spec.form, "keywords": list(req.keywords),

@@ -11,7 +11,10 @@ The constraint also keeps a form where one is asked for (FORMS: AABB = two 8-bar
 optional pickup, each repeated with `|: ... :|`/`::` or 1st/2nd endings in its 8th bar; AB = two
 8-bar parts played once, `||` between), else caps the length (`max_bars`, closing the tune
 properly when the cap nears) and asks for `min_bars`; ends every tune on the tonic (C or c: the
-model writes in C of the mode), and, given the hashes of all
+model writes in C of the mode) written a quarter or longer, only rests after it, in a last bar
+of no tuplet and no note or rest shorter than an eighth (`check_ending`; a bar line that would
+end the tune is allowed only then, and the bar that must end it is steered there from its
+start), and, given the hashes of all
 4-bar windows of the training tunes, masks the token that would complete a bar whose 4-bar window
 (with the three bars before it) copies a training tune. Bars compare by their tokens without ties
 and endings (a tie added afterwards cannot dodge the check). The ban is best effort: when masking
@@ -112,6 +115,34 @@ def check_tune(body: str, meter: str) -> list[str]:
     return problems
 
 
+def check_ending(body: str) -> str | None:
+    """What breaks the ending rule, or None: the last bar's last note is the tonic (C or c, the
+    tune being in C of its mode) written a quarter or longer, only rests after it, and the
+    last bar has no tuplet and no note or rest shorter than an eighth. Generated tunes keep
+    it; real tunes need not, so data preparation does not ask it."""
+    tokens = tokenize(body)
+    if not tokens or tokens[-1] not in BARS:
+        return "the tune does not end with a bar line"
+    start = max((i for i, t in enumerate(tokens[:-1]) if t in BARS), default=-1) + 1
+    last = [t for t in tokens[start:-1] if not t.startswith("[")]
+    if any(token_kind(t) == "tuplet" for t in last):
+        return "the last bar has a tuplet"
+    lengths = []                               # [token, written length in eighths]
+    for t in last:
+        if token_kind(t) in ("note", "rest"):
+            lengths.append([t, 1])
+        elif token_kind(t) == "dur" and lengths:
+            lengths[-1][1] = token_duration(t)
+    if any(d < 1 for _, d in lengths):
+        return "the last bar has a note shorter than an eighth"
+    notes = [(t, d) for t, d in lengths if t != "z"]
+    if not notes or notes[-1][0].lstrip("=")[0] not in "Cc":
+        return "the last note is not the tonic"
+    if notes[-1][1] < 2:
+        return "the last note is shorter than a quarter"
+    return None
+
+
 # -- copies of training tunes -------------------------------------------------------------------
 def bar_hash(content: Iterable[str]) -> int:
     """A stable 64-bit hash of one bar's tokens (ties and endings left out)."""
@@ -160,13 +191,15 @@ class _Row:
     __slots__ = ("full", "used", "pending", "role", "tup_left", "tup_q", "tup_d", "tied",
                  "tie_ok", "rep", "after_bar", "n_bars", "must_end", "eos_ok", "done",
                  "content", "hashes", "pos", "last", "last_tonic", "form", "part", "part_bars",
-                 "pickup")
+                 "pickup", "end_ok", "bar_fine")
 
     def __init__(self, full: int, form: Optional[tuple] = None):
         self.full, self.used, self.pending, self.role = full, 0, 0, 0
         self.tup_left, self.tup_q, self.tup_d, self.tied, self.tie_ok = 0, 1, 0, "", False
         self.last = ""                     # the last note's name, without accidental
         self.last_tonic = False            # the last note is the tonic (C or c of the mode)
+        self.end_ok = False                # this bar's last note is a tonic of a quarter or more
+        self.bar_fine = True               # this bar has no tuplet, nothing shorter than an eighth
         self.form = form                   # FORMS value: per part, repeated or not; None = free
         self.part, self.part_bars = 0, 0   # the current part; its full bars so far this pass
         self.pickup = 0                    # grains of the first bar when it is a pickup
@@ -205,6 +238,8 @@ class BarState:
     eos_ok: bool            # the tune may end here
     final: bool             # this bar ends the tune: its last note must be the tonic
     last_tonic: bool        # the last note is the tonic
+    end_ok: bool            # this bar's last note is a tonic of a quarter or more (rests after)
+    bar_fine: bool          # this bar has no tuplet and no note or rest shorter than an eighth
     opening: int            # `|:` at the start: 0 not allowed, 1 allowed, 2 required
     form_close: str         # form: the bar line that ends the current part ("" = free form)
     part_last: bool         # form: this bar is its part's last
@@ -219,7 +254,7 @@ class TuneConstraint:
     i (`begin(rows)` maps rows to items). A form is a list of 8-bar parts after an optional
     pickup, each repeated (`|: ... :|`, `::`, or `[1 ... :|[2 ...` in its 8th bar) or not
     (closed by `||`); the final bar may be short by the pickup's length. A free tune has
-    `min_bars` to `max_bars` bars. Either way the tune's last note is the tonic. `windows` holds
+    `min_bars` to `max_bars` bars. Either way the tune ends as `check_ending` asks. `windows` holds
     the `window_hash`es of the training tunes' 4-bar windows. Masks are cached per distinct
     `BarState` (and ban); a mask depends on nothing else but the tokenizer, so a writer passes
     one `cache` dict to every batch's constraint."""
@@ -273,14 +308,14 @@ class TuneConstraint:
     def _final_ok(self, k: BarState, rem: int, d: int) -> bool:
         """May the pending note (rest) of the final bar last d grains, `rem` being free? The bar
         goes in whole eighths (no flourish of short notes at the end) and closes on a tonic of
-        a quarter or more (or a rest after a tonic): a note other than the tonic leaves room
-        for one, and no note leaves a single eighth that only a rest after a tonic could fill."""
+        a quarter or more, rests after it allowed. Every choice keeps the bar able to do so:
+        after it either such a tonic is written or a quarter is left for one."""
         g, left = self.grain, rem - d
         if d % g:
             return False
-        if k.pending == 2:                 # a rest: after a tonic anything, else room for one
-            return k.last_tonic or left >= 2 * g
-        return (left > 0 or d >= 2 * g) if k.last_tonic else left >= 2 * g
+        if k.pending == 2:                 # a rest: after the closing tonic, or room for one
+            return k.end_ok or left >= 2 * g
+        return (d >= 2 * g or left >= 2 * g) if k.last_tonic else left >= 2 * g
 
     def _fits(self, rem: int, d: int) -> bool:
         return 0 <= rem - d and self._fill[rem - d]
@@ -299,10 +334,11 @@ class TuneConstraint:
         if k.start and k.opening == 2:
             return {self.bar_ids["|:"]}
         # a tie needs a note after it: room in this bar, or a bar line that does not end the
-        # part; in the final bar only a tonic may be tied (the note after it repeats its pitch)
+        # part; in the final bar the note tied to (same pitch) must still fit the ending: a
+        # tonic needs a quarter left, any other note a quarter more for the tonic after it
         closing, rem, g = force or k.part_last, full - used, self.grain
         tie = tie_ok and not tied and (rem > 0 or in_tup or not closing) and \
-            (not k.final or k.last_tonic and (rem >= 2 * g or rem % g > 0))
+            (not k.final or rem % g > 0 or rem >= (2 * g if k.last_tonic else 3 * g))
         out = set(self.ids["tie"]) if tie else set()
         if k.eos_ok and not tied:
             out.add(self.eos)
@@ -312,9 +348,9 @@ class TuneConstraint:
             return out | notes | rests
         if k.final and rem > 0 and rem % g == 0 and rem < 3 * g:   # see _final_ok
             notes = notes & self.tonic if rem >= 2 * g else set()
-            rests = rests if k.last_tonic else set()
+            rests = rests if k.end_ok else set()
         elif k.final and rem > 0 and rem % g and not self._room[rem]:
-            notes, rests = notes & self.tonic, rests if k.last_tonic else set()
+            notes, rests = notes & self.tonic, rests if k.end_ok else set()
         if rem > 0 and self._can_start(rem, 1):
             out |= notes | rests
         if rem > 0 and not tied and not k.final:       # a tuplet's last note is not chosen
@@ -338,8 +374,8 @@ class TuneConstraint:
             if (ends and (not can_close or state != START or tied)) or \
                     (force and b != (":|" if rep[0] else "|]")):
                 continue
-            if (ends or (force and state == START)) and not k.last_tonic:
-                continue                   # the tune ends on the tonic
+            if (ends or (force and state == START)) and not (k.end_ok and k.bar_fine):
+                continue                   # the tune ends on a long tonic (check_ending)
             out.add(self.bar_ids[b])
         return out
 
@@ -352,7 +388,8 @@ class TuneConstraint:
             return set()
         if not k.part_last:
             return {self.bar_ids["|"]}
-        if (k.final and not k.last_tonic) or k.tied or k.form_close not in self.bar_ids:
+        if (k.final and not (k.end_ok and k.bar_fine)) or k.tied or \
+                k.form_close not in self.bar_ids:
             return set()
         return {self.bar_ids[k.form_close]}
 
@@ -376,8 +413,10 @@ class TuneConstraint:
             impl = impl and self.grain < rem
         if impl and not ban_impl:          # no duration token: the note lasts one eighth
             used = k.used + (0 if k.role == 2 else f * self.grain)
+            end_ok = k.end_ok and k.pending == 2           # a note of one eighth is too short
             out |= self._resolved(replace(k, used=used, tied="", tie_ok=k.pending == 1,
-                                          after_bar=False, start=False, eos_ok=False), ban_bars)
+                                          after_bar=False, start=False, eos_ok=False,
+                                          end_ok=end_ok), ban_bars)
         return out
 
     def _bans(self, row: _Row) -> tuple:
@@ -405,7 +444,7 @@ class TuneConstraint:
                       tup_q=row.tup_q, tup_d=row.tup_d, in_tup=row.tup_left > 0,
                       tied=row.tied, tie_ok=row.tie_ok, rep=row.rep, after_bar=row.after_bar,
                       start=row.pos == 0, first=row.n_bars == 0, eos_ok=row.eos_ok,
-                      last_tonic=row.last_tonic)
+                      last_tonic=row.last_tonic, end_ok=row.end_ok, bar_fine=row.bar_fine)
         if row.form is None:
             force = bars_left <= (2 if row.rep[1] == 1 else 1)
             return BarState(**common, can_close=row.n_bars + 1 >= self.min_bars, force=force,
@@ -455,6 +494,9 @@ class TuneConstraint:
             row.tup_d = d
         elif row.role == 0:
             row.used += d
+            row.bar_fine = row.bar_fine and d >= self.grain
+            if row.pending == 1:
+                row.end_ok = row.last_tonic and d >= 2 * self.grain
         row.tie_ok, row.pending = row.pending == 1, 0
 
     def _feed(self, row: _Row, i: int) -> None:
@@ -474,6 +516,7 @@ class TuneConstraint:
         if kind in ("note", "rest"):
             row.pending, row.tied = (1 if kind == "note" else 2), ""
             row.last = tok.lstrip("^_=")
+            row.end_ok = row.end_ok and kind == "rest"
             if kind == "note":
                 row.last_tonic = i in self.tonic
             row.role = 0 if row.tup_left == 0 else 1 if row.tup_d == 0 else 2
@@ -483,6 +526,7 @@ class TuneConstraint:
             row.tied, row.tie_ok = row.last, False
         elif kind == "tuplet":
             row.tup_left, row.tup_q, row.tup_d = int(tok[1]), TUPLETS[int(tok[1])], 0
+            row.bar_fine = False
             row.content.append(tok)
         elif kind == "ending":
             row.rep = repeat_step(row.rep, tok) or row.rep
@@ -503,8 +547,9 @@ class TuneConstraint:
             row.must_end = tok == "|]" or (tok == ":|" and row.rep == START and (
                 (short and not first) or row.n_bars >= self.max_bars))
             row.eos_ok = tok == ":|" and row.rep == START and row.n_bars >= self.min_bars \
-                and row.last_tonic
+                and row.end_ok and row.bar_fine
         row.used, row.content, row.after_bar, row.tie_ok = 0, [], True, False
+        row.end_ok, row.bar_fine = False, True
 
     @staticmethod
     def _advance_part(row: _Row, pickup: bool) -> None:
