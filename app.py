@@ -7,10 +7,14 @@ Models load once per process, on first use. Every action is a named API endpoint
 conversation in, the next turn out), /write_poems, /write_tunes, /run_batch, /model_info.
 The same server answers OpenAI clients at /v1/chat/completions and /v1/models
 (chatbot/openai_api.py).
-Bad input shows one clear message (gr.Error) and logs one line, never a traceback.
+Bad input shows one clear message and logs one line, never a traceback: an endpoint raises it
+(gr.Error) for the script that called it; on the page it is a toast, and the chat and every
+output keep what they showed (the page's buttons run the same handlers through
+handlers.on_page). Examples run when clicked.
 """
 # This file is the page: its layout and wiring. What each action does is in server/
-# (handlers.py, batch.py, models.py); the files it writes, and their bounds, in server/files.py.
+# (handlers.py, chat.py, batch.py, models.py; how results are shown, show.py); the files it
+# writes, and their bounds, in server/files.py.
 from __future__ import annotations
 
 import argparse
@@ -34,19 +38,24 @@ from poetry.tunes.rules import FORMS as TUNE_FORMS
 from poetry.tunes.writer import known_rhythms
 from server import handlers
 from server.batch import MAX_UPLOAD_MB, run_batch
-from server.handlers import (LIMITS, _quiet, _refuse, chat, chat_turn, reply,
-                             write_poems, write_tunes)
+from server.chat import chat, chat_turn, reply
+from server.handlers import LIMITS, _quiet, _refuse, on_page, write_poems, write_tunes
 from server.inputs import guard, unknown_endpoint
-from server.models import _card, curves, model_info, models_table
+from server.models import SCROLL_HINT, _card, curves, model_info, models_table
 
 FORM_CHOICES = [(f"{f.zh} ({f.name})", f.name) for f in FORMS.values()]
 
 
 # Wide tables (the Models table, a batch preview) scroll inside their block at phone width,
-# and a table's first column (the row names) never breaks inside a word.
+# and a table's first column (the row names) never breaks inside a word; the Models table
+# keeps its row names in sight as it scrolls, and says that it scrolls where it must.
 CSS = """
 .prose table { display: block; overflow-x: auto; }
 .prose td:first-child { white-space: nowrap; }
+#models-table td:first-child, #models-table th:first-child {
+  position: sticky; left: 0; background: var(--background-fill-primary); }
+#scroll-hint { display: none; }
+@media (max-width: 720px) { #scroll-hint { display: block; } }
 """
 
 
@@ -63,18 +72,23 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
         with gr.Tabs(overflow_behavior="wrap"):      # all tabs in sight at phone width
             with gr.Tab("Chat 聊天"):
                 chatbot = gr.Chatbot(label="Shiyu 诗语", height=440, buttons=["copy"])
+                # no length cap in the box, which would cut a paste without a word: the bot
+                # reads a long message's end, and says so
                 box = gr.Textbox(placeholder="Type a message and press Enter", show_label=False,
-                                 submit_btn=True, max_length=2000)
-                gr.Examples([["hi! how was your weekend?"], ["what kind of music do you like?"],
-                             ["你好！你叫什么名字？"]], [box], label="Examples")
+                                 submit_btn=True)
+                cex = gr.Examples([["hi! how was your weekend?"],
+                                   ["what kind of music do you like?"],
+                                   ["你好！你叫什么名字？"]], [box], label="Examples")
                 with gr.Accordion("Settings", open=False):
                     with gr.Row():
                         ctemp = gr.Slider(*LIMITS["chat temperature"], value=Bot.TEMPERATURE,
                                           step=0.05, label="Temperature")
                         cseed = gr.Textbox(value="", label="Seed (empty = random)")
-                box.submit(chat_turn, [box, chatbot, ctemp, cseed], [box, chatbot],
-                           api_visibility="private", show_progress="hidden").then(
-                    None, js="() => { window.shiyuTurns = (window.shiyuTurns || 0) + 1; }")
+                # a message sent, or an example clicked (which fills the box first)
+                for event in (box.submit, cex.load_input_event.then):
+                    event(chat_turn, [box, chatbot, ctemp, cseed], [box, chatbot],
+                          api_visibility="private", show_progress="hidden").then(
+                        None, js="() => { window.shiyuTurns = (window.shiyuTurns || 0) + 1; }")
                 # (a count of finished turns in the page, which the browser tests wait on)
                 # /chat for scripts: one message in, the reply streamed out
                 message = gr.Textbox(visible=False, label="message")
@@ -105,21 +119,27 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                     with gr.Column():
                         poem_out = gr.Textbox(label="Poems", lines=14, buttons=["copy"],
                                               elem_id="poems")
-                        poem_notes = gr.Markdown()
+                        poem_notes = gr.Markdown(elem_id="poem-details")
                         poem_files = gr.File(label="Download .txt / .jsonl",
                                              file_count="multiple")
                 poem_inputs = [theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
                                keywords]
-                go.click(write_poems, poem_inputs, [poem_out, poem_notes, poem_files],
-                         api_name="write_poems")
+                poem_outputs = [poem_out, poem_notes, poem_files]
+                go.click(on_page(write_poems), poem_inputs, poem_outputs,
+                         api_name="page_write_poems", api_visibility="private")
+                gr.Button(visible=False).click(write_poems, poem_inputs, poem_outputs,
+                                               api_name="write_poems")
                 T = PoemWriter.TEMPERATURE
-                gr.Examples([["明月", "qijue", 1, "", "", True, False, T, "1", ""],
-                             ["秋夜", "wulv", 1, "", "", True, False, T, "2", "蟋蟀 砧声"],
-                             ["春", "wujue", 1, "春夏秋冬", "", True, False, T, "3", ""],
-                             ["送别", "qilv", 2, "", "", True, False, T, "4", ""]],
-                            poem_inputs, label="Examples 示例",
-                            example_labels=["明月 · 七绝", "秋夜 · 五律 · 蟋蟀 砧声",
-                                            "春 · 五绝 · 藏头 春夏秋冬", "送别 · 七律 × 2"])
+                pex = gr.Examples([["明月", "qijue", 1, "", "", True, False, T, "1", ""],
+                                   ["秋夜", "wulv", 1, "", "", True, False, T, "2", "蟋蟀 砧声"],
+                                   ["春", "wujue", 1, "春夏秋冬", "", True, False, T, "3", ""],
+                                   ["送别", "qilv", 2, "", "", True, False, T, "4", ""]],
+                                  poem_inputs, label="Examples 示例",
+                                  example_labels=["明月 · 七绝", "秋夜 · 五律 · 蟋蟀 砧声",
+                                                  "春 · 五绝 · 藏头 春夏秋冬", "送别 · 七律 × 2"])
+                pex.load_input_event.then(on_page(write_poems), poem_inputs, poem_outputs,
+                                          api_name="example_write_poems",
+                                          api_visibility="private")
             with gr.Tab("Tunes 曲"):
                 with gr.Row():
                     with gr.Column():
@@ -141,20 +161,30 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                         tseed = gr.Textbox(value="", label="Seed (empty = random)")
                         tgo = gr.Button("Compose 作曲", variant="primary")
                     with gr.Column():
-                        abc_out = gr.Code(label="ABC")
+                        # copy only: the Code box would save the ABC as file.txt, and
+                        # tunes.abc is in the downloads below
+                        abc_out = gr.Code(label="ABC", buttons=["copy"], elem_id="abc")
                         score = gr.HTML(label="Score")
-                        audio = gr.Audio(label="Listen", type="filepath")
+                        # no share button: it posts to Hugging Face Spaces only
+                        audio = gr.Audio(label="Listen", type="filepath", buttons=["download"],
+                                         elem_id="listen")
                         abc_file = gr.File(label="Download ABC, MIDI and WAV",
                                            file_count="multiple")
                 tune_inputs = [meter, key, rhythm, tstart, tn, ttemp, tseed, tform, ttempo]
-                tgo.click(write_tunes, tune_inputs, [abc_out, score, audio, abc_file],
-                          api_name="write_tunes")
-                gr.Examples([["6/8", "Dmaj", "jig", "", 1, 1.0, "1", "", 120],
-                             ["4/4", "Gmaj", "reel", "", 1, 1.0, "2", "AABB", 160],
-                             ["3/4", "Gmaj", "song", "", 1, 1.0, "3", "", 90]],
-                            tune_inputs, label="Examples",
-                            example_labels=["jig in D, 6/8", "reel in G, AABB, ♩ = 160",
-                                            "song in G, 3/4, ♩ = 90"])
+                tune_outputs = [abc_out, score, audio, abc_file]
+                tgo.click(on_page(write_tunes), tune_inputs, tune_outputs,
+                          api_name="page_write_tunes", api_visibility="private")
+                gr.Button(visible=False).click(write_tunes, tune_inputs, tune_outputs,
+                                               api_name="write_tunes")
+                tex = gr.Examples([["6/8", "Dmaj", "jig", "", 1, 1.0, "1", "", 120],
+                                   ["4/4", "Gmaj", "reel", "", 1, 1.0, "2", "AABB", 160],
+                                   ["3/4", "Gmaj", "song", "", 1, 1.0, "3", "", 90]],
+                                  tune_inputs, label="Examples",
+                                  example_labels=["jig in D, 6/8", "reel in G, AABB, ♩ = 160",
+                                                  "song in G, 3/4, ♩ = 90"])
+                tex.load_input_event.then(on_page(write_tunes), tune_inputs, tune_outputs,
+                                          api_name="example_write_tunes",
+                                          api_visibility="private")
             with gr.Tab("Batch 批量"):
                 gr.Markdown("One message per line or JSONL conversations (chat), one theme per "
                             "line (poems) or JSONL settings (tunes); the result is a JSONL file "
@@ -162,27 +192,40 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
                 bfile = gr.File(label="Input", type="filepath")
                 btask = gr.Radio(["chat", "poem", "tune"], value="poem", label="Task")
                 bform = gr.Dropdown(FORM_CHOICES, value="qijue", label="Poem form")
+                btask.change(lambda task: gr.update(visible=task == "poem"), btask, bform,
+                             api_visibility="private", show_progress="hidden")
                 bn = gr.Slider(*LIMITS["results per item"], value=1, step=1, label="Per item")
                 bseed = gr.Number(value=0, precision=0, minimum=LIMITS["seed"][0],
                                   maximum=LIMITS["seed"][1], label="Seed")
-                bgo = gr.Button("Run")
+                bgo = gr.Button("Run", variant="primary")
                 bout, bsum, bview = gr.File(label="Result"), gr.Markdown(), gr.Markdown()
-                bgo.click(run_batch, [bfile, btask, bform, bn, bseed], [bout, bsum, bview],
-                          api_name="run_batch")
+                batch_inputs, batch_outputs = [bfile, btask, bform, bn, bseed], [bout, bsum,
+                                                                                 bview]
+                bgo.click(on_page(run_batch), batch_inputs, batch_outputs,
+                          api_name="page_run_batch", api_visibility="private")
+                gr.Button(visible=False).click(run_batch, batch_inputs, batch_outputs,
+                                               api_name="run_batch")
                 ex = Path(__file__).resolve().parent / "data" / "examples"
-                gr.Examples([[str(ex / "themes.txt"), "poem", "qijue", 1, 0],
-                             [str(ex / "messages.txt"), "chat", "qijue", 2, 0],
-                             [str(ex / "tunes.jsonl"), "tune", "qijue", 1, 0]],
-                            [bfile, btask, bform, bn, bseed], label="Examples",
-                            example_labels=["4 themes → poems", "3 messages → 2 replies each",
-                                            "3 tune settings → tunes"])
+                bex = gr.Examples([[str(ex / "themes.txt"), "poem", "qijue", 1, 0],
+                                   [str(ex / "messages.txt"), "chat", "qijue", 2, 0],
+                                   [str(ex / "tunes.jsonl"), "tune", "qijue", 1, 0]],
+                                  batch_inputs, label="Examples",
+                                  example_labels=["4 themes → poems",
+                                                  "3 messages → 2 replies each",
+                                                  "3 tune settings → tunes"])
+                bex.load_input_event.then(on_page(run_batch), batch_inputs, batch_outputs,
+                                          api_name="example_run_batch",
+                                          api_visibility="private")
             with gr.Tab("Models"):
                 cards = model_info()
-                table = gr.Markdown(models_table(cards))
+                gr.Markdown(SCROLL_HINT, elem_id="scroll-hint")
+                table = gr.Markdown(models_table(cards), elem_id="models-table")
                 val, grad = curves(cards)
                 with gr.Row():
-                    vplot = gr.LinePlot(val, x="epoch", y="perplexity", color="model",
-                                        title="Validation perplexity per epoch")
+                    # a point an epoch: a model trained (or fine-tuned) one epoch has one, which
+                    # a line plot would not draw
+                    vplot = gr.ScatterPlot(val, x="epoch", y="perplexity", color="model",
+                                           title="Validation perplexity per epoch")
                     gplot = gr.LinePlot(grad, x="step", y="gradient norm", color="model",
                                         title="Gradient norm before clipping (clip at 1.0)")
                 with gr.Accordion("Model cards (JSON)", open=False):
@@ -194,6 +237,7 @@ def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = 
     for block in demo.blocks.values():
         if isinstance(block, gr.components.Component):
             _quiet(block)
+    files.pin_examples(demo)            # the examples' files stay as long as the page does
     demo.queue(max_size=32, default_concurrency_limit=concurrency)
     guard(demo, _refuse)                # the values and files of every request, checked first
     return demo

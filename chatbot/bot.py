@@ -16,7 +16,10 @@ messages (BM25, chatbot/retrieval.py). All are re-ranked by
 (the forward model and the backward model of chatbot/train.py; Li et al. 2016's MMI re-ranking,
 which favours replies that say something about the message over generic ones; the TF-IDF
 cosine of retrieval.py, ConvAI2's IR baseline), with the weights tuned on validation
-(`python -m chatbot.evaluate --tune` writes them into the card's "rerank"). Candidates in the
+(`python -m chatbot.evaluate --tune` writes them into the card's "rerank"), plus, where the
+chat folder has one, `selector` x the logit of the reply selector (chatbot/selector.py: the
+core's critic reading the last turns and the candidate, trained to tell the reply that
+followed from others). Candidates in the
 other language than the message are dropped when any in its language exist, and so are
 retrieved replies that the forward model finds far less likely than the best generated one
 (`Bot.fluent`: the "gap", tuned on the persona's validation questions). Each reply records
@@ -42,14 +45,16 @@ from shared.decoding import GenerationConfig, derive_seed, pad_batch
 from shared.rules import AllOf, ForbidTokens, MinLength
 from shared.writer import Outcome, Writer
 
-from .format import CONTEXT, MAX_SRC, MAX_TGT, SEP, source_text
+from .format import CONTEXT, MAX_SRC, MAX_TGT, SEP, fullwidth, source_text
 from .retrieval import Retrieval
+from .selector import CONTEXT as SELECTOR_CONTEXT
+from .selector import selector_ids
 
 MAX_N = 10               # replies per request
 MAX_CHARS = 1000         # characters of one message kept (its end)
-RETRIEVED = 10           # retrieved candidates per request
+RETRIEVED = 30           # retrieved candidates per request
 RERANK = {"backward": 0.5, "overlap": 0.0, "retrieved": 0.0,   # until the card's "rerank"
-          "gap": None}                                         # (tuned on validation) says
+          "gap": None, "selector": 0.0}                        # (tuned on validation) says
 
 
 def is_chinese(text: str) -> bool:
@@ -172,6 +177,12 @@ class Bot(Writer):
         """Where the Chinese bot's forward model lies beside a chat model (chat -> chat-zh)."""
         return model_dir.parent / f"{model_dir.name}-zh"
 
+    def set_critic(self, critic) -> None:
+        """The reply selector, for this bot and the Chinese one beside it."""
+        self.critic = critic
+        if self.zh is not None:
+            self.zh.critic = critic
+
     def for_lang(self, lang: str) -> "Bot":
         """The bot that answers messages in `lang` ("en" or "zh")."""
         return self.zh if lang == "zh" and self.zh is not None else self
@@ -221,7 +232,7 @@ class Bot(Writer):
                                 max_len=MAX_TGT + 1)
 
     def text(self, tokens: list[int]) -> str:
-        return self.tok.decode(tokens).strip()
+        return fullwidth(self.tok.decode(tokens).strip())
 
     def result(self, turns: list[str], text: str, score: float, rank: int) -> dict:
         return {"reply": text, "score": round(score, 4), "source": "generated"}
@@ -238,7 +249,7 @@ class Bot(Writer):
         for j, (turns, n, _) in enumerate(jobs):
             if self.index is not None:
                 for text, _ in self.index.search(turns[-1], RETRIEVED):
-                    pools[j].setdefault(text, "retrieved")
+                    pools[j].setdefault(fullwidth(text), "retrieved")
             zh = is_chinese(turns[-1])
             same = {t: s for t, s in pools[j].items() if is_chinese(t) == zh}
             pools[j] = same or pools[j]
@@ -260,11 +271,18 @@ class Bot(Writer):
         overlap = [self.index.similarity(turns[-1], t) if self.index is not None else 0.0
                    for t in texts]
         keep = self.fluent(texts, forward, pool)
+        selector = [0.0] * len(texts)
+        if self.critic is not None and w["selector"]:
+            context = self.critic.about.get("context", SELECTOR_CONTEXT)
+            pairs = [selector_ids(self.tok, turns, t, context) for t in texts]
+            selector = self.critic.match([c for c, _ in pairs], [r for _, r in pairs])
         out = [{"reply": t, "score": round(f + w["backward"] * b + w["overlap"] * o
-                                             + w["retrieved"] * (pool[t] == "retrieved"), 4),
+                                             + w["retrieved"] * (pool[t] == "retrieved")
+                                             + w["selector"] * s, 4),
                 "source": pool[t], "forward": round(f, 4), "backward": round(b, 4),
-                "overlap": round(o, 4)}
-               for t, f, b, o, k in zip(texts, forward, backward, overlap, keep) if k]
+                "overlap": round(o, 4), "selector": round(s, 4)}
+               for t, f, b, o, s, k in zip(texts, forward, backward, overlap, selector, keep)
+               if k]
         return sorted(out, key=lambda x: -x["score"])[:n]
 
     def fluent(self, texts: list[str], forward: list[float], pool: dict[str, str]) -> list[bool]:
@@ -302,6 +320,6 @@ class Bot(Writer):
     def stream(self, history, temperature: Optional[float] = None, top_p: float = TOP_P,
                seed: Optional[int] = None, candidates: int = CANDIDATES) -> Iterator[str]:
         """The reply `reply` gives for the same conversation and seed, yielded as its growing
-        text (the leading candidate's, while they are written)."""
+        text once it is chosen (every candidate is decoded and ranked first)."""
         job = (clean_history(history), 1, derive_seed(self.seed(seed), 0))
         yield from self.stream_job(job, temperature, candidates, top_p=top_p)

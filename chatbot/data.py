@@ -12,10 +12,16 @@ nothing is installed):
 Plus, when the folder is there (`--kdconv`, default `../shared/data/kdconv` beside the
 checkout), KdConv (THU-COAI, Apache-2.0): 900 Chinese knowledge-grounded multi-turn dialogs
 (film, music, travel; its dev and test files), split 90/5/5 % by conversation so that Chinese
-has a test set of its own; and the project's persona (`data/persona/persona.json`: who the bot
+has a test set of its own; the everyday dialogue corpora of `--dialogs` (default
+`../shared/data/dialogs`; chatbot/everyday.py: DailyDialog, Topical-Chat, Commonsense-Dialogues,
+PersonaChat, Personality Chat, XDailyDialog, C3-D, LCCC, CPED), DailyDialog in its own splits and
+the others split 90/5/5 % by conversation, so that the English and the Chinese test sets mix the
+sources; `--commercial-only` leaves out every source whose licence is non-commercial or
+research-only; and the project's persona (`data/persona/persona.json`: who the bot
 is, what it can do, who made it), every question-answer pair a training conversation.
 
-Writes train/validation/test.jsonl of {"id", "source", "lang", "turns"} and stats.json. Splits
+Writes train/validation/test.jsonl of {"id", "source", "lang", "turns"} (the everyday sources'
+records add "licence") and stats.json. Splits
 are by conversation (shared.data.split_of of its id, 96/2/2 %), so no conversation's turns cross splits.
 Whitespace is collapsed; empty turns are dropped; conversations with fewer than two turns, and
 exact repeats of an earlier conversation, are dropped and counted.
@@ -35,6 +41,8 @@ from typing import Iterator
 
 from shared.checkpoint import sha256
 from shared.data import SPLITS, read_jsonl, split_of, write_jsonl, write_text
+
+from . import everyday
 
 WHEELS = {   # package: (version, file name, sha256)
     "chitchat-dataset": ("0.9.0", "chitchat_dataset-0.9.0-py3-none-any.whl",
@@ -189,20 +197,24 @@ def size(turns: list[str], lang: str) -> int:
 
 def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
             verify: bool = True, kdconv: Path | None = KDCONV,
-            persona: Path | None = PERSONA) -> dict:
+            persona: Path | None = PERSONA, dialogs: Path | None = everyday.DIALOGS,
+            commercial_only: bool = False) -> dict:
     wheels, out = Path(wheels), Path(out)
     paths = {p: ensure_wheel(p, wheels, verify) for p in WHEELS}
     if persona is not None and not Path(persona).is_file():
         raise FileNotFoundError(f"the persona file {persona} is missing")
     own = sha256(Path(persona)) if persona is not None else None
+    chosen = {"dialogs": str(dialogs) if dialogs is not None else None,
+              "commercial_only": commercial_only}
     if not force and (out / "stats.json").exists() and all(
             (out / f"{s}.jsonl").exists() for s in SPLITS):
         stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
-        if stats.get("persona_sha256") == own and stats.get("persona_edits") == PERSONA_EDITS:
+        if stats.get("persona_sha256") == own and stats.get("persona_edits") == PERSONA_EDITS \
+                and stats.get("everyday") == chosen:
             print(f"{out} is already prepared; skipping (use --force to rebuild)")
             return stats
-        print(f"{out} was prepared with another persona file (or none), or other edits of "
-              f"its questions: rebuilding")
+        print(f"{out} was prepared with another persona file (or none), other edits of "
+              f"its questions or other everyday sources: rebuilding")
     dropped: collections.Counter = collections.Counter()
     seen: set[tuple[str, ...]] = set()
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
@@ -215,6 +227,11 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
         print(f"KdConv not found at {kdconv}: preparing without it (Chinese dialogs are then "
               f"few). It lives at {KDCONV_HOME}; pass its folder with --kdconv.",
               file=sys.stderr)
+    if dialogs is not None:
+        if everyday.missing(dialogs):
+            print(f"everyday corpora not found in {dialogs}: {', '.join(everyday.missing(dialogs))}"
+                  f" (preparing without them)", file=sys.stderr)
+        sources += list(everyday.conversations(Path(dialogs), commercial_only))
     for conv in sources:
         raw += 1
         conv["turns"] = [t for t in conv["turns"] if t]
@@ -225,8 +242,9 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
             dropped["repeat of an earlier conversation"] += 1
             continue
         seen.add(tuple(conv["turns"]))
-        rows[split_of(conv["id"], (90, 5, 5) if conv["source"] == "kdconv" else (96, 2, 2))
-             ].append(conv)
+        split = conv.pop("split", None) or split_of(
+            conv["id"], (96, 2, 2) if conv["source"] in ("chitchat", "chatterbot") else (90, 5, 5))
+        rows[split].append(conv)
     if persona is not None:                     # identity: always trained on, never split
         rows["train"] += list(iter_persona(Path(persona), frequent_units(rows["train"])))
     out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +260,9 @@ def prepare(wheels: Path = WHEEL_DIR, out: Path = OUT, force: bool = False,
             "turns": sum(len(c["turns"]) for c in v if (c["source"], c["lang"]) == (src, lang)),
             "size": sum(size(c["turns"], lang) for c in v if (c["source"], c["lang"]) == (src, lang))}
             for src, lang in groups} for s, v in rows.items()},
-        "size_unit": "words (en) or characters (zh)",
+        "size_unit": "words (en) or characters (zh)", "everyday": chosen,
+        "licences": {src: lic for src, (_, lic, _) in everyday.LICENCES.items()
+                     if any(c["source"] == src for v in rows.values() for c in v)},
         "persona_sha256": own, "persona_edits": PERSONA_EDITS}
     write_text(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1) + "\n")
     return stats
@@ -273,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wheels", type=Path, default=WHEEL_DIR, help="where the wheels are cached")
     p.add_argument("--kdconv", type=Path, default=KDCONV,
                    help="KdConv's data folder ({film,music,travel}/{dev,test}.json)")
+    p.add_argument("--dialogs", type=Path, default=everyday.DIALOGS,
+                   help="the everyday dialogue corpora's folder (chatbot/everyday.py)")
+    p.add_argument("--no-dialogs", action="store_true", help="prepare without them")
+    p.add_argument("--commercial-only", action="store_true",
+                   help="leave out every everyday source whose licence is non-commercial or "
+                        "research-only")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--force", action="store_true", help="rebuild even if prepared")
     p.add_argument("--unverified", action="store_true",
@@ -283,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
         stats = prepare(args.wheels, args.out, args.force, verify=not args.unverified,
-                        kdconv=args.kdconv)
+                        kdconv=args.kdconv, dialogs=None if args.no_dialogs else args.dialogs,
+                        commercial_only=args.commercial_only)
         print(f"{stats['kept']:,} conversations of {stats['raw_conversations']:,} "
               f"(dropped: {stats['dropped']}) -> {args.out}")
     else:

@@ -46,11 +46,14 @@ from shared.trainer import evaluate
 from . import data as chat_data
 from .bot import Bot, is_chinese, teacher_forced
 from .format import MAX_SRC, MAX_TGT, source_text
+from .selector import CONTEXT as SELECTOR_CONTEXT
+from .selector import selector_ids
 from .train import pairs
 
 CANDIDATES = 20
 WEIGHTS = (0.0, 1.0, 2.0, 4.0, 6.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0)  # backward
 OVERLAPS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)  # TF-IDF cosine, the same
+SELECTORS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)       # the selector's logit
 
 
 def examples(data: Path, split: str, lang: str) -> list[tuple[list[str], str]]:
@@ -97,11 +100,18 @@ def ranking_scores(bot, exs, cands) -> dict[str, list[list[float]]]:
                                             for (turns, _), cs in zip(exs, cands) for c in cs])
     tfidf = [bot.index.similarity(turns[-1], c) if bot.index is not None else 0.0
              for (turns, _), cs in zip(exs, cands) for c in cs]
+    sel = [0.0] * len(f)
+    if bot.critic is not None:
+        context = bot.critic.about.get("context", SELECTOR_CONTEXT)
+        flat = [selector_ids(tok, turns, c, context)
+                for (turns, _), cs in zip(exs, cands) for c in cs]
+        sel = bot.critic.match([c for c, _ in flat], [r for _, r in flat])
     ends = list(itertools.accumulate(len(cs) for cs in cands))   # a set may hold fewer than
                                                                   # CANDIDATES (few examples)
     def rows(xs):
         return [xs[e - len(cs):e] for e, cs in zip(ends, cands)]
-    return {"forward": rows(f), "backward": rows(b), "tfidf": rows(tfidf)}
+    return {"forward": rows(f), "backward": rows(b), "tfidf": rows(tfidf),
+            "selector": rows(sel)}
 
 
 def _reply(bot, message, **kw) -> str:
@@ -119,11 +129,14 @@ def hits_at_1(rows: list[list[float]]) -> float:
     return round(sum(r[0] > max(r[1:]) for r in rows) / max(len(rows), 1), 4)
 
 
-def combined(scores: dict, backward: float, overlap: float) -> list[list[float]]:
+def combined(scores: dict, backward: float, overlap: float,
+             selector: float = 0.0) -> list[list[float]]:
     """The bot's score (bot.rerank) of every candidate: retrieved-or-not is no feature here,
     every candidate being a true reply."""
-    return [[f + backward * b + overlap * o for f, b, o in zip(fr, br, orow)]
-            for fr, br, orow in zip(scores["forward"], scores["backward"], scores["tfidf"])]
+    return [[f + backward * b + overlap * o + selector * s
+             for f, b, o, s in zip(fr, br, orow, srow)]
+            for fr, br, orow, srow in zip(scores["forward"], scores["backward"],
+                                          scores["tfidf"], scores["selector"])]
 
 
 def ranking(bot, exs) -> dict:
@@ -131,13 +144,15 @@ def ranking(bot, exs) -> dict:
     w = bot.weights
     return {"examples": len(exs), "forward": hits_at_1(scores["forward"]),
             "backward": hits_at_1(scores["backward"]) if bot.backward is not None else None,
-            "combined": hits_at_1(combined(scores, w["backward"], w["overlap"])),
-            "combined_weights": {k: w[k] for k in ("backward", "overlap")},
+            "selector": hits_at_1(scores["selector"]) if bot.critic is not None else None,
+            "combined": hits_at_1(combined(scores, w["backward"], w["overlap"],
+                                           w["selector"] if bot.critic is not None else 0.0)),
+            "combined_weights": {k: w[k] for k in ("backward", "overlap", "selector")},
             "tfidf_baseline": hits_at_1(scores["tfidf"])}
 
 
 def tune(bot, data: Path, langs: tuple[str, ...] = ("en", "zh"), n: int = 400) -> dict:
-    """The (backward, overlap) weights with the best validation hits@1 over `langs` (pooled,
+    """The (backward, overlap, selector) weights with the best validation hits@1 over `langs` (pooled,
     each with negatives of its own language; ties go to the smaller weights)."""
     scores: dict[str, list] = {}
     count = 0
@@ -146,11 +161,14 @@ def tune(bot, data: Path, langs: tuple[str, ...] = ("en", "zh"), n: int = 400) -
         count += len(exs)
         for key, rows in ranking_scores(bot, exs, candidate_sets(exs, seed=1)).items():
             scores.setdefault(key, []).extend(rows)
-    grid = {(b, o): hits_at_1(combined(scores, b, o)) for b in WEIGHTS for o in OVERLAPS}
-    best = max(grid, key=lambda k: (grid[k], -k[0], -k[1]))
+    selectors = SELECTORS if bot.critic is not None else (0.0,)
+    grid = {(b, o, s): hits_at_1(combined(scores, b, o, s))
+            for b in WEIGHTS for o in OVERLAPS for s in selectors}
+    best = max(grid, key=lambda k: (grid[k], -k[0], -k[1], -k[2]))
     return {"languages": list(langs), "validation_examples": count,
-            "hits_at_1": {f"backward={b} overlap={o}": h for (b, o), h in grid.items()},
-            "best": {"backward": best[0], "overlap": best[1]}}
+            "hits_at_1": {f"backward={b} overlap={o} selector={s}": h
+                          for (b, o, s), h in grid.items()},
+            "best": {"backward": best[0], "overlap": best[1], "selector": best[2]}}
 
 
 GAPS = (None, 8.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0)     # the fluency gate (Bot.fluent), widest first

@@ -103,11 +103,53 @@ class Retrieval:
         terms = self.terms(message)
         if not terms or not len(self):
             return []
-        scores = np.zeros(len(self), dtype=np.float32)
-        for t in terms:
-            lo, hi = self.indptr[t], self.indptr[t + 1]
-            np.add.at(scores, self.docs[lo:hi], self.weights[lo:hi])
+        spans = [slice(self.indptr[t], self.indptr[t + 1]) for t in terms]
+        scores = np.bincount(np.concatenate([self.docs[s] for s in spans]),
+                             weights=np.concatenate([self.weights[s] for s in spans]),
+                             minlength=len(self)).astype(np.float32)   # one pass, in C
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.reply(int(i)), float(scores[i])) for i in top if scores[i] > 0]
+
+
+def build_for(data: Path, model_dir: Path, lang: str | None) -> Path:
+    """A model folder's index from the prepared training conversations (every source but
+    KdConv, whose text stays out of the repository; `lang`: one language only), written and
+    listed in the folder's card."""
+    from shared.checkpoint import add_files, load_model
+
+    from . import data as chat_data
+    from .format import MAX_TGT
+    _, tok, _ = load_model(model_dir)
+    train = chat_data.load_split("train", data)
+    pairs = [(c["turns"][i - 1], c["turns"][i]) for c in train
+             if c["source"] != "kdconv" and (lang is None or c["lang"] == lang)
+             for i in range(1, len(c["turns"])) if len(tok.encode(c["turns"][i])) <= MAX_TGT]
+    path = Path(model_dir) / "retrieval.npz"
+    Retrieval.build(pairs, tok).save(path)
+    add_files(model_dir, path.name)
+    return path
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    from . import data as chat_data
+    ap = argparse.ArgumentParser(prog="python -m chatbot.retrieval", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["build"])
+    ap.add_argument("--data", type=Path, default=chat_data.OUT)
+    ap.add_argument("--model", type=Path, required=True, help="the model folder it serves")
+    ap.add_argument("--lang", choices=["en", "zh"], default=None,
+                    help="index one language's conversations only")
+    args = ap.parse_args(argv)
+    path = build_for(args.data, args.model, args.lang)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from shared.cli import run_cli
+    run_cli(main)

@@ -22,6 +22,7 @@ from shared.batch import read_lines
 
 MAX_UPLOAD_MB = 2       # a batch upload: at most 2 MB (Gradio refuses bigger uploads too)
 MAX_ITEMS = 1000        # and at most 1,000 items (lines) per batch in the app
+TEXT_FIELDS = ("message", "theme", "setting")   # what a plain line is, per task's batch reader
 
 
 def _upload(file) -> Path:
@@ -46,6 +47,9 @@ def _upload(file) -> Path:
     if lines > MAX_ITEMS:
         raise _refuse(f"the file has {lines} lines; the app takes {MAX_ITEMS} at most "
                        "(the batch CLI takes any number)")
+    if not lines:
+        raise _refuse("the file is empty: give one item per line, plain text (a message, a "
+                      "theme, or METER KEY [RHYTHM]) or a JSON object")
     return path
 
 
@@ -69,13 +73,26 @@ def run_batch(file, task: str = "poem", form: str = "qijue", n: int = 1, seed: i
 
 
 PREVIEW = 5             # results the Batch tab shows under the download
+ITEM_CHARS = 120        # characters of an item the preview shows (the download has it all)
+ERROR_CHARS = 300       # and of an error message, cut at a word's end
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` of at most `limit` characters: cut at the last space before it, where there is
+    one in its second half, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > limit // 2 else head) + "…"
 
 
 def preview(path: Path, k: int = PREVIEW) -> str:
-    """The first k lines of a batch result as a table: each item and its first result."""
+    """The first k lines of a batch result as a table: each item as it was given and its
+    first result, or for an item that failed, its whole error message."""
     def first(rec: dict) -> str:
         if "error" in rec:
-            return f"⚠ {rec['error']}"
+            return "⚠ " + _cut(str(rec["error"]), ERROR_CHARS)
         for key, text in (("poems", "poem"), ("replies", "reply"), ("tunes", "abc")):
             if rec.get(key):
                 body = rec[key][0][text]
@@ -84,16 +101,21 @@ def preview(path: Path, k: int = PREVIEW) -> str:
                 return body
         return "(nothing)"
 
-    def cell(x) -> str:
+    def cell(x, limit: int = ITEM_CHARS) -> str:
         x = x if isinstance(x, str) else json.dumps(x, ensure_ascii=False)
-        x = x.replace("|", "\\|").replace("\n", " ")
-        return x if len(x) <= 120 else x[:119] + "…"
+        # control and other invisible characters as escapes: a line of them shows as such
+        x = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in x)
+        return _cut(x, limit).replace("|", "\\|").replace("<", "&lt;")
 
     lines = [x for x in path.read_text(encoding="utf-8").split("\n") if x]   # U+2028 is text
     recs = [json.loads(x) for x in lines[:k]]
+
     def item(x):                            # a plain line's text, not {"theme": "明月"}
-        return next(iter(x.values())) if isinstance(x, dict) and len(x) == 1 else x
-    rows = "\n".join(f"| {r['index']} | {cell(item(r['input']))} | {cell(first(r))} |"
-                     for r in recs)
+        if isinstance(x, dict) and len(x) == 1 and next(iter(x)) in TEXT_FIELDS:
+            value = next(iter(x.values()))
+            return value if isinstance(value, str) else x
+        return x
+    rows = "\n".join(f"| {r['index']} | {cell(item(r['input']))} | "
+                     f"{cell(first(r), ERROR_CHARS + 2)} |" for r in recs)
     more = f"\n\n(first {k} of {len(lines)})" if len(lines) > k else ""
     return f"| # | item | first result |\n| --- | --- | --- |\n{rows}{more}"

@@ -4,7 +4,8 @@ Gradio's upload and cache folder is one of the app's own (`GRADIO_FOLDER`, remov
 import this module before gradio, which reads GRADIO_TEMP_DIR as it loads. Each download is
 written to a fresh scratch folder (`scratch`), removed once SCRATCH_AGE old; the scratch
 folders and Gradio's folder together are capped by size (`cap_folders`), the oldest files
-first.
+first. The copies Gradio makes of the page's own files as it is built (the examples' files)
+stay while the process runs (`pin_examples`).
 """
 from __future__ import annotations
 
@@ -40,6 +41,21 @@ TEMP_CAP_MB = 500      # and the two folders together keep at most this much: th
 FRESH = 60             # go first, never one younger than FRESH seconds (it may still be written,
                        # fetched or, an upload, about to be run). A tune call leaves ~4 MB.
 _CAPPING = threading.Lock()
+PINNED: set[str] = set()    # Gradio's copies of the page's own files (`pin_examples`)
+
+
+def pin_examples(demo) -> None:
+    """Keep the files every block of the built page holds (Gradio's cache copies of the
+    examples' files, made as the page is built) for as long as the process runs: an example
+    points at its copy for good, while Gradio's sweep (Blocks(delete_cache=...)) removes every
+    file older than its age from its first pass on, and `cap_folders` the oldest files first.
+    They are the page's few small files, so they are left out of both."""
+    for block in demo.blocks.values():
+        held = getattr(block, "temp_files", None)
+        keep = getattr(block, "keep_in_cache", None)
+        if held and keep is not None:
+            keep.update(held)             # Gradio's own list of files its sweep leaves
+            PINNED.update(os.path.realpath(f) for f in held)
 
 
 @lru_cache(maxsize=None)
@@ -62,22 +78,22 @@ def scratch(name: str) -> Path:
         if now - newest > SCRATCH_AGE:
             shutil.rmtree(d, ignore_errors=True)
     cap_folders([root] + ([GRADIO_FOLDER] if GRADIO_FOLDER else []), TEMP_CAP_MB * 1_000_000,
-                FRESH)
+                FRESH, keep=PINNED)
     d = Path(tempfile.mkdtemp(dir=root))
     return d / name
 
 
-def cap_folders(roots: list[Path], cap: int, fresh: float) -> None:
+def cap_folders(roots: list[Path], cap: int, fresh: float, keep=frozenset()) -> None:
     """Remove the oldest files under `roots` until they hold at most `cap` bytes, never one
-    modified or read in the last `fresh` seconds (its times are read again just before); the
-    folders left empty go too. One request at a time does it."""
+    modified or read in the last `fresh` seconds (its times are read again just before) nor
+    one in `keep` (real paths); the folders left empty go too. One request at a time does it."""
     with _CAPPING:
         files = []
         for root in roots:
             for f in root.rglob("*") if root.is_dir() else ():
                 with contextlib.suppress(OSError):    # removed by another request meanwhile
                     st = f.stat()
-                    if f.is_file():
+                    if f.is_file() and os.path.realpath(f) not in keep:
                         files.append((max(st.st_mtime, st.st_atime), st.st_size, f))
         total = sum(size for _, size, _ in files)
         for _, size, f in sorted(files):

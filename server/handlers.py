@@ -1,11 +1,17 @@
-"""What the page's actions do: the chat, poem and tune handlers behind the app's endpoints
-(/chat, /reply, /write_poems, /write_tunes), and what they share with the batch and models
-handlers: the writers (each task's model, loaded once per process), the checks of every
-number against the page's LIMITS, and user errors refused as one message and one log line.
+"""What the page's actions do: the poem and tune handlers behind the app's endpoints
+(/write_poems, /write_tunes), and what they share with the chat, batch and models handlers:
+the writers (each task's model, loaded once per process), the checks of every number against
+the page's LIMITS, and user errors refused as one message and one log line.
+
+An endpoint refuses bad input by raising it (a script gets the error); the page's own events
+run the same handlers through `on_page`, which shows the message and leaves every output as
+it was.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import logging
 import random
@@ -21,11 +27,11 @@ from chatbot import openai_api
 from chatbot.bot import Bot
 from poetry.poems import MAX_N as MAX_POEMS
 from poetry.poems import PoemWriter
-from poetry.poems.verse import FORMS
 from poetry.tunes import MAX_N as MAX_TUNES
 from poetry.tunes import TuneWriter
 from poetry.tunes.render import TEMPO
 from server.files import scratch
+from server.show import poem_details, poem_text, poem_title, tune_details
 from shared.cli import is_number, shown
 
 WRITERS = {"chat": Bot, "poem": PoemWriter, "tune": TuneWriter}
@@ -59,6 +65,36 @@ def _refuse(message: str) -> gr.Error:
     would print a traceback for it)."""
     log.warning("refused: %s", message)
     return gr.Error(message, print_exception=False)
+
+
+def tell(error: gr.Error) -> None:
+    """Show a refusal on the page as an error toast, its message as it is. Raised instead, it
+    would also mark every output of the event with an error badge over its content."""
+    from gradio.helpers import log_message
+    log_message(error.message, title=error.title, level="error", duration=error.duration)
+
+
+def on_page(handler):
+    """`handler` as the page's own event runs it: a refusal (gr.Error) is shown (`tell`) and
+    every output keeps what it showed. The endpoint scripts call keeps `handler` itself,
+    which raises, so that the script gets the error."""
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        def page(*args, **kwargs):
+            try:
+                yield from handler(*args, **kwargs)
+            except gr.Error as e:
+                tell(e)
+                yield gr.skip()
+    else:
+        @functools.wraps(handler)
+        def page(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except gr.Error as e:
+                tell(e)
+                return gr.skip()
+    return page
 
 
 def _quiet(component):
@@ -148,67 +184,12 @@ def _seed(value) -> int | None:
     return _number(str(value).strip(), "seed")
 
 
-def _text(content) -> str:
-    """A chat message's text: a plain string, or Gradio 6's list of content blocks."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        content = [content]
-    if isinstance(content, (list, tuple)):
-        return " ".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
-    return "" if content is None else str(content)
-
-
-def chat(message, temperature, seed, history=None):
-    """Streams the reply as it grows; the bot sees the conversation's recent turns
-    (`history`: the chat so far, as messages). Bad input fails before the first part."""
-    turns = [_text(m.get("content")) for m in history or [] if isinstance(m, dict)]
-    try:
-        yield from writer("chat").stream(turns + [_text(message)],
-                                         temperature=_number(temperature, "chat temperature"),
-                                         seed=_seed(seed))
-    except (ValueError, FileNotFoundError) as e:
-        raise _user_error(e) from None
-
-
-def chat_turn(message, history, temperature, seed):
-    """The Chat tab: your message joins the chat and the reply streams in under it. A refused
-    message changes nothing (the box keeps your text and stays usable)."""
-    history = list(history or [])
-    said = history + [{"role": "user", "content": _text(message)}]
-    box = ""                                  # cleared once: what you type meanwhile stays
-    for part in chat(message, temperature, seed, history):
-        yield box, said + [{"role": "assistant", "content": part}]
-        box = gr.skip()
-
-
-def reply(conversation: list[str], temperature: float = Bot.TEMPERATURE,
-          seed: str = "") -> str:
-    """The bot's next turn after `conversation` (the turns so far, the last one yours):
-    for scripts that keep the conversation themselves."""
-    try:
-        return writer("chat").reply(conversation,
-                                    temperature=_number(temperature, "chat temperature"),
-                                    seed=_seed(seed))
-    except (ValueError, FileNotFoundError) as e:
-        raise _user_error(e) from None
-
-
-def _show_poems(poems: list[dict]) -> str:
-    """Each poem under a title line (明月 · 七绝), one verse per line, then its plan and score."""
-    def one(p):
-        plan = f"关键词 {' '.join(p['keywords'])} · " if p.get("keywords") else ""
-        verses = "\n".join(line + ("，" if i % 2 == 0 else "。")
-                           for i, line in enumerate(p["lines"]))
-        return f"{p['theme']} · {FORMS[p['form']].zh}\n{verses}\n({plan}score {p['score']:.3f})"
-    return "\n\n".join(one(p) for p in poems)
-
-
 def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, seed,
                 keywords=""):
-    """Streams the first poem character by character, then shows all n poems, with the
-    downloads (poems.txt as shown, poems.jsonl a poem a line). `keywords`: the plan (empty =
-    sampled from the theme for each candidate)."""
+    """Streams the first poem once it is chosen, then shows all n poems (title and verses) and,
+    under them, their details (keywords, score, rules that gave way) and the writer's notes,
+    with the downloads (poems.txt as shown, poems.jsonl a poem a line, details included).
+    `keywords`: the plan (empty = sampled from the theme for each candidate)."""
     seed = _seed(seed)
     kw = dict(form=form, acrostic=acrostic or None, start=start or None, rhyme=bool(rhyme),
               tones="strict" if strict else None,
@@ -221,6 +202,7 @@ def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, see
         said: list[str] = []
         if n == 1:                     # streamed: the stream's result is the poem shown
             parts = writer("poem").stream(theme, **kw)
+            title = None
             while True:
                 try:
                     with notes() as got:
@@ -230,27 +212,29 @@ def write_poems(theme, form, n, acrostic, start, rhyme, strict, temperature, see
                     break
                 finally:
                     said += got
-                yield partial, "", None
+                title = title or poem_title(theme, {"theme": "", "form": form})
+                yield poem_text(title, partial), "", None
         else:
             with notes() as said:
                 poems = writer("poem").write(theme, n=n, **kw)
         said = list(dict.fromkeys(said))
     except ValueError as e:
         raise _user_error(e) from None
-    text = _show_poems(poems)
+    text = "\n\n".join(poem_text(poem_title(theme, p), p["poem"]) for p in poems)
     txt = scratch("poems.txt")
     txt.write_text(text + "\n", encoding="utf-8")
     jsonl = txt.with_suffix(".jsonl")
     jsonl.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in poems),
                      encoding="utf-8")
-    yield text, "\n".join(f"⚠ {m}" for m in said), [str(txt), str(jsonl)]
+    yield text, poem_details(poems, said), [str(txt), str(jsonl)]
 
 
 def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=120):
     """`form`: AABB, AB or free; empty = the rhythm's usual form. `tempo`: quarter notes a
     minute, written into the ABC (Q:) and played by the MIDI and the audio. Returns the ABC, a
-    score of every tune (scaled to the column), the first tune's audio, and the downloads
-    (the ABC, and a MIDI and a WAV file a tune)."""
+    score of every tune (scaled to the column) under a line of its details (rhythm, form,
+    score), the first tune's audio, and the downloads (the ABC, and a MIDI and a WAV file a
+    tune)."""
     from poetry.tunes.render import fit_width, midi_to_wav, svg_and_midi, with_tempo, write_wav
     n, tempo = _number(n, "tunes"), _number(tempo, "tempo")
     temperature, seed = _number(temperature, "tune temperature"), _seed(seed)
@@ -275,8 +259,7 @@ def write_tunes(meter, key, rhythm, start, n, temperature, seed, form="", tempo=
         mid.write_bytes(midi)
         write_wav(wav, *midi_to_wav(midi))
         files += [str(mid), str(wav)]
-    label = (lambda i: f"<p><b>Tune {i}</b>{' (the one you hear)' if i == 1 else ''}</p>"
-             if len(abcs) > 1 else "")
-    score = "".join(label(i) + fit_width(svg) for i, svg in enumerate(svgs, 1))
+    score = "".join(tune_details(i, t, len(tunes)) + fit_width(svg)
+                    for i, (t, svg) in enumerate(zip(tunes, svgs), 1))
     return abc, score, files[2], files       # the player plays the first tune's WAV download:
                                              # Gradio caches one copy of it, not two

@@ -3,6 +3,7 @@ and its training curves (validation perplexity per epoch, gradient norm per step
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from chatbot.bot import Bot
@@ -28,13 +29,57 @@ def model_info():
     return cards
 
 
+SCROLL_HINT = "The table is wider than the screen: swipe it sideways to see every model →"
+
+
+def _count(n, word: str) -> str:
+    """1 epoch, 2 epochs, 1,870 steps; ? where the card does not say."""
+    if not isinstance(n, int):
+        return f"? {word}s"
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _training(card: dict) -> str:
+    """How long the model trained: the epochs its curve has (early stopping can end training
+    before the epochs asked for, which are then named too), steps, batch, time, machine."""
+    t, history = card.get("train", {}), card.get("history") or []
+    planned = t.get("epochs")
+    done = len(history) or planned
+    epochs = _count(done, "epoch")
+    if isinstance(planned, int) and history and done < planned:
+        epochs += f" (stopped early; {planned} planned)"
+    if card.get("fine_tuned_from"):
+        epochs += " of fine-tuning"
+    steps = card.get("steps")
+    minutes = card.get("train_wall_time_min")
+    hardware = re.sub(r"\b(\d+) torch thread\(s\)",
+                      lambda m: _count(int(m.group(1)), "torch thread"), card.get("hardware", ""))
+    done = (f"{epochs}, {_count(steps, 'step')} of {t.get('batch_size', '?')}, "
+            f"{'?' if minutes is None else minutes} min")
+    return f"{done}; {hardware}" if hardware else done
+
+
+def _rebuild(card: dict) -> str:
+    """The command that rebuilds the model."""
+    command = card.get("rebuild") or (f"python -m shared.recipe run {card['recipe']}"
+                                      if card.get("recipe") else "")
+    return f"`{command}`" if command else ""
+
+
+def _provenance(card: dict) -> str:
+    """The card's word on where the weights came from (its recipe's run, or a longer road, so
+    that the recipe gives a model of the same design), less any aside naming a card field
+    (snake_case: "fine_tuned_from names the run ...")."""
+    return re.sub(r"\s*\([^()]*\b[a-z]+_[a-z_]+\b[^()]*\)", "", str(card.get("provenance", "")))
+
+
 def _facts(card: dict) -> dict[str, str]:
     """A model card's facts, as the rows of the Models table show them."""
     if "error" in card:
         return {"corpus": card["error"]}
-    m, t = card.get("model", {}), card.get("train", {})
+    m = card.get("model", {})
     val = card.get("validation", {})
-    return {
+    facts = {
         "corpus": card.get("corpus", ""),
         "how it works": card.get("source", ""),
         "network": f"{m.get('cell', '?').upper()} seq2seq, emb {m.get('emb_dim')}, hidden "
@@ -42,11 +87,11 @@ def _facts(card: dict) -> dict[str, str]:
                    f"{'bidirectional ' if m.get('bidirectional') else ''}encoder, "
                    f"{m.get('dec_layers')}-layer decoder, vocabulary {m.get('tgt_vocab')}",
         "parameters": f"{card.get('parameters', 0):,} ({card.get('weights_dtype', '')})",
-        "training": f"{t.get('epochs')} epochs, {card.get('steps', 0):,} steps of "
-                    f"{t.get('batch_size')}, {card.get('train_wall_time_min', '?')} min; "
-                    f"{card.get('hardware', '')}",
+        "training": _training(card),
         "validation perplexity": f"{val.get('ppl', float('nan')):.1f} per token",
-        "rebuild": f"`{card.get('rebuild', '')}`"}
+        "rebuild": _rebuild(card),
+        "provenance": _provenance(card)}
+    return {row: text for row, text in facts.items() if text or row != "provenance"}
 
 
 def models_table(cards: dict) -> str:

@@ -41,18 +41,21 @@ def read_lines(path: str | Path) -> list[str]:
 
 def read_items(path: str | Path, text_field: str) -> list[dict]:
     """Each line that is not empty -> one item (a line of only spaces is an item too, which
-    fails alone: one output line per input line that holds anything). A line that is not a JSON
-    object becomes {text_field: line}; one that looks like JSON but does not parse, nests too
-    deep, holds a number too long to read or text that is not valid Unicode (a lone surrogate
-    escape) is kept as {"_error": ..., "_raw": line} so that item alone fails, its output line
-    echoing the line as it was."""
+    fails alone: one output line per input line that holds anything). A plain line becomes
+    {text_field: line}; one that starts with { or [ must be a JSON object, and one that does
+    not parse, is not an object, nests too deep, holds a number too long to read or text that
+    is not valid Unicode (a lone surrogate escape), like a line of control characters only, is
+    kept as {"_error": ..., "_raw": line} so that item alone fails, its output line echoing the
+    line as it was."""
     items = []
     for raw in read_lines(path):
         line = raw.strip().lstrip("\ufeff")
         if not line:
             items.append({"_error": "the line is blank", "_raw": raw})
-        elif line.startswith("{"):
+        elif line.startswith(("{", "[")):
             items.append(_parse(line))
+        elif not any(c.isprintable() and not c.isspace() for c in line):
+            items.append({"_error": "the line holds only control characters", "_raw": raw})
         else:
             items.append({text_field: line})
     return items
@@ -64,10 +67,11 @@ def _parse(line: str) -> dict:
     except RecursionError:
         return {"_error": "JSON nested too deep", "_raw": line}
     except ValueError as e:      # JSONDecodeError, or a number over Python's digit limit
-        why = e.msg if isinstance(e, json.JSONDecodeError) else str(e).split(";")[0]
+        why = str(e) if isinstance(e, json.JSONDecodeError) else str(e).split(";")[0]
         return {"_error": f"invalid JSON ({why})", "_raw": line}
     if not isinstance(obj, dict):
-        return {"_error": "not an object", "_raw": line}
+        return {"_error": "a line that starts with { or [ must be a JSON object, {...}",
+                "_raw": line}
     try:
         check_strings(obj, "the item")
     except ValueError as e:

@@ -4,12 +4,16 @@
                       │ final states of the top layer, both directions  ┐
                       │ mean of its outputs over the text               ┘─▶ head (MLP) ─▶ logit
 
-The logit says how much a text reads like the real texts it was trained on, against the
-task's own generated ones (Holtzman et al. 2018, "Learning to Write with Cooperative
+Two ways to read, one encoder. **One text** (`score`): the logit says how much a text reads
+like the real texts it was trained on, against the task's own generated ones (Holtzman et al. 2018, "Learning to Write with Cooperative
 Discriminators"): a writer decodes more candidates and ranks them by the model's score plus
 `weight` x this logit. Each task builds its own pairs of real and generated texts (a poem, a
 tune, a conversation's context and reply joined by a separator) in the generator's own
-vocabulary; this module trains, saves, loads and runs the critic and knows no task.
+vocabulary; this module trains, saves, loads and runs the critic and knows no task. **A pair**
+(`match`, `pair=True`): a conversation's context and a candidate reply are encoded apart by
+the same encoder and scored by a bilinear product of their summaries (Lowe et al. 2015's
+dual encoder), trained with the other replies of each batch as negatives, so a pool of replies
+can be encoded once and each candidate costs one dot product.
 
 Files beside the model it serves: `critic.safetensors` (weights, stored as float16 and run as
 float32) and `critic.json` (config, training figures, held-out accuracy, what the pairs were).
@@ -47,6 +51,7 @@ class CriticConfig:
     head: int = 128
     max_len: int = 256           # ids a text is cut to (its end kept: the part a reader ends on)
     pad_id: int = 0
+    pair: bool = False           # a context and a reply (match) instead of one text (score)
 
     def validate(self) -> None:
         for key in ("vocab", "emb_dim", "hidden", "layers", "head", "max_len"):
@@ -70,6 +75,8 @@ class Critic(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Sequential(nn.Linear(2 * cfg.hidden, cfg.head), nn.Tanh(),
                                   nn.Dropout(cfg.dropout), nn.Linear(cfg.head, 1))
+        if cfg.pair:                     # context summary -> the space of reply summaries
+            self.bilinear = nn.Linear(2 * cfg.hidden, 2 * cfg.hidden, bias=False)
 
     def _summary_exact(self, ids: torch.Tensor) -> torch.Tensor:
         """ids: (B, T) without padding -> (B, 2 * hidden): final states and mean output."""
@@ -77,9 +84,9 @@ class Critic(nn.Module):
         top = finals[-1][0] if self.cfg.cell == "lstm" else finals[-1]     # (dirs, B, H/dirs)
         return torch.cat([torch.cat(list(top.unbind(0)), -1), out.mean(1)], -1)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """ids: (B, T) right-padded; lengths: (B,). Returns logits (B,). Rows are encoded in
-        groups of equal length, so the backward direction never reads padding."""
+    def summary(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids: (B, T) right-padded; lengths: (B,). Returns (B, 2 * hidden). Rows are encoded
+        in groups of equal length, so the backward direction never reads padding."""
         lengths = lengths.clamp(min=1, max=ids.size(1))
         summary = None
         for n in torch.unique(lengths).tolist():
@@ -88,7 +95,29 @@ class Critic(nn.Module):
             if summary is None:
                 summary = part.new_empty(ids.size(0), part.size(1))
             summary[idx] = part
-        return self.head(summary).squeeze(-1)
+        return summary
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """One text's logits (B,)."""
+        return self.head(self.summary(ids, lengths)).squeeze(-1)
+
+    def pair_logits(self, ctx, ctx_len, rep, rep_len) -> torch.Tensor:
+        """(B, R): every context against every reply, scaled by the summary's width."""
+        c = self.bilinear(self.summary(ctx, ctx_len))
+        r = self.summary(rep, rep_len)
+        return c @ r.T / math.sqrt(c.size(1))
+
+    def match(self, contexts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]],
+              batch: int = 256) -> list[float]:
+        """The logit of each (context, reply) pair, pair by pair."""
+        self.eval()
+        out: list[float] = []
+        with torch.inference_mode():
+            for k in range(0, len(contexts), batch):
+                c = self.bilinear(self.summary(*self.pad(contexts[k:k + batch])))
+                r = self.summary(*self.pad(replies[k:k + batch]))
+                out += ((c * r).sum(-1) / math.sqrt(c.size(1))).tolist()
+        return out
 
     def score(self, texts: Sequence[Sequence[int]], batch: int = 256) -> list[float]:
         """Logits of token-id sequences (higher: reads more like the real texts)."""
@@ -176,6 +205,82 @@ def train(cfg: CriticConfig, real: dict[str, list], fake: dict[str, list], epoch
     return critic.eval(), figures
 
 
+def hits_at_1(critic: Critic, pairs: Sequence[tuple[list, list]], k: int = 20,
+              seed: int = 0) -> float:
+    """Share of (context, reply) pairs whose reply beats k - 1 replies of other pairs."""
+    rng = random.Random(seed)
+    replies = [r for _, r in pairs]
+    wins = 0
+    for i, (ctx, true) in enumerate(pairs):
+        others = [replies[j] for j in rng.sample(range(len(replies)), min(k + 2, len(replies)))
+                  if j != i][:k - 1]
+        s = critic.match([ctx] * (len(others) + 1), [true] + others)
+        wins += s[0] > max(s[1:])
+    return wins / max(len(pairs), 1)
+
+
+def train_pairs(cfg: CriticConfig, pairs: dict[str, list], epochs: int = 3, batch: int = 128,
+                lr: float = 2e-3, seed: int = 0, log=print,
+                init_embeddings: torch.Tensor | None = None,
+                hard: dict[str, list] | None = None) -> tuple[Critic, dict]:
+    """pairs: {"train": [(context ids, reply ids), ...], "validation": ..., "test": ...};
+    hard (optional): per split, a hard negative reply for each pair, scored as one more
+    column of its row. In-batch softmax over the batch's replies; the epoch with the best
+    validation hits@1 of 20 is kept."""
+    if not cfg.pair:
+        raise ValueError("train_pairs needs CriticConfig(pair=True)")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    critic = Critic(cfg)
+    if init_embeddings is not None:
+        with torch.no_grad():
+            n, d = min(init_embeddings.shape[0], cfg.vocab), min(init_embeddings.shape[1],
+                                                                   cfg.emb_dim)
+            critic.emb.weight[:n, :d] = init_embeddings[:n, :d]
+    opt = torch.optim.AdamW(critic.parameters(), lr=lr, weight_decay=0.01)
+    rows = list(range(len(pairs["train"])))
+    steps = epochs * math.ceil(len(rows) / batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
+                                                pct_start=0.1)
+    val = pairs["validation"][:1000]
+    best, best_state, history = -1.0, None, []
+    t0 = time.time()
+    for epoch in range(epochs):
+        critic.train()
+        rng.shuffle(rows)
+        total = 0.0
+        for k in range(0, len(rows), batch):
+            b = rows[k:k + batch]
+            if len(b) < 2:
+                continue
+            ctx = critic.pad([pairs["train"][i][0] for i in b])
+            reps = [pairs["train"][i][1] for i in b]
+            if hard is not None:
+                reps += [hard["train"][i] for i in b]
+            logits = critic.pair_logits(*ctx, *critic.pad(reps))
+            loss = F.cross_entropy(logits, torch.arange(len(b)))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total += loss.item() * len(b)
+        acc = hits_at_1(critic, val)
+        history.append({"epoch": epoch, "train_loss": round(total / len(rows), 4),
+                        "validation_hits_at_1_of_20": round(acc, 4)})
+        log(f"critic epoch {epoch + 1}/{epochs}: loss {total / len(rows):.4f}, validation "
+            f"hits@1 of 20 {acc:.4f} ({time.time() - t0:.0f} s)")
+        if acc > best:
+            best = acc
+            best_state = {k: v.detach().clone() for k, v in critic.state_dict().items()}
+    critic.load_state_dict(best_state)
+    figures = {"history": history, "seconds": round(time.time() - t0, 1),
+               "hits_at_1_of_20": {s: round(hits_at_1(critic, pairs[s][:1000]), 4)
+                                   for s in ("validation", "test") if pairs.get(s)},
+               "pairs": {s: len(pairs.get(s, [])) for s in ("train", "validation", "test")}}
+    return critic.eval(), figures
+
+
 # -- files ------------------------------------------------------------------------------
 def save(critic: Critic, folder: str | Path, about: dict) -> None:
     """critic.safetensors and critic.json (config + `about`: figures, what the pairs were)."""
@@ -202,6 +307,7 @@ def load(folder: str | Path, vocab: int | None = None) -> Critic | None:
     except Exception as e:                   # a damaged or partial critic names its folder
         raise ValueError(f"the critic in {folder} cannot be loaded ({type(e).__name__}: "
                          f"{str(e)[:200]}); rebuild it or remove {WEIGHTS} and {CARD}") from None
+    critic.about = {k: v for k, v in card.items() if k != "config"}   # what it was trained on
     if vocab is not None and critic.cfg.vocab != vocab:
         raise ValueError(f"the critic in {folder} reads {critic.cfg.vocab} token ids, its model "
                          f"{vocab}: rebuild it for this model")

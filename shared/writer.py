@@ -10,8 +10,9 @@ decoded text becomes a result. Everything else is here, once:
   row c of a job seeded with derive_seed(seed, c), and keeps the n best distinct results by
   `rank_score` (mean log-prob per token unless the task adds to it), plus `critic_weight` x
   the logit of the critic beside the model where it has one (shared/critic.py);
-* `stream` decodes the very same rows and yields the text of the currently best candidate,
-  so its last yield is exactly what `write` returns first for the same request and seed;
+* `stream_job` decodes and ranks the job as `generate` does, then yields the winner's text as
+  it grows, a token at a time: every yield is a start of that text and the last is all of it,
+  so what streams is what `write` returns first for the same request and seed;
 * a request without a seed gets a random one.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from . import critic as critic_files
 from .checkpoint import load_model
 from .cli import check_count, check_flag
-from .decoding import Collector, GenerationConfig, derive_seed, generate, pad_batch, stream
+from .decoding import GenerationConfig, derive_seed, generate, pad_batch
 from .fp16 import for_generation
 
 MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
@@ -72,8 +73,12 @@ class Writer:
         model, tok, card = load_model(model_dir)
         writer = cls(model, tok, card, precision=precision, **cls.extras(model_dir, **options))
         if check_flag(critic, "critic"):
-            writer.critic = critic_files.load(model_dir, model.cfg.tgt_vocab)
+            writer.set_critic(critic_files.load(model_dir, model.cfg.tgt_vocab))
         return writer
+
+    def set_critic(self, critic) -> None:
+        """The critic the ranking reads (None: none)."""
+        self.critic = critic
 
     @classmethod
     def extras(cls, model_dir: Path, **options) -> dict:
@@ -195,39 +200,27 @@ class Writer:
     def stream_job(self, job: Job, temperature: Optional[float] = None,
                    candidates: Optional[int] = None, rules: bool = True,
                    **options) -> Generator[str, None, list[dict]]:
-        """The growing text of the job's currently best candidate, whenever it changes; the
-        last yield is the text of `generate([job])[0][0]`, and the generator returns
-        `generate([job])[0]` itself (`results = yield from ...`), so a caller that streams
-        need not decode again. (The lead may pass to another candidate on the way, so a yield
-        need not extend the one before.)"""
-        jobs = [job]
-        reqs, seeds, owner = self._plan(jobs, self.CANDIDATES if candidates is None
-                                        else candidates)
-        if not reqs:
-            return []
-        src, src_len, cfg, constraint = self._inputs(reqs, temperature, rules, options)
-        acc = Collector(len(reqs), self.tok.eos_id, self.tok.pad_id)
-        steps = stream(self.decoder, src, src_len, cfg, bos_id=self.tok.bos_id,
-                       eos_id=self.tok.eos_id, pad_id=self.tok.pad_id,
-                       constraint=constraint, seeds=seeds)
-        shown = None
-        while True:
-            # Inference mode is per thread and a caller may resume this generator in another
-            # thread (Gradio does): hold it for one step at a time, never across a yield.
-            with torch.inference_mode():
-                step = next(steps, None)
-                if step is None:
-                    break
-                acc.add(step)
-                scores = acc.scores()
-                texts = [self.text(t) for t in acc.tokens]
-                best = max(range(len(reqs)),
-                           key=lambda r: self.rank_score(reqs[r], texts[r], scores[r]))
-                text = texts[best]
-            if text != shown:
-                shown = text
-                yield text
-        final = self.finalize(jobs, reqs, owner, acc.tokens, acc.scores())[0]
-        if final and final[0][self.TEXT] != shown:
-            yield final[0][self.TEXT]
-        return final
+        """The text of `generate([job])[0][0]` as it grows, for a caller that shows it as it
+        comes; the generator returns `generate([job])[0]` itself (`results = yield from ...`),
+        so a caller that streams need not decode again, and yields nothing where the job has
+        no result.
+
+        The job is decoded and ranked whole before the first yield: the ranking reads whole
+        candidates (the critic, a task's own `rank_score`, and `finalize`, where chat adds
+        retrieved replies and a backward model's score), so no candidate is known to win while
+        they are written. Then the winner's text is yielded a token at a time: each yield is a
+        start of it, longer than the one before (a token that decodes to no start of it, such
+        as half a character, waits for the next), and the last is the text itself. No yield
+        is ever taken back for another text."""
+        results = self.generate([job], temperature, candidates, rules, **options)[0]
+        if not results:
+            return results
+        text = results[0][self.TEXT]
+        ids, shown = self.tok.encode(text), 0
+        for k in range(1, len(ids)):
+            part = self.text(ids[:k])
+            if shown < len(part) < len(text) and text.startswith(part):
+                shown = len(part)
+                yield part
+        yield text
+        return results

@@ -11,7 +11,7 @@ from gradio_client import Client, handle_file
 
 from app import build_app
 from server import batch, files, handlers, models
-from server.handlers import _text
+from server.chat import _text
 
 
 def free_port() -> int:
@@ -32,6 +32,9 @@ def client(poem_model_dir, chat_model_dir):
     demo.close()
 
 
+VERSE = re.compile(r"[\u4e00-\u9fff]+[，。]")
+
+
 def test_write_poems_endpoint(client):
     text, notes, files = client.predict("明月", "wujue", 2, "", "", True, False, 0.8, "1",
                                         api_name="/write_poems")
@@ -39,12 +42,26 @@ def test_write_poems_endpoint(client):
     assert client.predict(theme="春", form="wujue", seed="2", keywords="春风",
                           api_name="/write_poems")[0].startswith("春 · 五绝\n")
     poems = [p for p in text.split("\n\n") if p.strip()]
-    assert len(poems) == 2 and all("score" in p for p in poems)
-    assert notes == ""
+    assert len(poems) == 2
     txt, jsonl = (Path(f) for f in files)             # the downloads: as shown, and as data
     assert txt.read_text(encoding="utf-8") == text + "\n"
     rows = [json.loads(x) for x in jsonl.read_text(encoding="utf-8").splitlines()]
     assert [r["lines"][0] for r in rows] == [p.split("\n")[1][:-1] for p in poems]
+    assert notes.count("score") == 2 and "**Poem 2**" in notes
+
+
+def test_the_poem_text_holds_the_poem_and_its_details_go_under_it(client):
+    """What the copy button and poems.txt take is the title and the verses; the plan and the
+    score are in the details under the poem and in poems.jsonl."""
+    text, details, files = client.predict("明月", "wujue", 1, "", "", True, False, 0.8, "1",
+                                          api_name="/write_poems")
+    title, *verses = text.split("\n")
+    assert title == "明月 · 五绝" and len(verses) == 4, text
+    assert all(VERSE.fullmatch(v) for v in verses), text
+    assert Path(files[0]).read_text(encoding="utf-8") == text + "\n"
+    (row,) = [json.loads(x) for x in Path(files[1]).read_text(encoding="utf-8").splitlines()]
+    assert row["keywords"] and isinstance(row["score"], float)
+    assert details.startswith(f"关键词 {' '.join(row['keywords'])} · score {row['score']:.3f}")
 
 
 def test_with_no_seed_the_streamed_poem_is_the_poem_shown(client):
@@ -52,8 +69,8 @@ def test_with_no_seed_the_streamed_poem_is_the_poem_shown(client):
                         api_name="/write_poems")
     job.result()
     partials = [o[0] for o in job.outputs()]
-    verses = partials[-1].split("\n")[1:5]
-    assert partials[-2] == "".join(verses)
+    final = partials[-1]
+    assert len(partials) > 5 and all(final.startswith(p) for p in partials), partials
 
 
 def test_notes_are_this_threads_own():
@@ -77,11 +94,15 @@ def test_streaming_partials_grow(client):
                         api_name="/write_poems")
     job.result()
     partials = [o[0] for o in job.outputs()]
-    title, *verses, score = partials[-1].split("\n")
-    assert len(partials) > 5 and title == "秋思 · 五绝" and score.startswith("(")
+    title, *verses = partials[-1].split("\n")
+    assert len(partials) > 5 and title == "秋思 · 五绝"
     assert len(verses) == 4 and verses[0].startswith("春") and verses[0].endswith("，")
-    # the poem that streamed in is the poem shown at the end, one verse per line
-    assert partials[-2] == "".join(verses)
+    # the poem streams in as it is shown at the end, title first and one verse a line: each
+    # part is a start of the poem shown, longer than the one before, the last the poem itself
+    *parts, final = partials
+    assert all(b.startswith(a) and len(b) > len(a) for a, b in zip(parts, parts[1:]))
+    assert parts[-1] == final
+    assert partials[0].startswith("秋思 · 五绝\n春")
 
 
 def test_bad_input_is_one_clear_message(client):
@@ -127,7 +148,8 @@ def test_user_errors_are_one_log_line_not_a_traceback(client, capfd, caplog):
 
 def test_what_is_dropped_or_odd_is_said_once(client, monkeypatch):
     _, notes, _ = client.predict(theme="明月hello", seed="1", api_name="/write_poems")
-    assert notes == "⚠ the theme's non-Chinese characters were dropped: hello"
+    assert notes.endswith("\n\n⚠ the theme's non-Chinese characters were dropped: hello")
+    assert notes.count("dropped") == 1
     with pytest.raises(Exception, match="start line 1 'hello' is not Chinese"):
         client.predict(theme="明月", start="hello there", api_name="/write_poems")
     with pytest.raises(Exception, match="^the opening bars hello are not valid ABC"):
@@ -148,6 +170,9 @@ def test_write_tunes_endpoint(client):
     two, scores, _, files = client.predict(meter="6/8", key="D", n=2, seed="4", tempo=90,
                                            api_name="/write_tunes")
     assert two.count("Q:1/4=90") == 2 and scores.count("<svg") >= 2 and "Tune 2" in scores
+    # each score under a line of its details: number, rhythm, form and score
+    assert re.search(r"<p><b>Tune 1</b> · jig · \w+( form)? · score -?\d+\.\d{3} · the one "
+                     r"you hear</p>", scores), scores[:300]
     assert [Path(f).name for f in files] == ["tunes.abc", "tune-1.mid", "tune-1.wav",
                                              "tune-2.mid", "tune-2.wav"]
     assert Path(files[1]).read_bytes()[:4] == b"MThd"
@@ -190,6 +215,7 @@ def test_chat_streams_and_reply_takes_a_conversation(client):
     job = client.submit("how are you?", 0.8, "5", api_name="/chat")
     final = job.result()
     assert isinstance(final, str) and final and list(job.outputs())[-1] == final
+    assert all(final.startswith(part) for part in job.outputs())
     assert final == client.predict(["how are you?"], 0.8, "5", api_name="/reply")
     turns = ["hi", "hello!", "how are you?"]
     a = client.predict(turns, 0.8, "5", api_name="/reply")
@@ -296,6 +322,7 @@ def test_models_tab_tables_and_curves():
             "curve": [{"step": 50, "grad_norm": 2.5}, {"step": 100, "grad_norm": 0.9}]}
     table = models.models_table({"poem": card, "chat": {"error": "x is missing"}})
     assert table.startswith("| | **poem** | **chat** |")
+    assert "| training | 2 epochs, ? steps of 4, ? min |" in table
     assert "| validation perplexity | 12.3 per token |  |" in table and "a/b" in table
     assert "| corpus | c | x is missing |" in table
     val, grad = models.curves({"poem": card, "tune": {"history": []}})
@@ -323,3 +350,199 @@ def test_model_info_lists_the_chinese_chat_bot(tmp_path, monkeypatch):
     assert "**chat (Chinese)**" in models.models_table(cards)
     (tmp_path / "chat-zh" / "card.json").unlink()
     assert "chat (Chinese)" not in models.model_info()
+
+
+# -- what a person meets on the page ----------------------------------------------------------
+@pytest.fixture
+def toasts(monkeypatch):
+    """The page's toasts: ("error" | "warning", message) in order."""
+    import gradio.helpers
+    said = []
+    monkeypatch.setattr(gradio.helpers, "log_message",
+                        lambda message, title, level="info", **kw: said.append((level, message)))
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **kw: said.append(("warning", message)))
+    return said
+
+
+def test_a_refusal_on_the_page_leaves_every_output_as_it_was(poem_model_dir, chat_model_dir,
+                                                             monkeypatch, toasts):
+    """The page's events show the message and skip every output (Gradio would put an error
+    badge over each output of an event that raised); the endpoints still raise."""
+    monkeypatch.setitem(handlers.MODEL_DIRS, "poem", poem_model_dir)
+    monkeypatch.setitem(handlers.MODEL_DIRS, "chat", chat_model_dir)
+    from server.chat import chat_turn
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert list(chat_turn("   ", history, 0.5, "")) == [(gr.skip(), gr.skip())]
+    assert list(chat_turn("hi", history, 0.5, "abc")) == [(gr.skip(), gr.skip())]
+    page = handlers.on_page(handlers.write_poems)
+    assert list(page("明月", "wujue", 1, "", "", True, False, 0.8, "abc")) == [gr.skip()]
+    assert handlers.on_page(handlers.write_tunes)("6/8", "Hmaj", "jig", "", 1, 1.0, "1") == \
+        gr.skip()
+    assert handlers.on_page(batch.run_batch)(None, "poem", "wujue", 1, 0) == gr.skip()
+    assert [level for level, _ in toasts] == ["error"] * 5
+    assert "message is empty" in toasts[0][1] and "seed" in toasts[1][1]
+    assert "unknown key" in toasts[3][1] and "upload a file" in toasts[4][1]
+    with pytest.raises(gr.Error, match="seed"):
+        list(handlers.write_poems("明月", "wujue", 1, "", "", True, False, 0.8, "abc"))
+
+
+def test_a_chat_turn_shows_your_message_then_the_reply_that_stays(chat_model_dir, monkeypatch,
+                                                                   toasts):
+    monkeypatch.setitem(handlers.MODEL_DIRS, "chat", chat_model_dir)
+    from server.chat import chat_turn
+    shown = list(chat_turn("how are you?", [], 0.8, "5"))
+    assert shown[0] == ("", [{"role": "user", "content": "how are you?"}])
+    replies = [h[-1]["content"] for _, h in shown[1:]]
+    assert replies and replies[-1] == handlers.writer("chat").reply("how are you?", seed=5,
+                                                                    temperature=0.8)
+    assert all(replies[-1].startswith(r) for r in replies) and not toasts
+
+
+def test_a_long_message_is_cut_and_the_page_says_so(chat_model_dir, monkeypatch, toasts):
+    """The bot reads a message's last 1000 characters: the page says so (the box has no cap of
+    its own, which would cut a paste without a word)."""
+    monkeypatch.setitem(handlers.MODEL_DIRS, "chat", chat_model_dir)
+    from server.chat import chat_turn
+    shown = list(chat_turn("la " * 600, [], 0.8, "1"))
+    assert shown[0][1][0]["content"] == "la " * 600          # the chat keeps what you wrote
+    assert toasts == [("warning", "the message was cut to its last 1000 characters")]
+    box = next(b for b in build_app().blocks.values() if isinstance(b, gr.Textbox)
+               and b.placeholder == "Type a message and press Enter")
+    assert box.max_length is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_what_streams_is_the_reply_that_stays(chat_rerank_dir, seed):
+    """With the ranking's re-ranking (retrieved replies, the backward model), which only whole
+    candidates can have, the stream still ends on the reply and never takes a part back."""
+    from chatbot.bot import Bot
+    bot = Bot.load(chat_rerank_dir)
+    for message in ("what is your name?", "do you like music?"):
+        parts = list(bot.stream(message, seed=seed))
+        assert parts[-1] == bot.reply(message, seed=seed)
+        assert all(b.startswith(a) and len(b) > len(a) for a, b in zip(parts, parts[1:])), parts
+
+
+def test_the_title_keeps_the_whole_theme(poem_model_dir, monkeypatch):
+    """The writer reads a theme's first 10 characters (and says so); the title is the theme
+    as given, never cut inside a word."""
+    monkeypatch.setitem(handlers.MODEL_DIRS, "poem", poem_model_dir)
+    theme = "明月思江送别春夏秋冬白日"              # 12 characters
+    *_, (text, notes, _) = handlers.write_poems(theme, "wujue", 1, "", "", True, False, 0.8, "1")
+    assert text.startswith(f"{theme} · 五绝\n") and "theme cut to its first 10" in notes
+
+
+@pytest.fixture(scope="module")
+def oblique_poem_dir(tmp_path_factory):
+    """A tiny poem model whose characters are all oblique (仄): no line can rhyme."""
+    from poetry.poems.format import SPECIALS
+    from poetry.poems.train import default_model_config
+    from shared.tokenizers import CharTokenizer
+    from tests.helpers import export_tiny
+    tok = CharTokenizer(list("月雪木柳水，。"), specials=SPECIALS)
+    return export_tiny(tmp_path_factory.mktemp("oblique"), tok, default_model_config,
+                       {"rebuild": "tests/test_app.py"})
+
+
+def test_a_rule_that_gives_way_is_named_under_the_poem(oblique_poem_dir, poem_model_dir,
+                                                       monkeypatch):
+    monkeypatch.setitem(handlers.MODEL_DIRS, "poem", oblique_poem_dir)
+    *_, (text, details, files) = handlers.write_poems("月", "wujue", 1, "", "", True, False,
+                                                      0.8, "1")
+    (row,) = [json.loads(x) for x in Path(files[1]).read_text(encoding="utf-8").splitlines()]
+    assert ["rhyme", 2] in row["relaxed"] and ["rhyme", 4] in row["relaxed"]
+    assert "⚠ the rhyme (押韵) gave way in lines 2, 4" in details
+    assert "⚠" not in text
+    # where every rule held, nothing is said
+    monkeypatch.setitem(handlers.MODEL_DIRS, "poem", poem_model_dir)
+    *_, (_, details, files) = handlers.write_poems("明月", "wujue", 1, "", "", False, False,
+                                                   0.8, "1")
+    assert "gave way" not in details and "relaxed" not in Path(files[1]).read_text("utf-8")
+
+
+def test_the_rules_record_is_the_one_replayed_from_the_poem():
+    """rules.relaxations reads a poem's record by replaying the rules over its text: the same
+    record the rules kept while it was written."""
+    import torch
+    from poetry.poems.rules import LineIndex, make_spec, poem_rules, relaxations
+    from shared.tokenizers import CharTokenizer
+    tok = CharTokenizer(list("月雪木柳水天年山，。"))
+    for spec in (make_spec("wujue", tones="strict"), make_spec("qijue", rhyme=False),
+                 make_spec("wulv")):
+        chain = poem_rules(tok, [spec], LineIndex(["月雪木柳水"]))
+        g = torch.Generator().manual_seed(0)
+        mask, out = chain.begin(torch.tensor([0])), []
+        while not out or out[-1] != tok.eos_id:
+            t = int((torch.rand(tok.vocab_size, generator=g) - 2.0 * ~mask[0]).argmax())
+            out.append(t)
+            mask = chain.step(torch.tensor([t]))
+        poem = tok.decode(out)
+        assert relaxations(tok, spec, poem, LineIndex(["月雪木柳水"])) == \
+            chain.rules[1].record(0), poem
+
+
+def test_the_examples_files_outlive_gradios_cache_sweep(monkeypatch):
+    """Gradio copies the examples' files into its cache as the page is built, and its sweep
+    (delete_cache) removes files older than its age: the examples would point at nothing."""
+    from gradio.route_utils import delete_files_created_by_app
+    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
+    demo = build_app()
+    bfile = next(b for b in demo.blocks.values()
+                 if isinstance(b, gr.File) and b.label == "Input")
+    held = sorted(bfile.temp_files, key=lambda p: Path(p).name)
+    assert [Path(p).name for p in held] == ["messages.txt", "themes.txt", "tunes.jsonl"]
+    delete_files_created_by_app(demo, age=-1)              # every file older than now
+    assert all(Path(p).is_file() for p in held)
+    root = Path(held[0]).parents[1]
+    # capped to nothing, a folder loses every file it may: only ever the app's own
+    assert files.GRADIO_FOLDER is not None and root == files.GRADIO_FOLDER, root
+    files.cap_folders([root], 0, fresh=0, keep=files.PINNED)
+    assert all(Path(p).is_file() for p in held)
+
+
+def test_batch_files_that_hold_no_items_and_long_messages(client, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(Exception, match="the file is empty: give one item per line"):
+        client.predict(handle_file(str(empty)), "poem", "wujue", 1, 0, api_name="/run_batch")
+    long = tmp_path / "long.txt"
+    theme = "the moon over the river " * 8
+    long.write_text(f"{theme}\n\x01\x02\x03\n", encoding="utf-8")
+    _, _, shown = client.predict(handle_file(str(long)), "poem", "wujue", 1, 0,
+                                 api_name="/run_batch")
+    rows = shown.splitlines()[2:]
+    assert rows[0].endswith("has no Chinese characters; e.g. 明月, 秋思 |"), rows[0]  # whole
+    assert rows[1].startswith("| 1 | \\x01\\x02\\x03 |"), rows[1]       # visible as escapes
+
+
+def test_the_pages_controls(monkeypatch):
+    """The audio player has no share button (it posts to Hugging Face Spaces only), the ABC box
+    no download (it would save file.txt; tunes.abc is in the downloads), Batch's Run is a
+    primary button as every tab's is, and the training curve draws a point an epoch."""
+    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
+    blocks = list(build_app().blocks.values())
+    (audio,) = [b for b in blocks if isinstance(b, gr.Audio)]
+    (code,) = [b for b in blocks if isinstance(b, gr.Code)]
+    assert audio.buttons == ["download"] and code.buttons == ["copy"]
+    runs = [b for b in blocks if isinstance(b, gr.Button) and b.visible is not False
+            and b.value in ("Write 作诗", "Compose 作曲", "Run")]
+    assert len(runs) == 3 and all(b.variant == "primary" for b in runs)
+    (val,) = [b for b in blocks if isinstance(b, gr.components.NativePlot)
+              and b.title == "Validation perplexity per epoch"]
+    assert isinstance(val, gr.ScatterPlot)
+
+
+def test_the_models_table_says_what_the_cards_say():
+    one = {"train": {"epochs": 1, "batch_size": 64}, "steps": 1870, "train_wall_time_min": 8.1,
+           "hardware": "2 cores; 1 torch thread(s)", "history": [{"epoch": 0, "val_ppl": 57.6}],
+           "fine_tuned_from": {"run": "runs/x"}, "rebuild": "python -m shared.recipe run r.toml",
+           "provenance": "trained by a longer chain (fine_tuned_from names the run); the recipe "
+                         "rebuilds a model of the same design"}
+    early = {"train": {"epochs": 30, "batch_size": 64}, "steps": 5562,
+             "history": [{"epoch": e, "val_ppl": 9.0} for e in range(18)]}
+    table = models.models_table({"chat": one, "zh": early})
+    assert "| training | 1 epoch of fine-tuning, 1,870 steps of 64, 8.1 min; 2 cores; 1 torch " \
+           "thread | 18 epochs (stopped early; 30 planned), 5,562 steps of 64, ? min |" in table
+    assert "| rebuild | `python -m shared.recipe run r.toml` |  |" in table
+    assert "| provenance | trained by a longer chain; the recipe rebuilds a model of the same " \
+           "design |  |" in table

@@ -36,8 +36,8 @@ def test_a_binary_file_is_one_clear_error(tmp_path):
 
 def test_wrong_typed_items_fail_alone(tmp_path, poem_model_dir):
     """Items of the wrong JSON type (a number theme, an object without a theme, a list form)
-    used to kill the whole poem batch with a traceback. A line that is JSON but no object is
-    plain text, a theme, as any other line (["明月"] has 明月 in it; true has no Chinese)."""
+    used to kill the whole poem batch with a traceback. A line that starts with [ must be a JSON
+    object too (["明月"] is not); "true" is plain text, a theme with no Chinese."""
     from poetry.poems import PoemWriter
     from poetry.poems.cli import batch
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -47,8 +47,9 @@ def test_wrong_typed_items_fail_alone(tmp_path, poem_model_dir):
     batch(PoemWriter.load(poem_model_dir), src, out, form="wujue", progress=False)
     rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert [r["index"] for r in rows] == list(range(6))
-    assert [("error" in r) for r in rows] == [True, False, True, True, True, False]
+    assert [("error" in r) for r in rows] == [True, True, True, True, True, False]
     assert "must be text" in rows[0]["error"] and "unknown form" in rows[4]["error"]
+    assert "must be a JSON object" in rows[1]["error"]
 
 
 @pytest.mark.slow
@@ -148,3 +149,17 @@ def test_an_output_longer_than_its_input_is_refused_untouched(tmp_path):
         run_batch(read_items(src, "theme"), out, "results", lambda i, it: (it["theme"], 0),
                   lambda jobs: [[t] for t, _ in jobs], known_keys={"theme"}, progress=False)
     assert "\n" not in str(e.value) and out.read_bytes() == before
+
+
+def test_lines_that_look_like_json_or_hold_no_text_fail_alone(tmp_path):
+    """`[1,2`, a JSON list and a line of control characters are errors of their own lines, not
+    messages for the bot; a plain line beside them is an item."""
+    from shared.batch import read_items
+    path = tmp_path / "items.txt"
+    path.write_text('[1,2\n\x01\x02\x03\n["a"]\nhi there\n', encoding="utf-8")
+    items = read_items(path, "message")
+    assert [("_error" in i) for i in items] == [True, True, True, False]
+    assert items[3] == {"message": "hi there"}
+    assert "invalid JSON" in items[0]["_error"] and "line 1 column" in items[0]["_error"]
+    assert items[1]["_error"] == "the line holds only control characters"
+    assert "must be a JSON object" in items[2]["_error"]

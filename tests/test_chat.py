@@ -161,7 +161,8 @@ def test_evaluation_runs_end_to_end(chat_rerank_dir, tmp_path, capsys):
         best = report["tuning"][folder.name]["best"]
         assert report["tuning"][folder.name]["languages"] == langs
         assert (tuned["backward"], tuned["overlap"]) == (best["backward"], best["overlap"])
-        assert own.weights == {k: tuned[k] for k in ("backward", "overlap", "retrieved", "gap")}
+        assert own.weights == {k: tuned[k] for k in ("backward", "overlap", "retrieved", "gap",
+                                                     "selector")}
         gate = report["tuning"][folder.name]["gap"]
         assert set(gate["by_gap"]) == {str(g) for g in evaluate.GAPS}
         assert tuned["gap"] == gate["best"] is None     # a tiny bot never says the name: a tie,

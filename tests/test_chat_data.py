@@ -37,7 +37,7 @@ def wheels(tmp_path: Path) -> Path:
 
 def test_prepare_counts_splits_and_cleans(wheels, tmp_path):
     out = tmp_path / "chat"
-    stats = cd.prepare(wheels, out, verify=False, kdconv=None, persona=None)
+    stats = cd.prepare(wheels, out, verify=False, dialogs=None, kdconv=None, persona=None)
     convs = [c for s in cd.SPLITS for c in cd.load_split(s, out)]
     assert stats["raw_conversations"] == 63 + 3 and stats["kept"] == len(convs) == 63
     assert stats["dropped"] == {"fewer than two turns": 2, "repeat of an earlier conversation": 1}
@@ -57,8 +57,8 @@ def test_prepare_counts_splits_and_cleans(wheels, tmp_path):
 
 def test_rerun_skips_and_bad_wheel_is_refused(wheels, tmp_path, capsys):
     out = tmp_path / "chat"
-    first = cd.prepare(wheels, out, verify=False, kdconv=None, persona=None)
-    assert cd.prepare(wheels, out, verify=False, kdconv=None, persona=None) == first
+    first = cd.prepare(wheels, out, verify=False, dialogs=None, kdconv=None, persona=None)
+    assert cd.prepare(wheels, out, verify=False, dialogs=None, kdconv=None, persona=None) == first
     assert "already prepared" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="sha256 does not match"):
         cd.ensure_wheel("chitchat-dataset", wheels)
@@ -85,7 +85,7 @@ def test_kdconv_and_persona_join_the_corpus(wheels, tmp_path, capsys):
                for i in range(30)]
     (kd / "dev.json").write_text(json.dumps(dialogs, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "chat"
-    stats = cd.prepare(wheels, out, verify=False, kdconv=tmp_path / "kdconv")
+    stats = cd.prepare(wheels, out, verify=False, dialogs=None, kdconv=tmp_path / "kdconv")
     convs = [c for s in cd.SPLITS for c in cd.load_split(s, out)]
     kdconv = [c for c in convs if c["source"] == "kdconv"]
     assert len(kdconv) == 30 and all(c["lang"] == "zh" and c["turns"][1] == "知道呀。"
@@ -107,7 +107,7 @@ def test_kdconv_and_persona_join_the_corpus(wheels, tmp_path, capsys):
                if c["lang"] == "en" and c["id"].endswith("/2") and c["turns"][0] not in asked)
     assert not [c for s in ("validation", "test") for c in cd.load_split(s, out)
                 if c["source"] == "persona"]
-    cd.prepare(wheels, tmp_path / "bare", verify=False, kdconv=tmp_path / "missing")
+    cd.prepare(wheels, tmp_path / "bare", verify=False, dialogs=None, kdconv=tmp_path / "missing")
     assert "KdConv not found" in capsys.readouterr().err and stats["kept"] > 63
 
 
@@ -116,19 +116,21 @@ def test_an_edited_persona_is_prepared_again(wheels, tmp_path, capsys, monkeypat
     mine = cd.load_persona()
     persona.write_text(json.dumps(mine, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "chat"
-    before = cd.prepare(wheels, out, verify=False, kdconv=None, persona=persona)
+    before = cd.prepare(wheels, out, verify=False, dialogs=None, kdconv=None, persona=persona)
     mine["topics"][0]["questions"].append("what are you called, please?")
     persona.write_text(json.dumps(mine, ensure_ascii=False), encoding="utf-8")
-    after = cd.prepare(wheels, out, verify=False, kdconv=None, persona=persona)
-    assert "another persona file (or none), or other edits" in capsys.readouterr().out
+    after = cd.prepare(wheels, out, verify=False, dialogs=None, kdconv=None, persona=persona)
+    assert "another persona file (or none), other edits" in capsys.readouterr().out
     grew = after["splits"]["train"]["persona/en"]["conversations"]
     assert grew == before["splits"]["train"]["persona/en"]["conversations"] + \
         len(mine["topics"][0]["answers"]) * mine["repeat"]
     assert any(c["turns"][0] == "what are you called, please?"
                for c in cd.load_split("train", out))
     monkeypatch.setattr(cd, "PERSONA_EDITS", cd.PERSONA_EDITS + 1)   # the edits' code changed
-    cd.prepare(wheels, out, verify=False, kdconv=None, persona=persona)
-    assert "or other edits of its questions: rebuilding" in capsys.readouterr().out
+    cd.prepare(wheels, out, verify=False, dialogs=None, kdconv=None, persona=persona)
+    assert "other edits of its questions or other everyday sources: rebuilding" in \
+        capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="persona file .* is missing"):
-        cd.prepare(wheels, out, verify=False, kdconv=None, persona=tmp_path / "gone.json")
+        cd.prepare(wheels, out, verify=False, dialogs=None, kdconv=None,
+                   persona=tmp_path / "gone.json")
     assert cd.load_split("train", out)                    # the prepared corpus is kept

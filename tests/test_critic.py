@@ -4,7 +4,6 @@ import random
 import shutil
 
 import pytest
-import torch
 
 from poetry.poems import PoemWriter
 from poetry.poems.scenes import Seasons
@@ -132,3 +131,27 @@ def test_the_writer_turns_away_a_poem_whose_seasons_conflict(poem_model_dir):
     writer.seasons = Seasons({})
     assert writer.rank_score(req, mixed, -2.0) == pytest.approx(before[mixed] - SEASON_PENALTY)
     assert writer.rank_score(req, calm, -2.0) == before[calm]
+
+
+def test_the_pair_critic_learns_which_reply_follows():
+    """A dual encoder (pair=True): a reply that answers its context (the context's tokens, one
+    higher) beats the replies of other contexts."""
+    rng = random.Random(0)
+
+    def pairs(n):
+        out = []
+        for _ in range(n):
+            ctx = [rng.randrange(4, VOCAB - 1) for _ in range(rng.randint(2, 4))]
+            out.append((ctx, [t + 1 for t in ctx]))
+        return out
+
+    data = {"train": pairs(600), "validation": pairs(60), "test": pairs(60)}
+    cfg = core.CriticConfig(vocab=VOCAB, emb_dim=16, hidden=32, head=8, dropout=0.0, pair=True)
+    critic, figures = core.train_pairs(cfg, data, epochs=6, batch=32, lr=1e-2,
+                                       log=lambda m: None)
+    assert figures["hits_at_1_of_20"]["test"] >= 0.5, figures     # chance: 0.05
+    ctx, reply = data["test"][0]
+    other = next(r for c, r in data["test"] if r != reply)
+    assert critic.match([ctx, ctx], [reply, other])[0] > critic.match([ctx], [other])[0]
+    with pytest.raises(ValueError, match="pair=True"):
+        core.train_pairs(core.CriticConfig(vocab=VOCAB), data)

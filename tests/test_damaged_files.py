@@ -1,7 +1,7 @@
 """Damaged model folders: every file a writer loads from every shipped folder (data/models:
 chat, chat-backward, chat-zh, chat-zh-backward, poem, tune) — weights, tokenizer, config, card
 and the extras beside them (the retrieval indexes, the novelty lines, the planner, limits,
-theme table, season lexicon, the poem critic, tune windows) — truncated, corrupted, swapped with another file or deleted gives
+theme table, season lexicon, the poem critic and the reply selector, tune windows) — truncated, corrupted, swapped with another file or deleted gives
 one ModelFileError that names the file and says how to rebuild it. A sibling folder that is
 absent is a stated fallback (chatbot/bot.py): no chat-backward, replies rank by the forward
 score; no chat-zh, the joint bot answers Chinese too; no chat-zh-backward, the Chinese bot
@@ -46,6 +46,7 @@ def models(poem_model_dir, chat_rerank_dir, tune_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     for name in ("chat", "chat-backward"):
         shutil.copytree(chat_rerank_dir.parent / name, root / name)
+    _critic(root / "chat", pair=True)                # the reply selector
     shutil.copytree(poem_model_dir, root / "poem")
     _poem_extras(root / "poem")
     shutil.copytree(tune_model_dir, root / "tune")
@@ -63,13 +64,19 @@ def _poem_extras(folder: Path) -> None:
     """The files written beside the poem model after its export: the season lexicon and the
     critic, listed in its card as the shipped ones are."""
     from poetry.poems.scenes import Seasons
-    from shared import critic as core
-    from shared.checkpoint import add_files, load_model
+    from shared.checkpoint import add_files
     Seasons({"桃": "春", "叶": "秋"}).save(folder / "seasons.json")
     add_files(folder, "seasons.json")
+    _critic(folder)
+
+
+def _critic(folder: Path, pair: bool = False) -> None:
+    """A tiny critic beside a model, listed in its card as the shipped ones are."""
+    from shared import critic as core
+    from shared.checkpoint import load_model
     model, _, _ = load_model(folder)
     core.save(core.Critic(core.CriticConfig(vocab=model.cfg.tgt_vocab, emb_dim=8, hidden=8,
-                                            head=4)), folder, {"task": "poem"})
+                                            head=4, pair=pair)), folder, {"task": folder.name})
 
 
 def test_the_miniature_has_every_shipped_folder_and_file(models):

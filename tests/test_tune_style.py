@@ -1,7 +1,6 @@
 """Corpus figures of a tune (poetry.tunes.style): form, final, out-of-mode notes, range."""
 import pytest
 
-from poetry.tunes import abc
 from poetry.tunes.abc import Key
 from poetry.tunes.style import STYLES, figures, form_of, parts, pitch_name, style_of
 

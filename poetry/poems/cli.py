@@ -9,7 +9,6 @@ Bad input: a warning for what can be repaired, else one line on stderr and exit 
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 from shared.batch import item_seed, read_items, run_batch

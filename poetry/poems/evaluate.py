@@ -170,6 +170,8 @@ def theme_relevance(writer, train: list[dict], test: list[dict], n: int, seed: i
                 [(p["poem"], [p["theme"]]) for p in poems]),
             "real_test_top3": clf.hit_rate(real), "real_test_poems": len(real),
             "generated_repetition": repetition.rates(p["lines"] for p in poems),
+            **({"generated_mixed_seasons": writer.seasons.rate(p["lines"] for p in poems)}
+               if writer.seasons is not None else {}),
             "examples": [p["poem"] for p in poems[:6]]}
 
 

@@ -14,7 +14,9 @@ per rhyme group) cached by a small key, so a step costs a dict lookup per row pl
 A row never dead-ends: if the rules leave no character, they are relaxed in this order —
 strict tones first (an option), then the character cap and 叠字 (style), then 重韵, then rhyme
 (form), then novelty (copying a famous line is the worst failure) — and the line length,
-punctuation and <eos> are never relaxed.
+punctuation and <eos> are never relaxed. Each row records where a rule gave way, by the rules
+its character then broke (`RULES` names them); `relaxations` replays a written poem through
+the rules to read that record, for the note a user gets.
 User-forced characters (start lines, acrostic heads) always win; a forced character that fits
 no remaining 平仄 pattern is treated as free rather than emptying the pattern set.
 """
@@ -116,6 +118,28 @@ def make_spec(form: str, acrostic: Optional[str] = None, start=None,
     return PoemSpec(f.name, acrostic, lines, rhyme, tones, book)
 
 
+# The rules the ladder relaxes, in its order (`PoemConstraint._mask`): the name a poem's
+# record gives each, and the words a note to the user names it by
+RULES = {"tones": "strict 平仄 tones", "repetition": "the repetition limits (no character too "
+         "often, 叠字 only as real poems double)", "repeated rhyme": "no rhyme character twice "
+         "(重韵)", "rhyme": "the rhyme (押韵)", "novelty": "no line copied from a real poem or "
+         "repeated"}
+LADDER = tuple(RULES)
+
+
+def relaxations(tokenizer, spec: PoemSpec, poem: str, corpus: Optional[LineIndex] = None,
+                limits: Optional[Limits] = None) -> list[tuple[str, int]]:
+    """Where the verse rules gave way in `poem` (its text as written, with its ，。): the
+    (rule, line) pairs of PoemConstraint's record, replayed over its characters with the same
+    spec, corpus and limits as it was written with (the rules follow the text alone, so the
+    record is the one made while writing it); [] where every rule held."""
+    c = PoemConstraint(tokenizer, [spec], corpus, None, limits)
+    c.begin(torch.zeros(1, dtype=torch.long))
+    for tok in tokenizer.encode(poem) + [tokenizer.eos_id]:
+        c.step(torch.tensor([tok]))
+    return c.record(0)
+
+
 WIDE_GROUP = 8    # a rhyme is chosen in a group with at least this many characters in the
                   # vocabulary where there is one: a 律诗 needs five distinct rhyme characters,
                   # and a narrow group (险韵) dead-ends under strict tones and the repetition
@@ -190,7 +214,7 @@ class _Row:
     """One row's poem so far. Fields are replaced, never mutated, so `reorder` can share them
     between copies."""
     __slots__ = ("item", "pos", "lines", "cur", "groups", "pats", "done", "counts", "prev",
-                 "doubles", "rhymed")
+                 "doubles", "rhymed", "loose", "relaxed")
 
     def __init__(self, item: int, n_patterns: int):
         self.item, self.pos, self.lines, self.cur = item, 0, (), ""
@@ -201,6 +225,8 @@ class _Row:
         self.prev: Optional[int] = None              # the line's previous character
         self.doubles = 0                             # doubled pairs (XX) so far
         self.rhymed: tuple[int, ...] = ()            # rhyme characters used (重韵 check)
+        self.loose: Optional[tuple] = None           # the rules relaxed at this position
+        self.relaxed: tuple[tuple[str, int], ...] = ()   # (rule, line) where one gave way
 
 
 def forced_tokens(tokenizer, spec: PoemSpec) -> list[Optional[int]]:
@@ -347,6 +373,8 @@ class PoemConstraint:
 
     # -- state -----------------------------------------------------------------------------
     def _consume(self, row: _Row, tok: int) -> None:
+        if row.loose is not None:
+            self._broken(row, tok)
         if row.done:
             return                                     # <pad> after <eos>
         if tok == self.tok.eos_id:
@@ -384,6 +412,22 @@ class PoemConstraint:
                     and all(self._pats[row.item][p][0][-1] == "平" for p in row.pats))):
                 row.groups = groups                    # a level first line rhymes (首句入韵)
                 row.rhymed += (tok,)
+
+    def _broken(self, row: _Row, tok: int) -> None:
+        """Which of the rules relaxed at this position the character `tok` breaks: each one
+        goes into the row's record with its line (a relaxed rule may still hold by chance)."""
+        (pos, line, k, book, tone, rhyme, style, twice, novel), row.loose = row.loose, None
+        if pos != row.pos or tok >= book.V or not book.cjk_l[tok]:
+            return
+        breaks = (tone is not None and not bool(book.mask(tone, None)[0][tok]), tok in style,
+                  tok in twice, rhyme not in (None, "first") and
+                  not bool(book.mask(None, rhyme)[0][tok]), tok in novel)
+        new = tuple((rule, line) for rule, broke in zip(LADDER[:k], breaks) if broke)
+        row.relaxed += tuple(x for x in new if x not in row.relaxed)
+
+    def record(self, r: int) -> list[tuple[str, int]]:
+        """Row r's record: (rule, line) where a rule gave way, in order, line numbered from 1."""
+        return list(self.rows[r].relaxed)
 
     @staticmethod
     def _fits(t: _Tables, tok: int, mark: str) -> bool:
@@ -452,6 +496,9 @@ class PoemConstraint:
             # more allowed tokens than banned ones: certainly not empty, no tensor op needed
             if count > len(ban) or (count and count > int(m[ban].sum())):
                 self.relaxed += k > 0
+                if k:                                  # judged on the character chosen here
+                    row.loose = (row.pos, i + 1, k, book, tone, rhyme, set(style), set(twice),
+                                 set(novel))
                 return m, ban
         return t.cjk, []                               # unreachable: the vocab has CJK
 

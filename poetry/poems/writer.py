@@ -2,7 +2,7 @@
 
     writer = PoemWriter.load()                       # data/models/poem
     writer.write("明月", form="qijue", n=2, seed=1)   # -> [{"theme", "form", "keywords", "poem",
-                                                     #      "lines", "score"}]
+                                                     #      "lines", "score"(, "relaxed")}]
     writer.write("秋夜", keywords="蟋蟀 砧声")         # plan given by the user
 
 Planning (poetry/poems/planning.py): unless the user gives keywords, every candidate samples
@@ -10,7 +10,9 @@ its own 4 keywords expanded from the theme, and the model writes from theme + ke
 pulled toward them while decoding (rules.KeywordBias, weighted decoding).
 
 Form, rhyme, acrostic heads, opening lines, novelty and repetition limits are rules applied through the core's
-constraint hook while decoding (poetry/poems/rules.py), not retries. Each request samples
+constraint hook while decoding (poetry/poems/rules.py), not retries. Where a rule had to give
+way (no character kept them all), the poem says so: "relaxed" lists each (rule, line), e.g.
+[["rhyme", 4]], and is absent where every rule held. Each request samples
 `candidates` poems per wanted poem and keeps the best by mean log-probability per character
 plus a bonus for characters tied to the theme (`rank_score`; shared/writer.py ranks).
 """
@@ -26,12 +28,12 @@ from typing import Iterator, Optional, Sequence
 
 from shared.cli import check_flag, check_text
 from shared.decoding import GenerationConfig, derive_seed
-from shared.writer import Writer
+from shared.writer import Outcome, Writer
 
 from .format import KEYWORDS, MAX_KEYWORDS, MAX_THEME, source_text
 from .planning import Planner
 from .repetition import Limits
-from .rules import LineIndex, PoemSpec, make_spec, poem_rules
+from .rules import LineIndex, PoemSpec, make_spec, poem_rules, relaxations
 from .scenes import Seasons
 from .themes import Associations
 from .verse import get_form, is_cjk, split_poem
@@ -204,6 +206,18 @@ class PoemWriter(Writer):
                 "poem": text,
                 "lines": split_poem(text), "score": round(score, 4)}
 
+    def run(self, jobs, temperature=None, candidates=None, rules=True, **options) -> Outcome:
+        """As `Writer.run`; with the rules on, each poem where a rule gave way gets "relaxed":
+        its (rule, line) pairs (rules.relaxations: the rules' own record, read off the poem)."""
+        out = super().run(jobs, temperature, candidates, rules, **options)
+        if rules:
+            for (req, _, _), poems in zip(jobs, out.results):
+                for p in poems:
+                    where = relaxations(self.tok, req.spec, p["poem"], self.lines, self.limits)
+                    if where:
+                        p["relaxed"] = [list(x) for x in where]
+        return out
+
     # -- the API -------------------------------------------------------------------------
     def write(self, theme: str, form: str = "qijue", n: int = 1, acrostic: Optional[str] = None,
               start=None, rhyme: bool | str = True, tones: Optional[str] = None,
@@ -222,8 +236,8 @@ class PoemWriter(Writer):
                temperature: float = TEMPERATURE, seed: Optional[int] = None,
                candidates: int = CANDIDATES, keywords=None, plan: bool = True) -> Iterator[str]:
         """The poem `write(..., n=1)` returns for the same request and seed, yielded as its
-        growing text (the leading candidate's, while they are written); returns that
-        `write` result itself."""
+        growing text once it is chosen (shared/writer.py `stream_job`); returns that `write`
+        result itself."""
         req = self.request(theme, form, acrostic, start, rhyme, tones, keywords, plan)
         return (yield from self.stream_job((req, 1, derive_seed(self.seed(seed), 0)),
                                            temperature, candidates))

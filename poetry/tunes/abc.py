@@ -427,7 +427,7 @@ def build_tune(meter: str, key: str | Key, rhythm: str, body: str, index: int = 
         count += tok in BARS
         if tok in BARS and count % 4 == 0 and i + 1 < len(toks) and toks[i + 1][0] != "[":
             lines.append("")
-    head = [f"X:{index}", f"T:Untitled {index}", f"M:{meter}", f"L:1/8", f"R:{rhythm}",
+    head = [f"X:{index}", f"T:Untitled {index}", f"M:{meter}", "L:1/8", f"R:{rhythm}",
             f"K:{key}"]
     return "\n".join(head + lines) + "\n"
 

@@ -38,7 +38,6 @@ from shared.data import SPLITS, read_jsonl, split_of, write_jsonl, write_text
 
 from . import abc
 from .abc import AbcError, Event, Key
-from .format import RHYTHMS
 from .rules import check_tune, save_windows, window_hashes
 
 DEFAULT_OUT = Path("cache/tunes")
