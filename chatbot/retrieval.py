@@ -113,10 +113,14 @@ class Retrieval:
         return [(self.reply(int(i)), float(scores[i])) for i in top if scores[i] > 0]
 
 
+# Sources whose replies never enter an index: KdConv, whose text stays out of the repository,
+# and Personality Chat, whose answers speak for a bot with no name ("I don't have a name")
+NOT_INDEXED = frozenset({"kdconv", "personality"})
+
+
 def build_for(data: Path, model_dir: Path, lang: str | None) -> Path:
     """A model folder's index from the prepared training conversations (every source but
-    KdConv, whose text stays out of the repository; `lang`: one language only), written and
-    listed in the folder's card."""
+    NOT_INDEXED; `lang`: one language only), written and listed in the folder's card."""
     from shared.checkpoint import add_files, load_model
 
     from . import data as chat_data
@@ -124,7 +128,7 @@ def build_for(data: Path, model_dir: Path, lang: str | None) -> Path:
     _, tok, _ = load_model(model_dir)
     train = chat_data.load_split("train", data)
     pairs = [(c["turns"][i - 1], c["turns"][i]) for c in train
-             if c["source"] != "kdconv" and (lang is None or c["lang"] == lang)
+             if c["source"] not in NOT_INDEXED and (lang is None or c["lang"] == lang)
              for i in range(1, len(c["turns"])) if len(tok.encode(c["turns"][i])) <= MAX_TGT]
     path = Path(model_dir) / "retrieval.npz"
     Retrieval.build(pairs, tok).save(path)

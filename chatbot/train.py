@@ -90,10 +90,11 @@ def backward_card(train: list[dict], data: Path) -> dict:
 
 
 def retrieval_index(data: Path, tmp: Path, tok: Tokenizer, train: list[dict]) -> dict:
-    """(message, reply) pairs of the training conversations of the registry corpora and the
-    persona — never KdConv, whose text stays out of the repository — as a BM25 index."""
-    from .retrieval import Retrieval
-    pairs = [(c["turns"][i - 1], c["turns"][i]) for c in train if c["source"] != "kdconv"
+    """(message, reply) pairs of the training conversations, the persona's included, as a BM25
+    index: every source but retrieval.NOT_INDEXED (KdConv's text stays out of the
+    repository)."""
+    from .retrieval import NOT_INDEXED, Retrieval
+    pairs = [(c["turns"][i - 1], c["turns"][i]) for c in train if c["source"] not in NOT_INDEXED
              for i in range(1, len(c["turns"])) if len(tok.encode(c["turns"][i])) <= MAX_TGT]
     path = tmp / "retrieval.npz"
     Retrieval.build(pairs, tok).save(path)
