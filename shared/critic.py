@@ -146,63 +146,81 @@ def accuracy(critic: Critic, real: Sequence, fake: Sequence) -> float:
     return 0.5 * (sum(x > 0 for x in r) / max(len(r), 1) + sum(x < 0 for x in f) / max(len(f), 1))
 
 
+def _fit(cfg: CriticConfig, epochs: int, lr: float, seed: int, init_embeddings,
+         batches, loss_of, validate, what: str, log) -> tuple[Critic, list, float]:
+    """The training both readings share: a fresh critic (its embeddings started from
+    `init_embeddings` where given, e.g. the generator's own), AdamW with a one-cycle schedule,
+    clipped gradients, and the epoch whose `validate()` is best kept. `batches(rng)` gives an
+    epoch's batches, `loss_of(critic, batch)` a batch's loss and size."""
+    torch.manual_seed(seed)
+    critic = Critic(cfg)
+    if init_embeddings is not None:
+        with torch.no_grad():
+            n, d = min(init_embeddings.shape[0], cfg.vocab), min(init_embeddings.shape[1],
+                                                                   cfg.emb_dim)
+            critic.emb.weight[:n, :d] = init_embeddings[:n, :d]
+    opt = torch.optim.AdamW(critic.parameters(), lr=lr, weight_decay=0.01)
+    plan = [batches(random.Random(seed + e)) for e in range(epochs)]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, pct_start=0.1,
+                                                total_steps=max(sum(map(len, plan)), 1))
+    best, best_state, history = -1.0, None, []
+    t0 = time.time()
+    for epoch, epoch_batches in enumerate(plan):
+        critic.train()
+        total, count = 0.0, 0
+        for b in epoch_batches:
+            loss, n = loss_of(critic, b)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total, count = total + loss.item() * n, count + n
+        score = validate(critic)
+        history.append({"epoch": epoch, "train_loss": round(total / max(count, 1), 4),
+                        f"validation_{what}": round(score, 4)})
+        log(f"critic epoch {epoch + 1}/{epochs}: loss {total / max(count, 1):.4f}, validation "
+            f"{what.replace('_', ' ')} {score:.4f} ({time.time() - t0:.0f} s)")
+        if score > best:
+            best = score
+            best_state = {k: v.detach().clone() for k, v in critic.state_dict().items()}
+    critic.load_state_dict(best_state)
+    return critic.eval(), history, round(time.time() - t0, 1)
+
+
 def train(cfg: CriticConfig, real: dict[str, list], fake: dict[str, list], epochs: int = 6,
           batch: int = 64, lr: float = 2e-3, seed: int = 0, log=print,
           init_embeddings: torch.Tensor | None = None) -> tuple[Critic, dict]:
     """real / fake: {"train": [ids, ...], "validation": [...], "test": [...]}. Trains on
     balanced batches (binary cross-entropy), keeps the epoch with the best validation accuracy;
     returns the critic and its figures (accuracy per split)."""
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    critic = Critic(cfg)
-    if init_embeddings is not None:           # e.g. the generator's own character embeddings
-        with torch.no_grad():
-            n, d = min(init_embeddings.shape[0], cfg.vocab), min(init_embeddings.shape[1],
-                                                                   cfg.emb_dim)
-            critic.emb.weight[:n, :d] = init_embeddings[:n, :d]
-    opt = torch.optim.AdamW(critic.parameters(), lr=lr, weight_decay=0.01)
     pairs = [(t, 1.0) for t in real["train"]] + [(t, 0.0) for t in fake["train"]]
-    steps = epochs * math.ceil(len(pairs) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
-                                                pct_start=0.1)
-    best, best_state, history = -1.0, None, []
-    t0 = time.time()
-    for epoch in range(epochs):
-        critic.train()
-        rng.shuffle(pairs)
+
+    def batches(rng):
+        shuffled = list(pairs)
+        rng.shuffle(shuffled)
         # length-sorted chunks make equal-length groups (few encoder calls per batch)
-        chunks = [pairs[k:k + batch * 50] for k in range(0, len(pairs), batch * 50)]
-        batches = []
-        for chunk in chunks:
-            chunk = sorted(chunk, key=lambda p: len(p[0]))
-            batches += [chunk[k:k + batch] for k in range(0, len(chunk), batch)]
-        rng.shuffle(batches)
-        total = 0.0
-        for b in batches:
-            ids, lengths = critic.pad([t for t, _ in b])
-            y = torch.tensor([lab for _, lab in b])
-            loss = F.binary_cross_entropy_with_logits(critic(ids, lengths), y)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            total += loss.item() * len(b)
-        acc = accuracy(critic, real["validation"], fake["validation"])
-        history.append({"epoch": epoch, "train_loss": round(total / len(pairs), 4),
-                        "validation_accuracy": round(acc, 4)})
-        log(f"critic epoch {epoch + 1}/{epochs}: loss {total / len(pairs):.4f}, "
-            f"validation accuracy {acc:.4f} ({time.time() - t0:.0f} s)")
-        if acc > best:
-            best = acc
-            best_state = {k: v.detach().clone() for k, v in critic.state_dict().items()}
-    critic.load_state_dict(best_state)
-    figures = {"history": history, "seconds": round(time.time() - t0, 1),
+        out = []
+        for k in range(0, len(shuffled), batch * 50):
+            chunk = sorted(shuffled[k:k + batch * 50], key=lambda p: len(p[0]))
+            out += [chunk[j:j + batch] for j in range(0, len(chunk), batch)]
+        rng.shuffle(out)
+        return out
+
+    def loss_of(critic, b):
+        ids, lengths = critic.pad([t for t, _ in b])
+        y = torch.tensor([lab for _, lab in b])
+        return F.binary_cross_entropy_with_logits(critic(ids, lengths), y), len(b)
+
+    critic, history, seconds = _fit(
+        cfg, epochs, lr, seed, init_embeddings, batches, loss_of,
+        lambda c: accuracy(c, real["validation"], fake["validation"]), "accuracy", log)
+    figures = {"history": history, "seconds": seconds,
                "accuracy": {s: round(accuracy(critic, real[s], fake[s]), 4)
                             for s in ("train", "validation", "test") if real.get(s)},
                "texts": {s: {"real": len(real.get(s, [])), "generated": len(fake.get(s, []))}
                          for s in ("train", "validation", "test")}}
-    return critic.eval(), figures
+    return critic, figures
 
 
 def hits_at_1(critic: Critic, pairs: Sequence[tuple[list, list]], k: int = 20,
@@ -229,56 +247,27 @@ def train_pairs(cfg: CriticConfig, pairs: dict[str, list], epochs: int = 3, batc
     validation hits@1 of 20 is kept."""
     if not cfg.pair:
         raise ValueError("train_pairs needs CriticConfig(pair=True)")
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    critic = Critic(cfg)
-    if init_embeddings is not None:
-        with torch.no_grad():
-            n, d = min(init_embeddings.shape[0], cfg.vocab), min(init_embeddings.shape[1],
-                                                                   cfg.emb_dim)
-            critic.emb.weight[:n, :d] = init_embeddings[:n, :d]
-    opt = torch.optim.AdamW(critic.parameters(), lr=lr, weight_decay=0.01)
-    rows = list(range(len(pairs["train"])))
-    steps = epochs * math.ceil(len(rows) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
-                                                pct_start=0.1)
-    val = pairs["validation"][:1000]
-    best, best_state, history = -1.0, None, []
-    t0 = time.time()
-    for epoch in range(epochs):
-        critic.train()
+    train_pairs_, val = pairs["train"], pairs["validation"][:1000]
+
+    def batches(rng):
+        rows = list(range(len(train_pairs_)))
         rng.shuffle(rows)
-        total = 0.0
-        for k in range(0, len(rows), batch):
-            b = rows[k:k + batch]
-            if len(b) < 2:
-                continue
-            ctx = critic.pad([pairs["train"][i][0] for i in b])
-            reps = [pairs["train"][i][1] for i in b]
-            if hard is not None:
-                reps += [hard["train"][i] for i in b]
-            logits = critic.pair_logits(*ctx, *critic.pad(reps))
-            loss = F.cross_entropy(logits, torch.arange(len(b)))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            total += loss.item() * len(b)
-        acc = hits_at_1(critic, val)
-        history.append({"epoch": epoch, "train_loss": round(total / len(rows), 4),
-                        "validation_hits_at_1_of_20": round(acc, 4)})
-        log(f"critic epoch {epoch + 1}/{epochs}: loss {total / len(rows):.4f}, validation "
-            f"hits@1 of 20 {acc:.4f} ({time.time() - t0:.0f} s)")
-        if acc > best:
-            best = acc
-            best_state = {k: v.detach().clone() for k, v in critic.state_dict().items()}
-    critic.load_state_dict(best_state)
-    figures = {"history": history, "seconds": round(time.time() - t0, 1),
+        return [rows[k:k + batch] for k in range(0, len(rows), batch)
+                if len(rows[k:k + batch]) > 1]
+
+    def loss_of(critic, b):
+        ctx = critic.pad([train_pairs_[i][0] for i in b])
+        reps = [train_pairs_[i][1] for i in b] + ([hard["train"][i] for i in b] if hard else [])
+        logits = critic.pair_logits(*ctx, *critic.pad(reps))
+        return F.cross_entropy(logits, torch.arange(len(b))), len(b)
+
+    critic, history, seconds = _fit(cfg, epochs, lr, seed, init_embeddings, batches, loss_of,
+                                    lambda c: hits_at_1(c, val), "hits_at_1_of_20", log)
+    figures = {"history": history, "seconds": seconds,
                "hits_at_1_of_20": {s: round(hits_at_1(critic, pairs[s][:1000]), 4)
                                    for s in ("validation", "test") if pairs.get(s)},
                "pairs": {s: len(pairs.get(s, [])) for s in ("train", "validation", "test")}}
-    return critic.eval(), figures
+    return critic, figures
 
 
 # -- files ------------------------------------------------------------------------------
