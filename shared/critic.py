@@ -109,12 +109,18 @@ class Critic(nn.Module):
 
     def match(self, contexts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]],
               batch: int = 256) -> list[float]:
-        """The logit of each (context, reply) pair, pair by pair."""
+        """The logit of each (context, reply) pair, pair by pair. A context that several pairs
+        share (one conversation's candidates) is encoded once."""
         self.eval()
+        keys = [tuple(c) for c in contexts]
+        unique = list(dict.fromkeys(keys))
+        where = {k: i for i, k in enumerate(unique)}
         out: list[float] = []
         with torch.inference_mode():
-            for k in range(0, len(contexts), batch):
-                c = self.bilinear(self.summary(*self.pad(contexts[k:k + batch])))
+            ctx = torch.cat([self.bilinear(self.summary(*self.pad(unique[k:k + batch])))
+                             for k in range(0, len(unique), batch)]) if unique else None
+            for k in range(0, len(replies), batch):
+                c = ctx[[where[x] for x in keys[k:k + batch]]]
                 r = self.summary(*self.pad(replies[k:k + batch]))
                 out += ((c * r).sum(-1) / math.sqrt(c.size(1))).tolist()
         return out
