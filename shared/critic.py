@@ -229,6 +229,28 @@ def train(cfg: CriticConfig, real: dict[str, list], fake: dict[str, list], epoch
     return critic, figures
 
 
+def train_on_samples(model_dir: str | Path, samples: str | Path, encode, about: dict,
+                     epochs: int = 6, max_len: int = 256, out: str | Path | None = None,
+                     log=print) -> dict:
+    """Fit a critic for the model in `model_dir` on a task's `samples.jsonl` (rows {split,
+    label: 1 real / 0 generated, ...}); `encode(tokenizer, row)` gives a row's ids. Starts from
+    the generator's target embeddings, saves beside the model (or in `out`) with `about` and
+    the figures, and returns the figures (accuracy per split, the test split held out)."""
+    from .checkpoint import load_model
+    model, tok, _ = load_model(Path(model_dir))
+    rows = [json.loads(x) for x in Path(samples).read_text(encoding="utf-8").splitlines()
+            if x.strip()]
+    sides: dict = {1: {}, 0: {}}
+    for r in rows:
+        sides[r["label"]].setdefault(r["split"], []).append(encode(tok, r))
+    cfg = CriticConfig(vocab=model.cfg.tgt_vocab, emb_dim=model.cfg.emb_dim, max_len=max_len,
+                       pad_id=tok.pad_id)
+    critic, figures = train(cfg, sides[1], sides[0], epochs=epochs, log=log,
+                            init_embeddings=model.tgt_emb.weight.detach())
+    save(critic, out or model_dir, {**about, "samples": str(samples), **figures})
+    return figures
+
+
 def hits_at_1(critic: Critic, pairs: Sequence[tuple[list, list]], k: int = 20,
               seed: int = 0) -> float:
     """Share of (context, reply) pairs whose reply beats k - 1 replies of other pairs."""

@@ -260,3 +260,67 @@ def test_a_pickup_does_not_let_the_last_bar_end_short_on_a_short_note(tok):
         c = tune_rules(tok, meters, prefixes, forms=["AABB"] * 4)
         for meter, body in zip(meters, decode(c, tok, 4, random_logits(tok), seed=seed)):
             assert not check_tune(body, meter) and check_ending(body) is None, (meter, body)
+
+
+# -- phrase rules (a bias, not a mask) --------------------------------------------------------
+def decode_biased(constraint, tok, n_rows, logits_fn, seed=0, steps=3000):
+    """`decode`, with the chain's bias added to the logits as the real decoder adds it."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = constraint.begin(torch.arange(n_rows))
+    out, done = [[] for _ in range(n_rows)], torch.zeros(n_rows, dtype=torch.bool)
+    for t in range(steps):
+        logits = logits_fn(t, out, gen)
+        bias = constraint.bias()
+        if bias is not None:
+            logits = logits.index_put_(bias[:2], bias[2], accumulate=True)
+        nxt = torch.multinomial(logits.masked_fill(~mask, float("-inf")).softmax(-1), 1,
+                                generator=gen).view(-1)
+        nxt = torch.where(done, torch.zeros_like(nxt), nxt)
+        for r in range(n_rows):
+            if not done[r] and nxt[r] != tok.eos_id:
+                out[r].append(int(nxt[r]))
+        done |= nxt.eq(tok.eos_id)
+        mask = constraint.step(nxt)
+        if done.all():
+            return [tok.decode(o) for o in out]
+    raise AssertionError("rows did not finish")
+
+
+@pytest.mark.parametrize("meter", ["6/8", "2/2", "2/4"])
+def test_phrase_weights_move_their_figures_and_the_rules_still_hold(tok, meter):
+    from poetry.tunes.rules import Phrase
+    from poetry.tunes.style import form_of, phrase_counts, phrase_rates
+    n = 12
+    def untied(t, out, gen):               # random, without ties (a tie into bar 5 changes
+        x = torch.randn(len(out), tok.vocab_size, generator=gen) * 3   # its first note)
+        x[:, tok.stoi["-"]] -= 30
+        return x
+    rates = {}
+    for name, ph in {"none": Phrase(), "strong": Phrase(restate=40, share=40, land=40)}.items():
+        chain = tune_rules(tok, [meter] * n, [()] * n, forms=["AABB"] * n, phrasing=[ph] * n)
+        bodies = decode_biased(chain, tok, n, untied, seed=3)
+        for body in bodies:
+            assert not check_tune(body, meter) and check_ending(body) is None, body
+            assert form_of(body, meter) == "AABB", body
+        rates[name] = phrase_rates([phrase_counts(b, meter) for b in bodies])
+    assert rates["none"]["restates_opening"] < 0.2, rates
+    assert rates["strong"]["restates_opening"] > 0.8, rates
+    # B's bar 8 closes the tune (a long tonic): it keeps A's bar 8 only where that one fits
+    assert rates["strong"]["b_bars_from_a"] >= 1 > 0.2 > rates["none"]["b_bars_from_a"], rates
+    assert rates["strong"]["part_ends_tonic"] > rates["none"]["part_ends_tonic"] + 0.3, rates
+
+
+def test_dotted_rest_and_one_pitch_weights(tok):
+    from poetry.tunes.rules import Phrase
+    from poetry.tunes.style import phrase_counts, phrase_rates
+    n = 12
+    got = {}
+    for name, ph in {"fewer": Phrase(dotted=-20, rest=-20, same=20),
+                     "more": Phrase(dotted=5, rest=5)}.items():
+        chain = tune_rules(tok, ["4/4"] * n, [()] * n, forms=["AABB"] * n, phrasing=[ph] * n)
+        bodies = decode_biased(chain, tok, n, random_logits(tok), seed=4)
+        assert all(not check_tune(b, "4/4") for b in bodies)
+        got[name] = phrase_rates([phrase_counts(b, "4/4") for b in bodies])
+    assert got["fewer"]["dotted_bars"] < 0.1 < got["more"]["dotted_bars"], got
+    assert got["fewer"]["rest_bars"] < got["more"]["rest_bars"], got
+    assert got["fewer"]["one_pitch_bars"] == 0, got

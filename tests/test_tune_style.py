@@ -37,3 +37,38 @@ def test_pitch_names_and_styles():
         assert st.form in ("AABB", "AB", "free") and st.high - st.low >= 12, name  # a tonic in any key
         assert 0 <= st.out_of_mode < 0.2
     assert style_of("no such rhythm") == style_of("other")
+
+
+# -- phrases -------------------------------------------------------------------------------------
+def test_phrase_counts_read_a_jig_as_a_player_would():
+    from poetry.tunes.style import phrase_counts
+    # A part: bars 5-6 restate bars 1-2 with one note changed; bar 4 lands on G (the dominant)
+    # on its last beat, the part on c. B part: bars 7-8 are A's; one bar of one pitch, one
+    # with a rest, one dotted.
+    a = "|:cde c2G|ABc d2e|fed cBA|GAB G3|cde c2A|ABc d2e|fed edB|c3 c3:|"
+    b = "|:ggg g3|a2g f2e|d3/2e/2f g2z|fed BAF|gfe dcB|AGF EDC|fed edB|c3 c3:|"
+    c = phrase_counts((a + b).replace(" ", "").replace(":||:", "::"), "6/8")
+    assert c["parts"] == 2
+    assert c["part_ends_tonic"] == 2                # both land on c
+    assert c["bar4_tonic_or_dominant"] == 1         # A's bar 4 lands on G, B's on B
+    assert c["restates_opening"] == 1               # A: `cde c2A` for `cde c2G`
+    assert c["b_bars_from_a"] == 2                  # `fed edB`, `c3 c3`
+    # one pitch: `ggg g3` and the two closing `c3 c3`
+    assert (c["bars"], c["one_pitch_bars"], c["rest_bars"], c["dotted_bars"]) == (16, 3, 1, 1)
+
+
+def test_phrase_landing_skips_a_pickup_after_the_last_beat():
+    from poetry.tunes.style import phrase_counts
+    body = "|:" + "c6|" * 7 + "c2Bc2G:|"            # lands on c, then a pickup G
+    assert phrase_counts(body, "6/8")["part_ends_tonic"] == 1
+    assert phrase_counts("|:" + "c6|" * 7 + "cBcG3:|", "6/8")["part_ends_tonic"] == 0
+
+
+def test_phrase_range_holds_the_corpus_own_rate():
+    from poetry.tunes.style import phrase_counts, phrase_range, phrase_rates
+    tunes = ["|:cde c2G|ABc d2e|fed cBA|GAB G3|cde c2G|ABc d2e|fed edB|c3 c3:|",
+             "|:gfe dcB|AGF EDC|fed edB|GAB G3|gfe dcB|AGF EDC|fed edB|G3 G3:|"]
+    counts = [phrase_counts(t.replace(" ", ""), "6/8") for t in tunes]
+    low, high = phrase_range(counts, 10)["part_ends_tonic"]
+    assert low <= phrase_rates(counts)["part_ends_tonic"] <= high
+    assert 0 <= low < high <= 1

@@ -70,23 +70,12 @@ def samples(writer, data: Path, out: Path, n: int, seed: int = 0, batch: int = 5
 
 def train(model_dir: Path, samples_dir: Path, epochs: int, out: Path | None = None,
           log=print) -> dict:
-    from shared.checkpoint import load_model
-    model, tok, _ = load_model(model_dir)
-    rows = [json.loads(x) for x in (samples_dir / "samples.jsonl").read_text(
-        encoding="utf-8").splitlines() if x.strip()]
-    sides = {1: {}, 0: {}}
-    for r in rows:
-        sides[r["label"]].setdefault(r["split"], []).append(tok.encode(r["poem"]))
-    cfg = core.CriticConfig(vocab=model.cfg.tgt_vocab, emb_dim=model.cfg.emb_dim,
-                            max_len=64, pad_id=tok.pad_id)
-    critic, figures = core.train(cfg, sides[1], sides[0], epochs=epochs, log=log,
-                                 init_embeddings=model.tgt_emb.weight.detach())
     about = {"task": "poem", "pairs": "real Tang poems of the prepared corpus against the "
              "model's own poems on the same titles and forms (default request, no critic); "
-             "splits as the corpus's", "samples": str(samples_dir / "samples.jsonl"),
-             **figures}
-    core.save(critic, out or model_dir, about)
-    return figures
+             "splits as the corpus's"}
+    return core.train_on_samples(model_dir, samples_dir / "samples.jsonl",
+                                 lambda tok, r: tok.encode(r["poem"]), about, epochs,
+                                 max_len=64, out=out, log=log)
 
 
 def main(argv=None) -> int:

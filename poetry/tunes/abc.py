@@ -108,6 +108,13 @@ def bar_length(meter: str) -> Fraction:
     return Fraction(int(num), int(den)) / UNIT
 
 
+def beat_length(meter: str) -> Fraction:
+    """One beat in units of L:1/8: a dotted quarter in 6/8, 9/8 and 3/8, a half in 2/2 and
+    4/2 (and 3/2), else a quarter."""
+    num, den = map(int, parse_meter(meter).split("/"))
+    return Fraction(3) if den == 8 and num % 3 == 0 else Fraction(8 // den)
+
+
 # -- reading ABC into events --------------------------------------------------------------------
 @dataclass
 class Event:

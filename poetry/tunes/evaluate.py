@@ -17,6 +17,9 @@
   figures: share of tunes asked for a form (AABB, AB) in it, share of dance tunes (style.DANCES)
   in the requested form and with repeats, share ending on the tonic, out-of-mode note rate, range, share of
   notes outside the rhythm's corpus range, bars.
+* Phrases (`poetry.tunes.style.PHRASES`) of 60 jigs, reels and hornpipes of the default request
+  beside the training tunes' rates and the range 60 corpus tunes fall in; the critic's held-out
+  accuracy and weight.
 * Speed: p50 seconds for one tune (batch 1, a 6/8 jig in D, its default form and free) and
   ABC -> SVG + MIDI + WAV files.
 """
@@ -147,6 +150,32 @@ def folk_metrics(tunes: list[dict]) -> dict:
             "by_rhythm": style.by_group(figs, [t["rhythm"] for t in tunes])}
 
 
+PHRASE_SETTINGS = {"jig": "6/8", "reel": "2/2", "hornpipe": "2/4"}
+PHRASE_KEYS = ("Dmaj", "Gmaj", "Ador", "Emin", "Amaj", "Edor", "Dmix", "Bmin")
+
+
+def phrase_figures(writer, data_dir: Path, n: int = 60, seed: int = 9000) -> dict:
+    """Per dance rhythm: the `style.PHRASES` rates of n tunes of the writer's default request
+    (its meter below, keys cycling), beside the training tunes' rates and the range in which
+    n tunes drawn from them fall (5th-95th percentile); `in_range` per figure."""
+    train = tune_data.load_split("train", data_dir)
+    out = {}
+    for rhythm, meter in PHRASE_SETTINGS.items():
+        corpus = [style.phrase_counts(r["body"], r["meter"]) for r in train
+                  if r["rhythm"] == rhythm]
+        jobs = [(writer.request(meter, PHRASE_KEYS[i % len(PHRASE_KEYS)], rhythm), 1, seed + i)
+                for i in range(n)]
+        tunes = [t[0] for t in writer.generate(jobs)]
+        rates = style.phrase_rates([style.phrase_counts(t["home"], meter) for t in tunes])
+        spread = style.phrase_range(corpus, n)
+        out[rhythm] = {"meter": meter, "generated": rates, "corpus": style.phrase_rates(corpus),
+                       "corpus_range": spread,
+                       "in_range": {k: spread[k][0] <= rates[k] <= spread[k][1]
+                                    for k in style.PHRASES if rates[k] is not None}}
+    return {"figures": style.PHRASES, "by_rhythm": out,
+            "all_in_range": all(all(v["in_range"].values()) for v in out.values())}
+
+
 def corpus_figures(data_dir: Path, rhythms: set[str]) -> dict:
     """The same figures for the training tunes of the requested rhythms."""
     table = style.measure(tune_data.load_split("train", data_dir))["by_rhythm"]
@@ -196,6 +225,11 @@ def evaluate(writer, n: int = 200, data_dir: Path = tune_data.DEFAULT_OUT,
     if (Path(data_dir) / "train.jsonl").exists():
         report["corpus_by_rhythm"] = corpus_figures(Path(data_dir), {r["rhythm"] for r in reqs})
     report["rules_on"] = generation_metrics(writer, reqs, rules=True)
+    if (Path(data_dir) / "train.jsonl").exists():
+        report["phrases"] = phrase_figures(writer, Path(data_dir))
+    if writer.critic is not None:
+        report["critic"] = {"weight": writer.critic_weight, "candidates": writer.CANDIDATES,
+                            "accuracy": writer.critic.about.get("accuracy")}
     if rules_off:
         report["rules_off"] = generation_metrics(writer, reqs, rules=False)
     report["speed"] = speed(writer)

@@ -24,6 +24,7 @@ would leave a row nothing (the only completion is the copied one) it is lifted.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import struct
@@ -34,7 +35,7 @@ import torch
 
 from shared.rules import AllOf, ForcePrefix
 
-from .abc import BARS, TUPLETS, Key, bar_length, bars, note_pitch, token_duration, token_kind, \
+from .abc import BARS, TUPLETS, Key, bar_length, bars, beat_length, note_pitch, token_duration, token_kind, \
     tokenize
 
 START = (False, 0, False)          # repeat state: (repeat open, ending 0/1/2, `[2` required)
@@ -191,7 +192,7 @@ class _Row:
     __slots__ = ("full", "used", "pending", "role", "tup_left", "tup_q", "tup_d", "tied",
                  "tie_ok", "rep", "after_bar", "n_bars", "must_end", "eos_ok", "done",
                  "content", "hashes", "pos", "last", "last_tonic", "form", "part", "part_bars",
-                 "pickup", "end_ok", "bar_fine")
+                 "pickup", "end_ok", "bar_fine", "played")
 
     def __init__(self, full: int, form: Optional[tuple] = None):
         self.full, self.used, self.pending, self.role = full, 0, 0, 0
@@ -206,6 +207,8 @@ class _Row:
         self.rep, self.after_bar, self.n_bars = START, False, 0
         self.must_end = self.eos_ok = self.done = False
         self.content, self.hashes, self.pos = [], [], 0
+        self.played = []                   # form: (part, bar in part, content) of each bar
+                                           # played the first time through
 
     def copy(self) -> "_Row":
         new = _Row.__new__(_Row)
@@ -538,9 +541,12 @@ class TuneConstraint:
         if row.content:
             row.n_bars += 1
             row.hashes.append(bar_hash(row.content))
+        ending = row.rep[1]
         row.rep = repeat_step(row.rep, tok) or row.rep
         if row.form is not None:
             if row.content:
+                if ending != 2 and not (short and first):
+                    row.played.append((row.part, row.part_bars, tuple(row.content)))
                 self._advance_part(row, short and first)
             row.must_end = row.part >= len(row.form) or tok == "|]"
         else:
@@ -666,14 +672,129 @@ class PitchRules:
         return torch.stack(rows)
 
 
+@dataclass(frozen=True)
+class Phrase:
+    """The `Phrasing` weights of one item, in nats added to a token's log-prob."""
+    restate: float = 0.0    # bars 5-6 of a part: towards its bars 1-2
+    share: float = 0.0      # bars 7-8 of a later part: towards the first part's
+    land: float = 0.0       # the last beat of a part's last bar: towards the tonic
+    dotted: float = 0.0     # lengths off the eighth grid (dotted, broken, tuplets): + more, - fewer
+    same: float = 0.0       # a bar of one pitch so far: against that pitch once more
+    bar4: float = 0.0       # the last beat of a part's 4th bar: the tonic or dominant, + or -
+    rest: float = 0.0       # rests: + more, - fewer
+
+    def __bool__(self) -> bool:
+        return any(dataclasses.astuple(self))
+
+
+class Phrasing:
+    """Soft phrase rules for a form's 8-bar parts, as a bias on the log-probs (no mask): bars
+    5-6 of a part lean towards restating its bars 1-2, a later part's bars 7-8 towards the
+    first part's (a shared cadence), the note on the last beat of a part's last bar towards
+    the tonic, the same beat of its 4th bar towards or away from the tonic and dominant,
+    lengths off the eighth grid and rests up or down, and a bar of one pitch away from one
+    more. A copy leans on while what was written matches its model with at most one note or
+    length changed. It reads the rows of the `TuneConstraint` it follows in the chain (which
+    updates them first); the weights (`Phrase`, per item) are measured to bring each rate into
+    the corpus's range (`poetry.tunes.style.PHRASES`)."""
+
+    def __init__(self, constraint: TuneConstraint, phrases: Sequence[Phrase],
+                 beats: Sequence[int]):
+        """`phrases` and `beats` (one beat of the meter in the constraint's grains): per item."""
+        self.c, self.phrases, self.beats = constraint, list(phrases), list(beats)
+        self.stoi = {t: i for i, t in enumerate(constraint.itos)}
+        c = constraint
+        self.off_grid = [i for i, d in c.dur_g.items() if d % c.grain] + c.ids["tuplet"]
+        self.home = sorted(c.tonic | {i for i in c.ids["note"] if c.itos[i].lstrip("=")[0] in "Gg"})
+
+    def begin(self, rows: torch.Tensor) -> None:
+        self.items = rows.tolist()
+
+    def step(self, tokens: torch.Tensor) -> None:
+        return None
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.items = [self.items[i] for i in index.tolist()]
+
+    @staticmethod
+    def _model(row: _Row, ph: Phrase) -> tuple[Optional[tuple], float]:
+        """The bar the current bar leans towards, and the weight."""
+        b, p = row.part_bars, row.part
+        want = (p, b - 4, ph.restate) if 4 <= b <= 5 else (0, b, ph.share) \
+            if p >= 1 and b >= 6 else None
+        if want is None or not want[2]:
+            return None, 0.0
+        for part, bar, content in row.played:
+            if (part, bar) == want[:2]:
+                return content, want[2]
+        return None, 0.0
+
+    @staticmethod
+    def _next(row: _Row, model: tuple) -> Optional[str]:
+        """The model bar's next token (a bar line after its last), while the bar so far
+        matches it but for one change."""
+        pos = len(row.content)
+        if pos > len(model):
+            return None
+        changed = 0
+        for a, b in zip(row.content, model):
+            if a != b:
+                if token_kind(a) != token_kind(b):
+                    return None
+                changed += 1
+        return None if changed > 1 else model[pos] if pos < len(model) else "|"
+
+    def bias(self):
+        rows, ids, nats = [], [], []
+
+        def add(r, toks, w):
+            rows.extend([r] * len(toks)), ids.extend(toks), nats.extend([w] * len(toks))
+
+        for r, (row, item) in enumerate(zip(self.c.rows, self.items)):
+            ph = self.phrases[item]
+            if row.done or row.must_end:
+                continue
+            if ph.dotted:
+                add(r, self.off_grid, ph.dotted)
+            if ph.rest:
+                add(r, self.c.ids["rest"], ph.rest)
+            notes = [t for t in row.content if token_kind(t) == "note"]
+            if ph.same and len(notes) >= 2 and len(set(notes)) == 1 and notes[0] in self.stoi:
+                add(r, [self.stoi[notes[0]]], -ph.same)
+            if row.form is None:
+                continue
+            model, w = self._model(row, ph)
+            tok = self._next(row, model) if model else None
+            if tok == "|":                 # the bar is done: whichever bar line the form wants
+                add(r, list(self.c.bar_ids.values()), w)
+            elif tok is not None and tok in self.stoi:
+                add(r, [self.stoi[tok]], w)
+            # the next note's onset: after a note still waiting for its length, one eighth on
+            onset = row.used + (self.c.grain if row.pending and row.role == 0 else 0)
+            if row.tup_left or row.role != 0 or onset != row.full - self.beats[item]:
+                continue
+            if ph.land and row.part_bars == PART_BARS - 1:
+                add(r, sorted(self.c.tonic), ph.land)
+            elif ph.bar4 and row.part_bars == 3:
+                add(r, self.home, ph.bar4)
+        if not rows:
+            return None
+        return torch.tensor(rows), torch.tensor(ids), torch.tensor(nats, dtype=torch.float)
+
+
 def tune_rules(tokenizer, meters: Sequence[str], prefixes: Sequence[Sequence[int]],
-               on: bool = True, pitches: Optional[Sequence[Pitches]] = None, **options):
+               on: bool = True, pitches: Optional[Sequence[Pitches]] = None,
+               phrasing: Optional[Sequence[Phrase]] = None, **options):
     """The chain for a batch: the user's opening bars (shared `ForcePrefix`, checked beforehand
     with `TuneConstraint.check_prefix`), then, if `on`, the bar and form rules and, given
-    `pitches` (one per item), the pitch rules; `options` go to `TuneConstraint`. With the rules
+    `pitches` (one per item), the pitch rules and, given `phrasing` (a `Phrase` per item), the
+    soft phrase rules; `options` go to `TuneConstraint`. With the rules
     off only the opening is forced (plain sampling after it)."""
     force = ForcePrefix(tokenizer.vocab_size, prefixes)
     if not on:
         return force
-    return AllOf([force, TuneConstraint(tokenizer, meters, **options),
-                  PitchRules(tokenizer, pitches) if pitches else None])
+    form = TuneConstraint(tokenizer, meters, **options)
+    phrasing = list(phrasing or ())
+    beats = [int(beat_length(m) * form.grain) for m in meters]
+    return AllOf([force, form, PitchRules(tokenizer, pitches) if pitches else None,
+                  Phrasing(form, phrasing, beats) if any(phrasing) else None])

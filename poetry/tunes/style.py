@@ -18,6 +18,7 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from fractions import Fraction
 from typing import Iterable, Optional
 
 from . import abc
@@ -228,6 +229,133 @@ def measure(records: list[dict]) -> dict:
     rows = [record_figures(r) for r in records]
     return {"by_rhythm": by_group(rows, [r["rhythm"] for r in records]),
             "by_rhythm_meter": by_group(rows, [f"{r['rhythm']} @ {r['meter']}" for r in records])}
+
+
+# -- phrases ------------------------------------------------------------------------------------
+# What a player hears in a dance tune's 8-bar parts, measured per rhythm on the corpus and on
+# generated tunes (bodies in C of their mode, where the tonic is C and the dominant G in every
+# mode the corpus has). `PHRASES` names the figures; `phrase_rates` turns counts into rates.
+PHRASES = {
+    "part_ends_tonic": "parts that land on the tonic (the note on the last bar's last beat)",
+    "bar4_tonic_or_dominant": "parts whose 4th bar lands on the tonic or the dominant",
+    "restates_opening": "parts whose bars 5-6 restate bars 1-2 (exactly or one note changed)",
+    "b_bars_from_a": "bars of the second part that are bars of the first (mean per tune)",
+    "one_pitch_bars": "bars of one pitch repeated (two notes or more)",
+    "rest_bars": "bars that hold a rest",
+    "dotted_bars": "bars with a dotted or broken rhythm (a note off the eighth grid)",
+}
+
+
+def _bar_notes(content) -> list[tuple[Optional[str], Fraction]]:
+    """A bar's notes and rests in order: (the note's letter, accidental and octave; None for a
+    rest) and its length in eighths (a tuplet's notes scaled)."""
+    out, left, factor = [], 0, Fraction(1)
+    for tok in content:
+        kind = abc.token_kind(tok)
+        if kind == "tuplet":
+            left, factor = int(tok[1]), Fraction(abc.TUPLETS[int(tok[1])], int(tok[1]))
+        elif kind in ("note", "rest"):
+            out.append([tok if kind == "note" else None, factor if left > 0 else Fraction(1)])
+            left -= 1
+        elif kind == "dur" and out:
+            out[-1][1] = out[-1][1] * abc.token_duration(tok)
+    return [tuple(x) for x in out]
+
+
+def _phrase_parts(body: str, meter: str) -> list[list[dict]]:
+    """The 8-bar parts of a body as played once: each a list of its bars (a first ending's bars
+    in place), plus "end", the bar that closes the part the last time it is played."""
+    full = abc.bar_length(meter)
+    toks = abc.tokenize(body)
+    recs = _bar_records(toks)
+    for rec, (content, _, _) in zip(recs, abc.bars(toks)):
+        rec["notes"] = _bar_notes(content)
+    if recs and recs[0]["dur"] < full and len(recs) > 1:
+        recs = recs[1:]
+    out = []
+    for sec in _sections(recs):
+        if sec[-1]["close"] in (":|", "::") or any(b["ending"] for b in sec):
+            once = [b for b in sec if b["ending"] != 2]
+            if len(once) == PART_BARS:
+                out.append({"bars": once, "end": sec[-1]})
+            continue
+        k = 0
+        while k + PART_BARS <= len(sec):
+            a, b = sec[k:k + PART_BARS], sec[k + PART_BARS:k + 2 * PART_BARS]
+            twice = len(b) == PART_BARS and _same(a, b)
+            out.append({"bars": a, "end": (b if twice else a)[-1]})
+            k += PART_BARS * (2 if twice else 1)
+    return out
+
+
+def _cadence_pc(bar: dict, meter: str) -> Optional[int]:
+    """The pitch class of the note sounding on the bar's last beat (a rest there: the note
+    before it) — where a phrase lands, a pickup into the next phrase after it not counted."""
+    at, onset, last = abc.bar_length(meter) - abc.beat_length(meter), Fraction(0), None
+    for n, d in bar["notes"]:
+        if onset > at and last is not None:
+            break
+        if n is not None:
+            last = n
+        onset += d
+    return note_pitch(last, Key("C", "maj"))[0] % 12 if last else None
+
+
+def _close(a: list[dict], b: list[dict]) -> bool:
+    """Bars `b` restate bars `a`: the same notes and lengths, or one of them changed."""
+    x = [n for bar in a for n in bar["notes"]]
+    y = [n for bar in b for n in bar["notes"]]
+    return len(x) == len(y) and sum(p != q for p, q in zip(x, y)) <= 1
+
+
+def phrase_counts(body: str, meter: str) -> dict:
+    """One tune body (in C of its mode) -> the counts behind `PHRASES`."""
+    parts_ = _phrase_parts(body, meter)
+    full = abc.bar_length(meter)
+    bars = [b for p in parts_ for b in p["bars"]] or [
+        {"notes": _bar_notes(c), "dur": d} for c, d, _ in abc.bars(abc.tokenize(body))]
+    whole = [b for b in bars if b["dur"] == full]
+    pitched = [[n for n, _ in b["notes"] if n is not None] for b in whole]
+    shared = None
+    if len(parts_) >= 2:
+        first = {b["hash"] for b in parts_[0]["bars"]}
+        shared = sum(b["hash"] in first for b in parts_[1]["bars"])
+    return {"parts": len(parts_),
+            "part_ends_tonic": sum(_cadence_pc(p["end"], meter) == 0 for p in parts_),
+            "bar4_tonic_or_dominant": sum(_cadence_pc(p["bars"][3], meter) in (0, 7)
+                                          for p in parts_),
+            "restates_opening": sum(_close(p["bars"][:2], p["bars"][4:6]) for p in parts_),
+            "b_bars_from_a": shared, "bars": len(whole),
+            "one_pitch_bars": sum(len(ns) >= 2 and len(set(ns)) == 1 for ns in pitched),
+            "rest_bars": sum(any(n is None for n, _ in b["notes"]) for b in whole),
+            "dotted_bars": sum(any(d.denominator > 1 for _, d in b["notes"]) for b in whole)}
+
+
+def phrase_rates(counts: list[dict]) -> dict:
+    """Counts of several tunes -> the `PHRASES` rates (None where nothing was counted)."""
+    total = lambda k: sum(c[k] for c in counts)
+    parts_, bars = total("parts"), total("bars")
+    two = [c["b_bars_from_a"] for c in counts if c["b_bars_from_a"] is not None]
+    rate = lambda k, n: round(total(k) / n, 4) if n else None
+    return {"tunes": len(counts), "parts": parts_,
+            **{k: rate(k, parts_) for k in ("part_ends_tonic", "bar4_tonic_or_dominant",
+                                            "restates_opening")},
+            "b_bars_from_a": round(sum(two) / len(two), 3) if two else None,
+            **{k: rate(k, bars) for k in ("one_pitch_bars", "rest_bars", "dotted_bars")}}
+
+
+def phrase_range(counts: list[dict], n: int, draws: int = 400, seed: int = 0) -> dict:
+    """Where each rate of `n` tunes drawn from `counts` (a corpus's) falls: its 5th and 95th
+    percentiles over `draws` samples with replacement. A generated set of n tunes is "in the
+    corpus's range" on a figure when its rate lies there."""
+    import random
+    rng = random.Random(seed)
+    samples = [phrase_rates([rng.choice(counts) for _ in range(n)]) for _ in range(draws)]
+    out = {}
+    for k in PHRASES:
+        xs = sorted(s[k] for s in samples if s[k] is not None)
+        out[k] = [xs[int(0.05 * (len(xs) - 1))], xs[int(0.95 * (len(xs) - 1))]] if xs else None
+    return out
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -29,7 +29,7 @@ from shared.writer import Writer
 from . import abc
 from .abc import Key, build_tune, parse_key, parse_meter
 from .format import RHYTHMS, source_text
-from .rules import FORMS, Pitches, TuneConstraint, load_windows, tune_rules
+from .rules import FORMS, Phrase, Pitches, TuneConstraint, load_windows, tune_rules
 from .style import style_of
 
 MAX_N = 10            # tunes per request
@@ -60,12 +60,21 @@ def known_rhythms(card: dict) -> list[str]:
 class TuneWriter(Writer):
     MODEL, MAX_N, WHAT, TEXT = "tune", MAX_N, "tunes", "abc"
     TEMPERATURE, CANDIDATES = 1.0, 1
+    # the soft phrase rules per rhythm (`rules.Phrase`, nats): a coordinate search on 120 tunes
+    # per rhythm towards the training tunes' mean rates; `python -m poetry.tunes.evaluate`
+    # reports each rate beside the corpus's range
+    PHRASING = {
+        "jig": Phrase(restate=4.0, share=12.0, land=3.0, same=5.5, bar4=-1.0, rest=-2.25),
+        "reel": Phrase(restate=5.0, share=6.0, land=2.0, dotted=0.6, same=1.0, rest=0.5),
+        "hornpipe": Phrase(restate=4.67, share=12.0, land=3.0, dotted=-0.9, same=4.0, bar4=0.5,
+                           rest=-1.0)}
 
     def __init__(self, model, tokenizer, card: dict, windows: Optional[set[int]] = None,
                  precision: str = "auto"):
         """`windows`: hashes of the training tunes' 4-bar windows, which no tune may copy."""
         super().__init__(model, tokenizer, card, precision)
         self.windows = windows or set()
+        self.phrasing: dict = dict(self.PHRASING)
         self._masks: dict = {}          # TuneConstraint's masks, kept across batches (speed)
         self.rhythms_by_meter: dict = card.get("rhythms_by_meter") or {}
         self.rhythms = known_rhythms(card)
@@ -162,7 +171,8 @@ class TuneWriter(Writer):
         return tune_rules(self.tok, [r.meter for r in reqs], [r.prefix for r in reqs], on,
                           pitches=[pitches(r) for r in reqs], forms=[r.form for r in reqs],
                           max_bars=MAX_BARS, min_bars=MIN_BARS, windows=self.windows,
-                          cache=self._masks)
+                          cache=self._masks,
+                          phrasing=[self.phrasing.get(r.rhythm, Phrase()) for r in reqs])
 
     def settings(self, reqs: Sequence[TuneRequest], temperature: float,
                  top_p: float = 1.0) -> GenerationConfig:
