@@ -61,10 +61,21 @@ CSS = """
 
 def build_app(poem_dir: str | Path | None = None, tune_dir: str | Path | None = None,
               chat_dir: str | Path | None = None, concurrency: int = 1) -> gr.Blocks:
-    """The Blocks app; each *_dir overrides that task's shipped model folder. `concurrency`:
+    """The Blocks app; each *_dir overrides that task's shipped model folder, for this app's
+    handlers alone (`demo.model_dirs`; handlers.MODEL_DIRS stays as it was). `concurrency`:
     requests one endpoint runs at once (the endpoints run beside each other anyway)."""
-    for task, d in (("chat", chat_dir), ("poem", poem_dir), ("tune", tune_dir)):
-        handlers.MODEL_DIRS[task] = Path(d) if d else None
+    dirs = {task: Path(d) if d else None
+            for task, d in (("chat", chat_dir), ("poem", poem_dir), ("tune", tune_dir))}
+    with handlers.using(dirs):                 # the cards the page shows as it is built
+        demo = _blocks(concurrency)
+    for block_fn in demo.fns.values():
+        if block_fn.fn is not None:
+            block_fn.fn = handlers.bound(block_fn.fn, dirs)
+    demo.model_dirs = dirs
+    return demo
+
+
+def _blocks(concurrency: int) -> gr.Blocks:
     age = files.SCRATCH_AGE         # Gradio's cache copies of downloads go on the same schedule
     with gr.Blocks(title="Shiyu 诗语", delete_cache=(age, age)) as demo:
         gr.Markdown("# Shiyu 诗语\nChat, classical Chinese poems and folk tunes from one "
@@ -285,8 +296,8 @@ def main(argv=None) -> None:
 def server(**options):
     """The whole server: the OpenAI-compatible /v1 routes (chatbot/openai_api.py) with the
     Gradio app mounted beside them on one FastAPI app. `options` go to build_app."""
-    api = openai_api.create_app(lambda: handlers.writer("chat"))
     demo = build_app(**options)
+    api = openai_api.create_app(lambda: handlers.writer("chat", demo.model_dirs))
     app = gr.mount_gradio_app(api, demo, path="/", css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb")
     unknown_endpoint(app)
     demo.has_launched = True        # Gradio's own check of the files a request names, which only

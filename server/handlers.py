@@ -35,8 +35,55 @@ from server.show import poem_details, poem_text, poem_title, tune_details
 from shared.cli import is_number, shown
 
 WRITERS = {"chat": Bot, "poem": PoemWriter, "tune": TuneWriter}
-# the model folder of each task (None = its shipped model); build_app may point elsewhere
+# the model folder of each task (None = its shipped model), where no app says otherwise
 MODEL_DIRS: dict[str, Path | None] = {task: None for task in WRITERS}
+# the folders of the app whose handler runs in this thread (`using`): build_app binds its
+# handlers to its own folders, leaving MODEL_DIRS as it was
+_APP = threading.local()
+
+
+def model_dirs() -> dict[str, Path | None]:
+    """The model folders in force here: the running app's (`using`), else MODEL_DIRS."""
+    return getattr(_APP, "dirs", None) or MODEL_DIRS
+
+
+@contextlib.contextmanager
+def using(dirs: dict[str, Path | None]):
+    """`dirs` as this thread's model folders for the block's duration."""
+    before = getattr(_APP, "dirs", None)
+    _APP.dirs = dirs
+    try:
+        yield
+    finally:
+        _APP.dirs = before
+
+
+def bound(fn, dirs: dict[str, Path | None]):
+    """`fn` run with `dirs` as its model folders; a generator's each step too (Gradio runs
+    the steps of a streaming handler in worker threads, one at a time)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def steps(*args, **kwargs):
+            with using(dirs):
+                it = fn(*args, **kwargs)
+            try:
+                while True:
+                    with using(dirs):
+                        try:
+                            x = next(it)
+                        except StopIteration as e:
+                            return e.value
+                    yield x
+            finally:
+                with using(dirs):
+                    it.close()
+        return steps
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with using(dirs):
+            return fn(*args, **kwargs)
+    return call
 
 
 _LOADING = threading.Lock()
@@ -52,9 +99,10 @@ def _load(task: str, model_dir: Path | None):
         return _cached(task, model_dir)
 
 
-def writer(task: str):
-    """The task's writer, loaded once per process and model folder."""
-    return _load(task, MODEL_DIRS[task])
+def writer(task: str, dirs: dict[str, Path | None] | None = None):
+    """The task's writer, loaded once per process and model folder (`dirs`'s, else the
+    folders in force here)."""
+    return _load(task, (dirs or model_dirs())[task])
 
 
 log = logging.getLogger("shiyu.app")

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 from chatbot.bot import Bot
-from server import handlers      # handlers.MODEL_DIRS, read at each call: build_app sets it
+from server import handlers      # handlers.model_dirs(), read at each call
 
 
 def _card(task: str) -> dict:
     """The task's model card (card.json in its model folder), or an error where it has none."""
-    p = Path(handlers.MODEL_DIRS[task] or handlers.WRITERS[task].default_dir()) / "card.json"
+    p = Path(handlers.model_dirs()[task] or handlers.WRITERS[task].default_dir()) / "card.json"
     return json.loads(p.read_text(encoding="utf-8")) if p.exists() else \
         {"error": f"{p} is missing"}
 
@@ -23,7 +23,7 @@ def model_info():
     for task in handlers.WRITERS:
         cards[task] = _card(task)
         if task == "chat":
-            zh = Bot.zh_dir(Path(handlers.MODEL_DIRS[task] or Bot.default_dir())) / "card.json"
+            zh = Bot.zh_dir(Path(handlers.model_dirs()[task] or Bot.default_dir())) / "card.json"
             if zh.exists():
                 cards["chat (Chinese)"] = json.loads(zh.read_text(encoding="utf-8"))
     return cards

@@ -186,6 +186,19 @@ def test_write_tunes_endpoint(client):
         client.predict("3/4", "G", "song", "", 1, 1.0, "abc", api_name="/write_tunes")
 
 
+def test_building_an_app_leaves_the_model_folders_as_they_were(poem_model_dir, chat_model_dir,
+                                                               tune_model_dir):
+    """build_app's folders are its own handlers' (an app built for one test used to leave
+    handlers.MODEL_DIRS pointing at its folders for every later one)."""
+    before = dict(handlers.MODEL_DIRS)
+    demo = build_app(poem_dir=poem_model_dir, tune_dir=tune_model_dir, chat_dir=chat_model_dir)
+    assert handlers.MODEL_DIRS == before
+    (info,) = [f for f in demo.fns.values() if f.api_name == "model_info"]
+    cards = info.fn()                                   # the app's handler: the app's folders
+    assert [cards[t]["rebuild"] for t in ("chat", "poem", "tune")] == ["tests/conftest.py"] * 3
+    assert handlers.MODEL_DIRS == before
+
+
 def test_model_info(client):
     cards = client.predict(api_name="/model_info")
     assert cards["poem"]["rebuild"] == "tests/conftest.py"
@@ -232,12 +245,10 @@ def test_message_text_from_content_blocks():
     assert _text("hi") == "hi" and _text(None) == ""
 
 
-def test_download_files_are_bounded(monkeypatch):
+def test_download_files_are_bounded():
     """Every /write_tunes call left a folder behind (476 calls, 1.6 GB): now files older than
     SCRATCH_AGE go when the next one is made, and Gradio's cache copies on the same schedule."""
     import os
-    # build_app sets the model folders: the module's server keeps its own
-    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
     first = files.scratch("tunes.abc")
     first.write_text("x")
     old = time.time() - files.SCRATCH_AGE - 5
@@ -252,11 +263,10 @@ def test_download_files_are_bounded(monkeypatch):
     assert build_app().delete_cache == (files.SCRATCH_AGE, files.SCRATCH_AGE)
 
 
-def test_concurrency_option(monkeypatch):
+def test_concurrency_option():
     """`python app.py --concurrency N` sets how many requests one endpoint runs at once;
     nonsense values are refused before anything starts."""
     import app
-    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
     assert build_app(concurrency=2)._queue.default_concurrency_limit == 2
     for bad in (["--concurrency", "0"], ["--threads", "-1"]):
         with pytest.raises(SystemExit) as e:
@@ -330,10 +340,8 @@ def test_models_tab_tables_and_curves():
     assert grad["gradient norm"].tolist() == [2.5, 0.9] and set(grad["model"]) == {"poem"}
 
 
-def test_building_the_app_writes_nothing_beside_the_source(monkeypatch):
+def test_building_the_app_writes_nothing_beside_the_source():
     # a gr.Component subclass makes Gradio write a .pyi stub next to its module
-    # build_app sets the model folders: the module's server keeps its own
-    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
     build_app()
     root = Path(__file__).resolve().parents[1]
     assert not [*root.glob("*.pyi"), *(root / "server").glob("*.pyi")]
@@ -481,11 +489,10 @@ def test_the_rules_record_is_the_one_replayed_from_the_poem():
             chain.rules[1].record(0), poem
 
 
-def test_the_examples_files_outlive_gradios_cache_sweep(monkeypatch):
+def test_the_examples_files_outlive_gradios_cache_sweep():
     """Gradio copies the examples' files into its cache as the page is built, and its sweep
     (delete_cache) removes files older than its age: the examples would point at nothing."""
     from gradio.route_utils import delete_files_created_by_app
-    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
     demo = build_app()
     bfile = next(b for b in demo.blocks.values()
                  if isinstance(b, gr.File) and b.label == "Input")
@@ -515,11 +522,10 @@ def test_batch_files_that_hold_no_items_and_long_messages(client, tmp_path):
     assert rows[1].startswith("| 1 | \\x01\\x02\\x03 |"), rows[1]       # visible as escapes
 
 
-def test_the_pages_controls(monkeypatch):
+def test_the_pages_controls():
     """The audio player has no share button (it posts to Hugging Face Spaces only), the ABC box
     no download (it would save file.txt; tunes.abc is in the downloads), Batch's Run is a
     primary button as every tab's is, and the training curve draws a point an epoch."""
-    monkeypatch.setattr(handlers, "MODEL_DIRS", dict(handlers.MODEL_DIRS))
     blocks = list(build_app().blocks.values())
     (audio,) = [b for b in blocks if isinstance(b, gr.Audio)]
     (code,) = [b for b in blocks if isinstance(b, gr.Code)]
