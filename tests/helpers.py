@@ -1,5 +1,9 @@
-"""Tiny tasks and models shared by the core tests."""
+"""Tiny tasks and models shared by the core tests, and a server on a port of its own."""
+import contextlib
 import random
+import socket
+import threading
+import time
 
 import torch
 
@@ -50,3 +54,27 @@ TUNE_TOKENS = list(abc.BARS) + ["[1", "[2", "(2", "(3", "(4", "z", "-"] + TUNE_N
     TUNE_DURATIONS
 RHYTHMS = {"6/8": {"jig": 9, "song": 4, "other": 1}, "2/4": {"song": 9, "march": 2},
            "4/4": {"reel": 5, "hornpipe": 3, "song": 2}}
+
+
+@contextlib.contextmanager
+def serving(app):
+    """The ASGI `app` served by uvicorn in a thread on a loopback socket bound to port 0 and
+    kept (the system's free port, which nothing else can take between a check and a bind):
+    its address, once it accepts connections."""
+    import uvicorn
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not srv.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the app did not start within 60 s"
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -1,15 +1,14 @@
 """The app in a real browser: Playwright driving Debian's Chromium (never a downloaded one)
-against the app with the shipped models, on a free port. Screenshots of every tab go to
-build/browser/ (a test artifact, not committed; docs/screenshots/ holds copies of them).
+against the app with the shipped models, on a port the system picks (tests/helpers.serving).
+Screenshots of every tab go to build/browser/ (a test artifact, not committed;
+docs/screenshots/ holds copies of them).
 
 Skipped, with the reason, where /usr/bin/chromium (SHIYU_CHROMIUM names another) or Playwright
 is missing; under CI (the CI variable set) that fails instead, since `.ci/run` installs chromium
 and fonts-noto-cjk with apt and the run must include these tests."""
-import contextlib
 import json
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -38,26 +37,7 @@ expect = sync_api.expect
 expect.set_options(timeout=60_000)             # the first request of a task loads its model
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-
-@contextlib.contextmanager
-def serving(app):
-    """`app` served on a free loopback port, in a thread: its address."""
-    import threading
-
-    import uvicorn
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.1)
-    assert srv.started, "the app did not start within 60 s"
-    yield f"http://127.0.0.1:{port}/"
-    srv.should_exit = True
-    thread.join(10)
+from tests.helpers import serving  # noqa: E402  (after the skips: it imports torch)
 
 
 @pytest.fixture(scope="module")

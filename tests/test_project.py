@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -107,28 +106,22 @@ def test_every_python_example_in_the_readme_runs(tmp_path):
         assert r.returncode == 0, f"{body}\n{r.stderr[-2000:]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_the_readme_scripts_against_the_running_app(tmp_path):
     """`make app`, then the README's gradio_client and curl lines, on the address the app
     prints (the shipped models)."""
     cwd = _folder(tmp_path)
-    port = _free_port()
     log = open(tmp_path / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", "0"],
                             cwd=ROOT, env=_env(cwd), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120
-        while f"127.0.0.1:{port}" not in (tmp_path / "app.log").read_text():
+        while not (m := re.search(r"Shiyu is at (http://127\.0\.0\.1:\d+/)",
+                                  (tmp_path / "app.log").read_text())):
             assert proc.poll() is None and time.time() < deadline, \
                 (tmp_path / "app.log").read_text()[-2000:]
             time.sleep(0.5)
-        here = f"http://127.0.0.1:{port}/"
+        here = m.group(1)                      # the port the system gave the server
         scripts = readme_blocks("python", True) + readme_blocks("sh", True) \
             + readme_blocks("bash", True)
         assert len(scripts) >= 2
