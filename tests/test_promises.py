@@ -92,6 +92,19 @@ def test_the_server_listens_on_this_machine_only(chat_rerank_dir, poem_model_dir
         proc.wait(timeout=30)
 
 
+def test_there_is_no_share_option(capsys, monkeypatch):
+    """SECURITY.md: no share link, and no option for one: `--share` is an unknown option,
+    refused with exit status 2 before anything starts."""
+    import app
+
+    def started(**options):
+        raise AssertionError("the server started")
+    monkeypatch.setattr(app, "server", started)
+    with pytest.raises(SystemExit) as e:
+        app.main(["--share", "--port", "0"])
+    assert e.value.code == 2 and "unrecognized arguments: --share" in capsys.readouterr().err
+
+
 def ci_run(tmp_path: Path, ci: bool, apt: str | None, script: Path = ROOT / ".ci" / "run"):
     """.ci/run on a machine without chromium: PATH holds only what it needs, an apt-get that
     exits with `apt` ("0", "100"; None: no apt-get at all) and a `make` that notes it ran."""

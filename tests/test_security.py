@@ -23,14 +23,6 @@ def test_no_pickle_anywhere():
     assert not bad, bad
 
 
-def test_the_server_binds_to_this_machine_and_never_shares():
-    from server import batch
-    src = (ROOT / "app.py").read_text(encoding="utf-8")
-    assert "share=True" not in src and "--share" not in src
-    assert 'default="127.0.0.1"' in src
-    assert batch.MAX_UPLOAD_MB == 2 and batch.MAX_ITEMS == 1000
-
-
 def test_every_test_security_md_names_exists():
     """Each promise names its test: `tests/file.py::test_name`, or `::test_name` for the file
     named before it on the same line, or a whole file."""
