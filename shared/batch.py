@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -157,6 +158,10 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
     errors = 0
     bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="item",
                disable=not progress or rank > 0)
+    # SHIYU_KILL_AFTER=k (tests/test_kill.py): SIGKILL this process right after the file it
+    # writes (the output, or this rank's shard) holds k lines, for a kill at a known point
+    kill_after = int(os.environ.get("SHIYU_KILL_AFTER") or 0)
+    held = done if world == 1 else len(have)
     with open(dest, "a", encoding="utf-8") as f:
         for start in range(0, len(todo), chunk):
             batch = [(i, items[i]) for i in todo[start:start + chunk]]
@@ -186,6 +191,10 @@ def run_batch(items: Sequence[dict], output: str | Path, key: str,
                 else:
                     rec[key] = res
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                held += 1
+                if held == kill_after:
+                    f.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
             f.flush()
             os.fsync(f.fileno())
             bar.update(len(batch))

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import signal
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -315,6 +316,9 @@ class Trainer:
                    unit="step", dynamic_ncols=True)
         t0, tokens = time.time(), 0
         self._t0 = t0
+        # SHIYU_KILL_AFTER_STEP=k (tests/test_kill.py): SIGKILL this process right after
+        # optimiser step k, before that step's checkpoint, for a kill at a known point
+        kill_after = int(os.environ.get("SHIYU_KILL_AFTER_STEP") or 0)
         if st["step"] == 0 or self.precision.get("resumed"):
             self._log({"step": st["step"], **self.precision})
         while st["epoch"] < cfg.epochs and st["stopped"] is None:
@@ -326,6 +330,8 @@ class Trainer:
                 loss, n, gnorm = self._step(batches[st["batch"]])
                 st["step"] += 1
                 st["batch"] += 1
+                if st["step"] == kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
                 tokens += n * self.world
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
