@@ -78,6 +78,52 @@ def test_torchrun_shards_a_batch_into_the_one_process_output(poem_model_dir, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.jsonl", "themes.txt", "two.jsonl"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["chat", "tune"])
+def test_torchrun_resumes_a_killed_batch_from_its_shards(task, request, tmp_path):
+    """Two ranks killed mid-batch (SHIYU_KILL_AFTER=3: a rank SIGKILLs itself once its shard
+    holds 3 lines, and torchrun stops the other), then the same command again: each rank
+    resumes its shard, keeping the lines it holds, and the merged output is one process's
+    line for line, with no shard left behind."""
+    import os
+    import subprocess
+    import sys
+    from tests.test_kill import TASKS, command
+    root = Path(__file__).resolve().parents[1]
+    model = request.getfixturevalue(f"{task}_model_dir")
+    src = tmp_path / "items.txt"
+    src.write_text("\n".join(TASKS[task][1] * 3) + "\n", encoding="utf-8")     # 12 items
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    subprocess.run(command(task, model, src, one), check=True, cwd=root, env=env,
+                   capture_output=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2", *command(task, model, src, two)[1:]]
+    killed = subprocess.run(torchrun, cwd=root, env={**env, "SHIYU_KILL_AFTER": "3"},
+                            capture_output=True, text=True)
+    assert killed.returncode != 0, killed.stderr[-2000:]
+    shards = sorted(tmp_path.glob("two.jsonl.rank*-of-2"))
+    held = {p: [x for x in p.read_bytes().split(b"\n") if x] for p in shards}
+    assert 3 in [len(v) for v in held.values()] and max(len(v) for v in held.values()) == 3
+    assert not two.exists() or two.read_bytes() == b""
+    # a mark in a line a shard holds: the rerun keeps that line rather than writing it anew
+    shard = next(p for p, v in held.items() if len(v) == 3)
+    rows = [json.loads(x) for x in held[shard]]
+    mark = rows[1]["index"]
+    rows[1][next(k for k in rows[1] if k not in ("index", "input"))] = "kept from the shard"
+    shard.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                     encoding="utf-8")
+    again = subprocess.run(torchrun, cwd=root, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    got = two.read_text(encoding="utf-8").splitlines()
+    want = one.read_text(encoding="utf-8").splitlines()
+    assert len(got) == len(want) == 12
+    assert [x for i, x in enumerate(got) if i != mark] == [x for i, x in enumerate(want)
+                                                            if i != mark]
+    assert "kept from the shard" in got[mark] and json.loads(got[mark])["index"] == mark
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.txt", "one.jsonl", "two.jsonl"]
+
+
 def test_lines_that_python_cannot_read_fail_alone(tmp_path):
     """A number over Python's 4,300-digit limit or a lone surrogate escape used to refuse the
     whole file or stop the batch at that item on every rerun; now each fails alone and its
