@@ -9,7 +9,11 @@ list of text parts), `model` (absent or "shiyu-chat"), `temperature` (0.3-1.5, t
 range; default 0.5, the bot's), `top_p` (0-1], `seed` (a whole number), `n` (1-10), `max_tokens` (pieces
 of the reply kept; finish_reason "length" when it cut), `stream`. Anything else in the body is
 ignored, as OpenAI-compatible servers do. A bad value is a 400 with OpenAI's error shape,
-`{"error": {"message", "type": "invalid_request_error", "param", "code"}}`.
+`{"error": {"message", "type": "invalid_request_error", "param", "code"}}`; so are a body over
+1 MB (413, chunked or not), another model (404) and any other /v1 path or method (404,
+"Invalid URL (POST /v1/completions)", as OpenAI answers). Each choice carries
+`"shiyu": {"source", "score"}`: where the reply came from ("generated" or "retrieved") and its
+score in the bot's ranking (chatbot/bot.py), best first.
 
 With `stream: true` the reply comes as server-sent events, `chat.completion.chunk` deltas and
 `data: [DONE]`. The bot re-ranks whole candidates (chatbot/bot.py), so the chunks are the
@@ -177,6 +181,14 @@ def create_app(bot: Callable[[], Bot]) -> FastAPI:
                     "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                               "total_tokens": prompt + completion}}
         return StreamingResponse(_chunks(head, choices[0]), media_type="text/event-stream")
+
+    # any other /v1 path or method: a 404 in OpenAI's shape (before the Gradio app that
+    # app.py mounts at / would answer {"detail": "Not Found"})
+    @api.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False)
+    def unknown(request: Request):
+        return _error(RequestError(f"Invalid URL ({request.method} {request.url.path})", None,
+                                   404))
 
     return api
 
