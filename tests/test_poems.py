@@ -143,3 +143,46 @@ def test_theme_relevance_moves_the_ranking(writer):
     near = writer.rank_score(req, "明光夜月山，", -3.0)
     from poetry.poems.writer import THEME_WEIGHT
     assert plain == -3.0 and near == pytest.approx(-3.0 + THEME_WEIGHT * 4 / 5)
+
+
+OBLIQUE = "月雪木柳水石竹叶落色夜路"           # 仄 in 平水韵, in no level rhyme group
+
+
+def narrow_writer(folder: Path, limits: "Limits | None") -> PoemWriter:
+    """A tiny poem model whose only level (平) character is 天, the only rhyme of 先, beside
+    twelve oblique ones: rules that cannot all hold, so the order they give way in shows."""
+    from poetry.poems.format import SPECIALS
+    from poetry.poems.train import default_model_config
+    from shared.tokenizers import CharTokenizer
+    from tests.helpers import export_tiny
+    tok = CharTokenizer(list("天" + OBLIQUE + "，。"), specials=SPECIALS)
+    extra = {}
+    if limits is not None:
+        (folder / "extra").mkdir(parents=True)
+        extra["repetition.json"] = folder / "extra" / "repetition.json"
+        extra["repetition.json"].write_text(limits.to_json(), encoding="utf-8")
+    return PoemWriter.load(export_tiny(folder / "model", tok, default_model_config,
+                                       {"rebuild": "tests/test_poems.py"}, extra_files=extra))
+
+
+def test_strict_tones_give_way_first(tmp_path):
+    """平 wanted where 天, the one level character, is at the cap of 2 a poem: the tones give
+    way (an oblique character is written) before the repetition limits would (天 a third
+    time), and the poem's "relaxed" record says so."""
+    w = narrow_writer(tmp_path, Limits({"wujue": 2}, {"wujue": 0}, frozenset(), {5: frozenset()}))
+    for p in w.write("月", form="wujue", n=3, tones="strict", rhyme=False, seed=1):
+        rules = [rule for rule, _ in p["relaxed"]]
+        assert rules and set(rules) == {"tones"}, p["relaxed"]
+        assert p["poem"].count("天") <= 2, p["poem"]
+
+
+def test_a_repeated_rhyme_gives_way_before_the_rhyme(tmp_path):
+    """Lines 2 and 4 must rhyme in 先, where 天 alone is known: line 4 repeats the rhyme
+    character (重韵 gives way) rather than leaving the rhyme, and the record names 重韵 and never
+    the rhyme."""
+    w = narrow_writer(tmp_path, None)
+    for p in w.write("月", form="wujue", n=3, seed=2):
+        lines = split_poem(p["poem"])
+        assert lines[1][-1] == lines[3][-1] == "天", p["poem"]
+        assert ["repeated rhyme", 4] in p["relaxed"], p["relaxed"]
+        assert "rhyme" not in [rule for rule, _ in p["relaxed"]], p["relaxed"]
