@@ -1,7 +1,7 @@
 """Damaged model folders: every file a writer loads from every shipped folder (data/models:
 chat, chat-backward, chat-zh, chat-zh-backward, poem, tune) — weights, tokenizer, config, card
 and the extras beside them (the retrieval indexes, the novelty lines, the planner, limits,
-theme table, season lexicon, the poem critic and the reply selector, tune windows) — truncated, corrupted, swapped with another file or deleted gives
+theme table, season lexicon, the poem and tune critics and the reply selector, tune windows) — truncated, corrupted, swapped with another file or deleted gives
 one ModelFileError that names the file and says how to rebuild it. A sibling folder that is
 absent is a stated fallback (chatbot/bot.py): no chat-backward, replies rank by the forward
 score; no chat-zh, the joint bot answers Chinese too; no chat-zh-backward, the Chinese bot
@@ -50,6 +50,7 @@ def models(poem_model_dir, chat_rerank_dir, tune_model_dir, tmp_path_factory):
     shutil.copytree(poem_model_dir, root / "poem")
     _poem_extras(root / "poem")
     shutil.copytree(tune_model_dir, root / "tune")
+    _critic(root / "tune")
     _, tok, _ = load_model(root / "chat")
     extra = tmp_path_factory.mktemp("zh_index")
     Retrieval.build([("你好", "你好！朋友"), ("谢谢", "不客气")], tok).save(extra / "retrieval.npz")

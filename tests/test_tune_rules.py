@@ -310,17 +310,43 @@ def test_phrase_weights_move_their_figures_and_the_rules_still_hold(tok, meter):
     assert rates["strong"]["part_ends_tonic"] > rates["none"]["part_ends_tonic"] + 0.3, rates
 
 
-def test_dotted_rest_and_one_pitch_weights(tok):
+def test_length_rest_and_repeated_note_weights(tok):
     from poetry.tunes.rules import Phrase
     from poetry.tunes.style import phrase_counts, phrase_rates
     n = 12
-    got = {}
+    got, bodies_of = {}, {}
     for name, ph in {"fewer": Phrase(dotted=-20, rest=-20, same=20),
-                     "more": Phrase(dotted=5, rest=5)}.items():
+                     "more": Phrase(dotted=5, rest=5),
+                     "sixteenths": Phrase(dotted=5, fine=-30)}.items():
         chain = tune_rules(tok, ["4/4"] * n, [()] * n, forms=["AABB"] * n, phrasing=[ph] * n)
-        bodies = decode_biased(chain, tok, n, random_logits(tok), seed=4)
+        bodies = bodies_of[name] = decode_biased(chain, tok, n, random_logits(tok), seed=4)
         assert all(not check_tune(b, "4/4") for b in bodies)
         got[name] = phrase_rates([phrase_counts(b, "4/4") for b in bodies])
     assert got["fewer"]["dotted_bars"] < 0.1 < got["more"]["dotted_bars"], got
     assert got["fewer"]["rest_bars"] < got["more"]["rest_bars"], got
     assert got["fewer"]["one_pitch_bars"] == 0, got
+    assert got["sixteenths"]["dotted_bars"] > 0.1, got
+    def finer(bodies):                     # lengths off the sixteenth grid: 1/4, 3/4 ...
+        return sum(abc.token_kind(t) == "dur" and (2 * abc.token_duration(t)).denominator > 1
+                   for b in bodies for t in abc.tokenize(b))
+    # a bias, not a ban: a tuplet's later notes must repeat its first one's length
+    assert finer(bodies_of["sixteenths"]) < 0.2 * finer(bodies_of["more"])
+
+
+def test_a_note_twice_in_a_row_leans_away_from_a_third(tok):
+    from poetry.tunes.rules import Phrase
+    from poetry.tunes.style import phrase_counts, phrase_rates
+
+    def repeating(t, out, gen):            # a decoder that likes to write its last token again
+        x = torch.randn(len(out), tok.vocab_size, generator=gen) * 3
+        for r, o in enumerate(out):
+            if o:
+                x[r, o[-1]] += 6
+        return x
+    got = {}
+    for run in (0.0, 20.0):
+        chain = tune_rules(tok, ["6/8"] * 12, [()] * 12, forms=["AABB"] * 12,
+                           phrasing=[Phrase(run=run, land=1e-9)] * 12)
+        bodies = decode_biased(chain, tok, 12, repeating, seed=5)
+        got[run] = phrase_rates([phrase_counts(b, "6/8") for b in bodies])["repeated_note_bars"]
+    assert got[20.0] < 0.5 * got[0.0], got

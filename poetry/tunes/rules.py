@@ -6,7 +6,10 @@ A tune (a normalised body, see `poetry.tunes.abc`) obeys them when:
   bar is longer; a tuplet `(p` stays inside one bar and its p notes share one written duration;
 * repeats balance: `|:` ... `:|` (or `::`), a first ending `[1` right after a bar line inside a
   repeat, closed by `:|` and followed at once by `[2`; `||` and `|]` never inside a repeat;
-* a tie is followed by a note; the tune ends with `|]` or `:|`, then <eos>.
+* a tie is followed by a note; the tune ends with `|]` or `:|`, then <eos>;
+* after a note with an accidental, the same note later in its bar is written with one too (ABC
+  carries an accidental through the bar, so a bare `c` after `^c` would sound C sharp while
+  its token says C).
 The constraint also keeps a form where one is asked for (FORMS: AABB = two 8-bar parts after an
 optional pickup, each repeated with `|: ... :|`/`::` or 1st/2nd endings in its 8th bar; AB = two
 8-bar parts played once, `||` between), else caps the length (`max_bars`, closing the tune
@@ -104,10 +107,26 @@ def _tuplet_problem(tokens: Sequence[str]) -> str | None:
     return None
 
 
+def _carried_accidental(tokens: Sequence[str]) -> str | None:
+    """A bare note after the same note with an accidental in one bar: ABC would carry the
+    accidental to it, so its written token would not say its pitch."""
+    altered: set[str] = set()
+    for tok in tokens:
+        if tok in BARS:
+            altered = set()
+        elif token_kind(tok) == "note":
+            if tok[0] in "^_=":
+                altered.add(tok.lstrip("^_="))
+            elif tok in altered:
+                return f"a bare {tok} after an accidental on it in the same bar"
+    return None
+
+
 def check_tune(body: str, meter: str) -> list[str]:
     """Everything in `body` that breaks the rules (empty list = a valid tune)."""
     tokens = tokenize(body)
-    problems = [p for p in (check_structure(tokens), _tuplet_problem(tokens)) if p]
+    problems = [p for p in (check_structure(tokens), _tuplet_problem(tokens),
+                            _carried_accidental(tokens)) if p]
     full, bs = bar_length(meter), bars(tokens)
     for i, (_, dur, _) in enumerate(bs):
         edge = i == 0 or i == len(bs) - 1
@@ -192,7 +211,7 @@ class _Row:
     __slots__ = ("full", "used", "pending", "role", "tup_left", "tup_q", "tup_d", "tied",
                  "tie_ok", "rep", "after_bar", "n_bars", "must_end", "eos_ok", "done",
                  "content", "hashes", "pos", "last", "last_tonic", "form", "part", "part_bars",
-                 "pickup", "end_ok", "bar_fine", "played")
+                 "pickup", "end_ok", "bar_fine", "played", "altered")
 
     def __init__(self, full: int, form: Optional[tuple] = None):
         self.full, self.used, self.pending, self.role = full, 0, 0, 0
@@ -209,6 +228,8 @@ class _Row:
         self.content, self.hashes, self.pos = [], [], 0
         self.played = []                   # form: (part, bar in part, content) of each bar
                                            # played the first time through
+        self.altered = frozenset()         # notes (letter and octave) given an accidental
+                                           # in this bar: ABC carries it to a bare one
 
     def copy(self) -> "_Row":
         new = _Row.__new__(_Row)
@@ -247,6 +268,7 @@ class BarState:
     form_close: str         # form: the bar line that ends the current part ("" = free form)
     part_last: bool         # form: this bar is its part's last
     pickup: int             # form: grains of the pickup (the final bar may be short by as much)
+    altered: frozenset = frozenset()   # notes with an accidental earlier in this bar
 
 
 class TuneConstraint:
@@ -284,6 +306,7 @@ class TuneConstraint:
         for i in self.ids["note"]:
             self.by_pitch.setdefault(self.itos[i].lstrip("^_="), set()).add(i)
         self.tonic = {i for i in self.ids["note"] if self.itos[i].lstrip("=")[0] in "Cc"}
+        self.bare = {self.itos[i]: i for i in self.ids["note"] if self.itos[i][0] not in "^_="}
         self.bar_ids = {t: self.itos.index(t) for t in BARS + ("[1", "[2") if t in self.itos}
         if "[2" not in self.bar_ids:           # a first ending needs its second
             self.bar_ids.pop("[1", None)
@@ -346,6 +369,8 @@ class TuneConstraint:
         if k.eos_ok and not tied:
             out.add(self.eos)
         notes = self.by_pitch.get(tied, set()) if tied else set(self.ids["note"])
+        for name in k.altered:             # after ^c a bare c would read as c sharp: write it out
+            notes.discard(self.bare.get(name, -1))
         rests = set() if tied else set(self.ids["rest"])
         if in_tup:                         # the rest of a tuplet: notes of the forced duration
             return out | notes | rests
@@ -447,7 +472,8 @@ class TuneConstraint:
                       tup_q=row.tup_q, tup_d=row.tup_d, in_tup=row.tup_left > 0,
                       tied=row.tied, tie_ok=row.tie_ok, rep=row.rep, after_bar=row.after_bar,
                       start=row.pos == 0, first=row.n_bars == 0, eos_ok=row.eos_ok,
-                      last_tonic=row.last_tonic, end_ok=row.end_ok, bar_fine=row.bar_fine)
+                      last_tonic=row.last_tonic, end_ok=row.end_ok, bar_fine=row.bar_fine,
+                      altered=row.altered)
         if row.form is None:
             force = bars_left <= (2 if row.rep[1] == 1 else 1)
             return BarState(**common, can_close=row.n_bars + 1 >= self.min_bars, force=force,
@@ -522,6 +548,8 @@ class TuneConstraint:
             row.end_ok = row.end_ok and kind == "rest"
             if kind == "note":
                 row.last_tonic = i in self.tonic
+                if tok[0] in "^_=":
+                    row.altered = row.altered | {tok.lstrip("^_=")}
             row.role = 0 if row.tup_left == 0 else 1 if row.tup_d == 0 else 2
             row.tup_left = max(row.tup_left - 1, 0)
             row.content.append(tok)
@@ -555,7 +583,7 @@ class TuneConstraint:
             row.eos_ok = tok == ":|" and row.rep == START and row.n_bars >= self.min_bars \
                 and row.end_ok and row.bar_fine
         row.used, row.content, row.after_bar, row.tie_ok = 0, [], True, False
-        row.end_ok, row.bar_fine = False, True
+        row.end_ok, row.bar_fine, row.altered = False, True, frozenset()
 
     @staticmethod
     def _advance_part(row: _Row, pickup: bool) -> None:
@@ -682,6 +710,8 @@ class Phrase:
     same: float = 0.0       # a bar of one pitch so far: against that pitch once more
     bar4: float = 0.0       # the last beat of a part's 4th bar: the tonic or dominant, + or -
     rest: float = 0.0       # rests: + more, - fewer
+    fine: float = 0.0       # lengths off the sixteenth grid (3/4, 1/4, ...): + more, - fewer
+    run: float = 0.0        # after two notes of one pitch in a row: against a third
 
     def __bool__(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -692,8 +722,8 @@ class Phrasing:
     5-6 of a part lean towards restating its bars 1-2, a later part's bars 7-8 towards the
     first part's (a shared cadence), the note on the last beat of a part's last bar towards
     the tonic, the same beat of its 4th bar towards or away from the tonic and dominant,
-    lengths off the eighth grid and rests up or down, and a bar of one pitch away from one
-    more. A copy leans on while what was written matches its model with at most one note or
+    lengths off the eighth grid, lengths off the sixteenth grid and rests up or down, and a
+    bar of one pitch, or a note written twice in a row, away from one more. A copy leans on while what was written matches its model with at most one note or
     length changed. It reads the rows of the `TuneConstraint` it follows in the chain (which
     updates them first); the weights (`Phrase`, per item) are measured to bring each rate into
     the corpus's range (`poetry.tunes.style.PHRASES`)."""
@@ -705,6 +735,7 @@ class Phrasing:
         self.stoi = {t: i for i, t in enumerate(constraint.itos)}
         c = constraint
         self.off_grid = [i for i, d in c.dur_g.items() if d % c.grain] + c.ids["tuplet"]
+        self.finer = [i for i, d in c.dur_g.items() if (2 * d) % c.grain]
         self.home = sorted(c.tonic | {i for i in c.ids["note"] if c.itos[i].lstrip("=")[0] in "Gg"})
 
     def begin(self, rows: torch.Tensor) -> None:
@@ -758,9 +789,14 @@ class Phrasing:
                 add(r, self.off_grid, ph.dotted)
             if ph.rest:
                 add(r, self.c.ids["rest"], ph.rest)
+            if ph.fine:
+                add(r, self.finer, ph.fine)
             notes = [t for t in row.content if token_kind(t) == "note"]
             if ph.same and len(notes) >= 2 and len(set(notes)) == 1 and notes[0] in self.stoi:
                 add(r, [self.stoi[notes[0]]], -ph.same)
+            elif ph.run and len(notes) >= 2 and notes[-1] == notes[-2] and \
+                    row.content[-1] == notes[-1] and notes[-1] in self.stoi:
+                add(r, [self.stoi[notes[-1]]], -ph.run)
             if row.form is None:
                 continue
             model, w = self._model(row, ph)

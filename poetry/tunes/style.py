@@ -241,6 +241,7 @@ PHRASES = {
     "restates_opening": "parts whose bars 5-6 restate bars 1-2 (exactly or one note changed)",
     "b_bars_from_a": "bars of the second part that are bars of the first (mean per tune)",
     "one_pitch_bars": "bars of one pitch repeated (two notes or more)",
+    "repeated_note_bars": "bars with one pitch three times in a row",
     "rest_bars": "bars that hold a rest",
     "dotted_bars": "bars with a dotted or broken rhythm (a note off the eighth grid)",
 }
@@ -327,6 +328,8 @@ def phrase_counts(body: str, meter: str) -> dict:
             "restates_opening": sum(_close(p["bars"][:2], p["bars"][4:6]) for p in parts_),
             "b_bars_from_a": shared, "bars": len(whole),
             "one_pitch_bars": sum(len(ns) >= 2 and len(set(ns)) == 1 for ns in pitched),
+            "repeated_note_bars": sum(any(a == b == c for a, b, c in zip(ns, ns[1:], ns[2:]))
+                                      for ns in pitched),
             "rest_bars": sum(any(n is None for n, _ in b["notes"]) for b in whole),
             "dotted_bars": sum(any(d.denominator > 1 for _, d in b["notes"]) for b in whole)}
 
@@ -341,20 +344,25 @@ def phrase_rates(counts: list[dict]) -> dict:
             **{k: rate(k, parts_) for k in ("part_ends_tonic", "bar4_tonic_or_dominant",
                                             "restates_opening")},
             "b_bars_from_a": round(sum(two) / len(two), 3) if two else None,
-            **{k: rate(k, bars) for k in ("one_pitch_bars", "rest_bars", "dotted_bars")}}
+            **{k: rate(k, bars) for k in ("one_pitch_bars", "repeated_note_bars", "rest_bars",
+                                            "dotted_bars")}}
 
 
-def phrase_range(counts: list[dict], n: int, draws: int = 400, seed: int = 0) -> dict:
-    """Where each rate of `n` tunes drawn from `counts` (a corpus's) falls: its 5th and 95th
-    percentiles over `draws` samples with replacement. A generated set of n tunes is "in the
-    corpus's range" on a figure when its rate lies there."""
+def phrase_range(counts: list[dict], n: int, draws: int = 1000, seed: int = 0,
+                 share: float = 0.99) -> dict:
+    """Where each rate of `n` tunes drawn from `counts` (a corpus's) falls: the middle `share`
+    of its values over `draws` samples with replacement (0.5th to 99.5th percentile). A
+    generated set of n tunes is "in the corpus's range" on a figure when its rate lies there,
+    as 99 in 100 sets of the corpus's own tunes do."""
     import random
     rng = random.Random(seed)
     samples = [phrase_rates([rng.choice(counts) for _ in range(n)]) for _ in range(draws)]
+    cut = (1 - share) / 2
     out = {}
     for k in PHRASES:
         xs = sorted(s[k] for s in samples if s[k] is not None)
-        out[k] = [xs[int(0.05 * (len(xs) - 1))], xs[int(0.95 * (len(xs) - 1))]] if xs else None
+        out[k] = [xs[int(cut * (len(xs) - 1))], xs[int((1 - cut) * (len(xs) - 1))]] \
+            if xs else None
     return out
 
 

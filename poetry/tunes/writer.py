@@ -59,15 +59,17 @@ def known_rhythms(card: dict) -> list[str]:
 
 class TuneWriter(Writer):
     MODEL, MAX_N, WHAT, TEXT = "tune", MAX_N, "tunes", "abc"
-    TEMPERATURE, CANDIDATES = 1.0, 1
+    TEMPERATURE, CANDIDATES, CRITIC_WEIGHT = 1.0, 4, 0.3    # chosen by a blind read
     # the soft phrase rules per rhythm (`rules.Phrase`, nats): a coordinate search on 120 tunes
-    # per rhythm towards the training tunes' mean rates; `python -m poetry.tunes.evaluate`
-    # reports each rate beside the corpus's range
+    # per rhythm (4 candidates, the critic on) towards the training tunes' mean rates;
+    # `python -m poetry.evaluate tune` reports each rate beside the corpus's range
     PHRASING = {
-        "jig": Phrase(restate=4.0, share=12.0, land=3.0, same=5.5, bar4=-1.0, rest=-2.25),
-        "reel": Phrase(restate=5.0, share=6.0, land=2.0, dotted=0.6, same=1.0, rest=0.5),
-        "hornpipe": Phrase(restate=4.67, share=12.0, land=3.0, dotted=-0.9, same=4.0, bar4=0.5,
-                           rest=-1.0)}
+        "jig": Phrase(restate=4.0, share=12.0, land=2.0, dotted=0.45, same=5.5, bar4=-1.0,
+                      rest=-2.25, fine=-30.0, run=-1.0),
+        "reel": Phrase(restate=5.33, share=6.0, land=1.0, dotted=1.1, same=2.0, rest=0.5,
+                       fine=-30.0, run=1.0),
+        "hornpipe": Phrase(restate=4.4, share=12.0, land=3.0, dotted=-0.9, same=5.5, bar4=0.5,
+                           rest=-1.0, run=-1.25)}
 
     def __init__(self, model, tokenizer, card: dict, windows: Optional[set[int]] = None,
                  precision: str = "auto"):
@@ -166,6 +168,10 @@ class TuneWriter(Writer):
     # -- what the shared writer needs --------------------------------------------------------
     def source(self, req: TuneRequest) -> list[int]:
         return self.tok.encode(source_text(req.meter, req.key.mode, req.rhythm))
+
+    def critic_ids(self, req: TuneRequest, text: str) -> list[int]:
+        """The setting tokens, then the body in C of the mode (as `poetry.tunes.critic` reads)."""
+        return self.source(req) + self.tok.encode(text)
 
     def rules(self, reqs: Sequence[TuneRequest], on: bool):
         return tune_rules(self.tok, [r.meter for r in reqs], [r.prefix for r in reqs], on,
