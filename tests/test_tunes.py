@@ -261,3 +261,15 @@ def test_cli_and_batch_take_a_form(model_dir, short, tmp_path, capsys):
     lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert [r["tunes"][0]["form"] for r in lines[:2]] == ["AABB", "AB"]
     assert "unknown form 'rondo'" in lines[2]["error"]
+
+
+def test_a_tune_is_the_same_alone_in_a_batch_and_again(model_dir):
+    """The rules keep no state between batches but their mask cache: a job's tune does not
+    depend on what was decoded before it or beside it (full-length tunes: more ties)."""
+    job = (TuneWriter.load(model_dir).request("6/8", "D", "jig"), 1, 99)
+    alone = TuneWriter.load(model_dir).generate([job])[0][0]["home"]
+    writer = TuneWriter.load(model_dir)              # a fresh cache, filled by a batch
+    others = [(writer.request(m, k, r), 1, 50 + i) for i, (m, k, r) in
+              enumerate((("6/8", "D", "jig"), ("2/4", "G", "reel"), ("3/4", "A", "song")))]
+    beside = writer.generate(others + [job])[3][0]["home"]
+    assert alone == beside == writer.generate([job])[0][0]["home"]

@@ -368,9 +368,9 @@ class TuneConstraint:
         out = set(self.ids["tie"]) if tie else set()
         if k.eos_ok and not tied:
             out.add(self.eos)
-        notes = self.by_pitch.get(tied, set()) if tied else set(self.ids["note"])
-        for name in k.altered:             # after ^c a bare c would read as c sharp: write it out
-            notes.discard(self.bare.get(name, -1))
+        notes = set(self.by_pitch.get(tied, ())) if tied else set(self.ids["note"])
+        # after ^c a bare c would read as c sharp: it is written out
+        notes -= {self.bare[name] for name in k.altered if name in self.bare}
         rests = set() if tied else set(self.ids["rest"])
         if in_tup:                         # the rest of a tuplet: notes of the forced duration
             return out | notes | rests
@@ -711,7 +711,7 @@ class Phrase:
     bar4: float = 0.0       # the last beat of a part's 4th bar: the tonic or dominant, + or -
     rest: float = 0.0       # rests: + more, - fewer
     fine: float = 0.0       # lengths off the sixteenth grid (3/4, 1/4, ...): + more, - fewer
-    run: float = 0.0        # after two notes of one pitch in a row: against a third
+    run: float = 0.0        # after three notes of one pitch in a row: against a fourth
 
     def __bool__(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -723,7 +723,7 @@ class Phrasing:
     first part's (a shared cadence), the note on the last beat of a part's last bar towards
     the tonic, the same beat of its 4th bar towards or away from the tonic and dominant,
     lengths off the eighth grid, lengths off the sixteenth grid and rests up or down, and a
-    bar of one pitch, or a note written twice in a row, away from one more. A copy leans on while what was written matches its model with at most one note or
+    bar of one pitch, or a note written three times in a row, away from one more. A copy leans on while what was written matches its model with at most one note or
     length changed. It reads the rows of the `TuneConstraint` it follows in the chain (which
     updates them first); the weights (`Phrase`, per item) are measured to bring each rate into
     the corpus's range (`poetry.tunes.style.PHRASES`)."""
@@ -794,7 +794,7 @@ class Phrasing:
             notes = [t for t in row.content if token_kind(t) == "note"]
             if ph.same and len(notes) >= 2 and len(set(notes)) == 1 and notes[0] in self.stoi:
                 add(r, [self.stoi[notes[0]]], -ph.same)
-            elif ph.run and len(notes) >= 2 and notes[-1] == notes[-2] and \
+            elif ph.run and len(notes) >= 3 and notes[-1] == notes[-2] == notes[-3] and \
                     row.content[-1] == notes[-1] and notes[-1] in self.stoi:
                 add(r, [self.stoi[notes[-1]]], -ph.run)
             if row.form is None:

@@ -241,7 +241,7 @@ PHRASES = {
     "restates_opening": "parts whose bars 5-6 restate bars 1-2 (exactly or one note changed)",
     "b_bars_from_a": "bars of the second part that are bars of the first (mean per tune)",
     "one_pitch_bars": "bars of one pitch repeated (two notes or more)",
-    "repeated_note_bars": "bars with one pitch three times in a row",
+    "repeated_note_bars": "bars with one pitch four times in a row",
     "rest_bars": "bars that hold a rest",
     "dotted_bars": "bars with a dotted or broken rhythm (a note off the eighth grid)",
 }
@@ -328,7 +328,7 @@ def phrase_counts(body: str, meter: str) -> dict:
             "restates_opening": sum(_close(p["bars"][:2], p["bars"][4:6]) for p in parts_),
             "b_bars_from_a": shared, "bars": len(whole),
             "one_pitch_bars": sum(len(ns) >= 2 and len(set(ns)) == 1 for ns in pitched),
-            "repeated_note_bars": sum(any(a == b == c for a, b, c in zip(ns, ns[1:], ns[2:]))
+            "repeated_note_bars": sum(any(len(set(ns[i:i + 4])) == 1 for i in range(len(ns) - 3))
                                       for ns in pitched),
             "rest_bars": sum(any(n is None for n, _ in b["notes"]) for b in whole),
             "dotted_bars": sum(any(d.denominator > 1 for _, d in b["notes"]) for b in whole)}
