@@ -60,14 +60,16 @@ def known_rhythms(card: dict) -> list[str]:
 class TuneWriter(Writer):
     MODEL, MAX_N, WHAT, TEXT = "tune", MAX_N, "tunes", "abc"
     TEMPERATURE, CANDIDATES, CRITIC_WEIGHT = 1.0, 4, 0.3    # chosen by a blind read
-    # the soft phrase rules per rhythm (`rules.Phrase`, nats): a coordinate search on 120 tunes
-    # per rhythm (4 candidates, the critic on) towards the training tunes' mean rates;
+    # the soft phrase rules per rhythm (`rules.Phrase`, nats). Hornpipes: a coordinate search
+    # on 120 tunes (4 candidates, the critic on) towards the training tunes' mean rates. Jigs
+    # and reels: the same search, then fewer dotted figures and rests and no runs of one note,
+    # which blind readers preferred to the corpus's rates (docs/tunes.md);
     # `python -m poetry.evaluate tune` reports each rate beside the corpus's range
     PHRASING = {
-        "jig": Phrase(restate=4.0, share=12.0, land=2.0, dotted=0.45, same=5.5, bar4=-1.0,
-                      rest=-2.25, fine=-30.0, run=-1.0),
-        "reel": Phrase(restate=5.33, share=6.0, land=1.0, dotted=1.1, same=2.0, rest=0.5,
-                       fine=-30.0, run=1.0),
+        "jig": Phrase(restate=4.0, share=12.0, land=2.0, dotted=-0.5, same=5.5, bar4=-1.0,
+                      rest=-2.25, fine=-30.0, run=2.0),
+        "reel": Phrase(restate=5.33, share=6.0, land=1.0, dotted=0.0, same=2.0, rest=-1.0,
+                       fine=-30.0, run=2.0),
         "hornpipe": Phrase(restate=4.4, share=12.0, land=3.0, dotted=-0.9, same=5.5, bar4=0.5,
                            rest=-1.0, run=-1.25)}
 
