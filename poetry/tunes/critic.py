@@ -1,6 +1,7 @@
 """The tune critic: real tunes against the model's own, for the writer's ranking.
 
-    python -m poetry.tunes.critic samples [--data cache/tunes] [--samples cache/tune-critic] [--n 3000]
+    python -m poetry.tunes.critic samples [--data cache/tunes] [--samples cache/tune-critic]
+                                          [--n 3000]
     python -m poetry.tunes.critic train   [--samples cache/tune-critic] [--model data/models/tune]
 
 `samples` takes real tunes from each split of the prepared corpus and, for each one, writes the

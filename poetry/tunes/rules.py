@@ -38,8 +38,8 @@ import torch
 
 from shared.rules import AllOf, ForcePrefix
 
-from .abc import BARS, TUPLETS, Key, bar_length, bars, beat_length, note_pitch, token_duration, token_kind, \
-    tokenize
+from .abc import (BARS, TUPLETS, Key, bar_length, bars, beat_length, note_pitch,
+                  token_duration, token_kind, tokenize)
 
 START = (False, 0, False)          # repeat state: (repeat open, ending 0/1/2, `[2` required)
 PART_BARS = 8                      # a part of a dance tune: 8 bars after its pickup
@@ -718,15 +718,17 @@ class Phrase:
 
 
 class Phrasing:
-    """Soft phrase rules for a form's 8-bar parts, as a bias on the log-probs (no mask): bars
-    5-6 of a part lean towards restating its bars 1-2, a later part's bars 7-8 towards the
-    first part's (a shared cadence), the note on the last beat of a part's last bar towards
-    the tonic, the same beat of its 4th bar towards or away from the tonic and dominant,
-    lengths off the eighth grid, lengths off the sixteenth grid and rests up or down, and a
-    bar of one pitch, or a note written three times in a row, away from one more. A copy leans on while what was written matches its model with at most one note or
-    length changed. It reads the rows of the `TuneConstraint` it follows in the chain (which
-    updates them first); the weights (`Phrase`, per item) are measured to bring each rate into
-    the corpus's range (`poetry.tunes.style.PHRASES`)."""
+    """Soft phrase rules for a form's 8-bar parts, as a bias on the log-probs (no mask):
+    * bars 5-6 of a part lean towards restating its bars 1-2, and a later part's bars 7-8
+      towards the first part's (a shared cadence), while what was written matches its model
+      with at most one note or length changed;
+    * the note on the last beat of a part's last bar leans towards the tonic, and on the same
+      beat of its 4th bar towards or away from the tonic and dominant;
+    * lengths off the eighth grid, lengths off the sixteenth grid and rests lean up or down;
+    * a bar of one pitch, or a note written three times in a row, leans away from one more.
+    It reads the rows of the `TuneConstraint` it follows in the chain (which updates them
+    first). The weights are a `Phrase` per item (the writer's are `TuneWriter.PHRASING`); the
+    figures they move are `poetry.tunes.style.PHRASES`."""
 
     def __init__(self, constraint: TuneConstraint, phrases: Sequence[Phrase],
                  beats: Sequence[int]):
@@ -736,7 +738,8 @@ class Phrasing:
         c = constraint
         self.off_grid = [i for i, d in c.dur_g.items() if d % c.grain] + c.ids["tuplet"]
         self.finer = [i for i, d in c.dur_g.items() if (2 * d) % c.grain]
-        self.home = sorted(c.tonic | {i for i in c.ids["note"] if c.itos[i].lstrip("=")[0] in "Gg"})
+        dominant = {i for i in c.ids["note"] if c.itos[i].lstrip("=")[0] in "Gg"}
+        self.home = sorted(c.tonic | dominant)
 
     def begin(self, rows: torch.Tensor) -> None:
         self.items = rows.tolist()
@@ -824,8 +827,8 @@ def tune_rules(tokenizer, meters: Sequence[str], prefixes: Sequence[Sequence[int
     """The chain for a batch: the user's opening bars (shared `ForcePrefix`, checked beforehand
     with `TuneConstraint.check_prefix`), then, if `on`, the bar and form rules and, given
     `pitches` (one per item), the pitch rules and, given `phrasing` (a `Phrase` per item), the
-    soft phrase rules; `options` go to `TuneConstraint`. With the rules
-    off only the opening is forced (plain sampling after it)."""
+    soft phrase rules; `options` go to `TuneConstraint`. With the rules off only the opening
+    is forced (plain sampling after it)."""
     force = ForcePrefix(tokenizer.vocab_size, prefixes)
     if not on:
         return force
