@@ -251,6 +251,40 @@ def train_on_samples(model_dir: str | Path, samples: str | Path, encode, about: 
     return figures
 
 
+def main_for(argv, *, prog: str, doc: str, writer, data: Path, samples_dir: Path, what: str,
+             samples, train) -> int:
+    """The command line of a task's critic: `samples` writes real texts beside the model's own
+    (`samples(writer, data, samples_dir, n, log=...)`), `train` fits the critic on them
+    (`train(model_dir, samples_dir, epochs, out, log=...)`, returning its figures)."""
+    import argparse
+    import sys
+    ap = argparse.ArgumentParser(prog=prog, description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["samples", "train"])
+    ap.add_argument("--data", type=Path, default=data)
+    ap.add_argument("--samples", "--out", dest="samples", type=Path, default=samples_dir,
+                    help="the folder of samples.jsonl")
+    ap.add_argument("--n", type=int, default=3000, help=f"real {what} (each gets a generated one)")
+    ap.add_argument("--model", type=Path, default=None, help=f"default data/models/{writer.MODEL}")
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--critic-out", type=Path, default=None,
+                    help="train: where the critic goes (default: beside the model)")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.n <= 0 or args.epochs <= 0:
+        raise ValueError("--n and --epochs must be positive")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_dir = args.model or writer.default_dir()
+    log = lambda m: print(m, file=sys.stderr, flush=True)
+    if args.action == "samples":
+        samples(writer.load(model_dir, critic=False), args.data, args.samples, args.n, log=log)
+    else:
+        figures = train(model_dir, args.samples, args.epochs, args.critic_out, log=log)
+        print(json.dumps(figures["accuracy"]))
+    return 0
+
+
 def hits_at_1(critic: Critic, pairs: Sequence[tuple[list, list]], k: int = 20,
               seed: int = 0) -> float:
     """Share of (context, reply) pairs whose reply beats k - 1 replies of other pairs."""

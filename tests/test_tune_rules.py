@@ -22,14 +22,19 @@ def tok():
 
 
 def decode(constraint, tok, n_rows, logits_fn, steps=3000, seed=0):
-    """A fake decoder: sample from masked logits until every row emits <eos>."""
+    """A fake decoder: sample from masked logits until every row emits <eos>; a chain's bias
+    is added to the logits as the real decoder adds it."""
     gen = torch.Generator().manual_seed(seed)
     mask = constraint.begin(torch.arange(n_rows))
     out = [[] for _ in range(n_rows)]
     done = torch.zeros(n_rows, dtype=torch.bool)
     for t in range(steps):
         assert mask.any(-1).all(), "a row has no allowed token"
-        logits = logits_fn(t, out, gen).masked_fill(~mask, float("-inf"))
+        logits = logits_fn(t, out, gen)
+        bias = constraint.bias() if hasattr(constraint, "bias") else None
+        if bias is not None:
+            logits = logits.index_put_(bias[:2], bias[2], accumulate=True)
+        logits = logits.masked_fill(~mask, float("-inf"))
         nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen).view(-1)
         nxt = torch.where(done, torch.zeros_like(nxt), nxt)
         for r in range(n_rows):
@@ -263,29 +268,6 @@ def test_a_pickup_does_not_let_the_last_bar_end_short_on_a_short_note(tok):
 
 
 # -- phrase rules (a bias, not a mask) --------------------------------------------------------
-def decode_biased(constraint, tok, n_rows, logits_fn, seed=0, steps=3000):
-    """`decode`, with the chain's bias added to the logits as the real decoder adds it."""
-    gen = torch.Generator().manual_seed(seed)
-    mask = constraint.begin(torch.arange(n_rows))
-    out, done = [[] for _ in range(n_rows)], torch.zeros(n_rows, dtype=torch.bool)
-    for t in range(steps):
-        logits = logits_fn(t, out, gen)
-        bias = constraint.bias()
-        if bias is not None:
-            logits = logits.index_put_(bias[:2], bias[2], accumulate=True)
-        nxt = torch.multinomial(logits.masked_fill(~mask, float("-inf")).softmax(-1), 1,
-                                generator=gen).view(-1)
-        nxt = torch.where(done, torch.zeros_like(nxt), nxt)
-        for r in range(n_rows):
-            if not done[r] and nxt[r] != tok.eos_id:
-                out[r].append(int(nxt[r]))
-        done |= nxt.eq(tok.eos_id)
-        mask = constraint.step(nxt)
-        if done.all():
-            return [tok.decode(o) for o in out]
-    raise AssertionError("rows did not finish")
-
-
 @pytest.mark.parametrize("meter", ["6/8", "2/2", "2/4"])
 def test_phrase_weights_move_their_figures_and_the_rules_still_hold(tok, meter):
     from poetry.tunes.rules import Phrase
@@ -298,7 +280,7 @@ def test_phrase_weights_move_their_figures_and_the_rules_still_hold(tok, meter):
     rates = {}
     for name, ph in {"none": Phrase(), "strong": Phrase(restate=40, share=40, land=40)}.items():
         chain = tune_rules(tok, [meter] * n, [()] * n, forms=["AABB"] * n, phrasing=[ph] * n)
-        bodies = decode_biased(chain, tok, n, untied, seed=3)
+        bodies = decode(chain, tok, n, untied, seed=3)
         for body in bodies:
             assert not check_tune(body, meter) and check_ending(body) is None, body
             assert form_of(body, meter) == "AABB", body
@@ -319,7 +301,7 @@ def test_length_rest_and_repeated_note_weights(tok):
                      "more": Phrase(dotted=5, rest=5),
                      "sixteenths": Phrase(dotted=5, fine=-30)}.items():
         chain = tune_rules(tok, ["4/4"] * n, [()] * n, forms=["AABB"] * n, phrasing=[ph] * n)
-        bodies = bodies_of[name] = decode_biased(chain, tok, n, random_logits(tok), seed=4)
+        bodies = bodies_of[name] = decode(chain, tok, n, random_logits(tok), seed=4)
         assert all(not check_tune(b, "4/4") for b in bodies)
         got[name] = phrase_rates([phrase_counts(b, "4/4") for b in bodies])
     assert got["fewer"]["dotted_bars"] < 0.1 < got["more"]["dotted_bars"], got
@@ -347,6 +329,6 @@ def test_a_note_twice_in_a_row_leans_away_from_a_third(tok):
     for run in (0.0, 20.0):
         chain = tune_rules(tok, ["6/8"] * 12, [()] * 12, forms=["AABB"] * 12,
                            phrasing=[Phrase(run=run, land=1e-9)] * 12)
-        bodies = decode_biased(chain, tok, 12, repeating, seed=5)
+        bodies = decode(chain, tok, 12, repeating, seed=5)
         got[run] = phrase_rates([phrase_counts(b, "6/8") for b in bodies])["repeated_note_bars"]
     assert got[20.0] < 0.5 * got[0.0], got

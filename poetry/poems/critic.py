@@ -13,10 +13,8 @@ and critic.json beside the model.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -79,32 +77,10 @@ def train(model_dir: Path, samples_dir: Path, epochs: int, out: Path | None = No
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.poems.critic", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["samples", "train"])
-    ap.add_argument("--data", type=Path, default=poem_data.OUT)
-    ap.add_argument("--samples", "--out", dest="samples", type=Path, default=OUT,
-                    help="the folder of samples.jsonl")
-    ap.add_argument("--n", type=int, default=3000, help="real poems (each gets a generated one)")
-    ap.add_argument("--model", type=Path, default=None, help="default data/models/poem")
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--critic-out", type=Path, default=None,
-                    help="train: where the critic goes (default: beside the model)")
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args(argv)
-    import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from .writer import PoemWriter
-    model_dir = args.model or PoemWriter.default_dir()
-    log = lambda m: print(m, file=sys.stderr, flush=True)
-    if args.action == "samples":
-        writer = PoemWriter.load(model_dir, critic=False)
-        samples(writer, args.data, args.samples, args.n, log=log)
-    else:
-        figures = train(model_dir, args.samples, args.epochs, args.critic_out, log=log)
-        print(json.dumps(figures["accuracy"]))
-    return 0
+    return core.main_for(argv, prog="python -m poetry.poems.critic", doc=__doc__, writer=PoemWriter,
+                         data=poem_data.OUT, samples_dir=OUT, what="poems", samples=samples,
+                         train=train)
 
 
 if __name__ == "__main__":

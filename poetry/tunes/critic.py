@@ -15,10 +15,8 @@ critic.safetensors and critic.json beside the model.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -80,34 +78,10 @@ def train(model_dir: Path, samples_dir: Path, epochs: int, out: Path | None = No
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m poetry.tunes.critic", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["samples", "train"])
-    ap.add_argument("--data", type=Path, default=tune_data.DEFAULT_OUT)
-    ap.add_argument("--samples", "--out", dest="samples", type=Path, default=OUT,
-                    help="the folder of samples.jsonl")
-    ap.add_argument("--n", type=int, default=3000, help="real tunes (each gets a generated one)")
-    ap.add_argument("--model", type=Path, default=None, help="default data/models/tune")
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--critic-out", type=Path, default=None,
-                    help="train: where the critic goes (default: beside the model)")
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args(argv)
-    if args.n <= 0 or args.epochs <= 0:
-        raise ValueError("--n and --epochs must be positive")
-    import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from .writer import TuneWriter
-    model_dir = args.model or TuneWriter.default_dir()
-    log = lambda m: print(m, file=sys.stderr, flush=True)
-    if args.action == "samples":
-        writer = TuneWriter.load(model_dir, critic=False)
-        samples(writer, args.data, args.samples, args.n, log=log)
-    else:
-        figures = train(model_dir, args.samples, args.epochs, args.critic_out, log=log)
-        print(json.dumps(figures["accuracy"]))
-    return 0
+    return core.main_for(argv, prog="python -m poetry.tunes.critic", doc=__doc__, writer=TuneWriter,
+                         data=tune_data.DEFAULT_OUT, samples_dir=OUT, what="tunes", samples=samples,
+                         train=train)
 
 
 if __name__ == "__main__":
